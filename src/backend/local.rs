@@ -1,0 +1,179 @@
+//! The local-directory backend: the embedded default.
+//!
+//! Writes are atomic and durable: a temporary file in the target directory,
+//! fsync, rename over the final name, fsync of the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, ObjectInfo, validate_object_name};
+use crate::error::{Error, Result};
+
+/// A repository in a local directory.
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+/// Top-level directories of a repository.
+pub const DIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "locks"];
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        validate_object_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    fn list_into(&self, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io_path("cannot list", dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io_path("cannot list", dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.contains(".tmp-") {
+                continue;
+            }
+            let ft = entry
+                .file_type()
+                .map_err(|e| Error::io_path("cannot stat", entry.path(), e))?;
+            let full = format!("{prefix}/{name}");
+            if ft.is_dir() {
+                self.list_into(&entry.path(), &full, out)?;
+            } else if ft.is_file() {
+                let size = entry
+                    .metadata()
+                    .map_err(|e| Error::io_path("cannot stat", entry.path(), e))?
+                    .len();
+                out.push(ObjectInfo { name: full, size });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io_path("cannot sync directory", dir, e))
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.root)
+            .map_err(|e| Error::io_path("cannot create repository directory", &self.root, e))?;
+        for d in DIRS {
+            let p = self.root.join(d);
+            fs::create_dir_all(&p).map_err(|e| Error::io_path("cannot create", &p, e))?;
+        }
+        for i in 0..=255u8 {
+            let p = self.root.join("data").join(hex::encode([i]));
+            fs::create_dir_all(&p).map_err(|e| Error::io_path("cannot create", &p, e))?;
+        }
+        sync_dir(&self.root)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        let p = self.path(dir)?;
+        let mut out = Vec::new();
+        self.list_into(&p, dir, &mut out)?;
+        Ok(out)
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(name)?;
+        let mut f = File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?;
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)
+            .map_err(|e| Error::io_path("cannot read", &p, e))?;
+        Ok(out)
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(name)?;
+        let f = File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?;
+        let len = usize::try_from(len).map_err(|_| Error::invalid("range too long"))?;
+        let mut out = vec![0u8; len];
+        f.read_exact_at(&mut out, offset).map_err(|e| {
+            Error::io_path(
+                &format!("cannot read {len} bytes at offset {offset} of"),
+                &p,
+                e,
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(name)?;
+        let dir = p
+            .parent()
+            .ok_or_else(|| Error::invalid(format!("object name {name:?} has no directory")))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| Error::io_path("cannot create", dir, e))?;
+        }
+        let file_name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::invalid(format!("object name {name:?}")))?;
+        let tmp = dir.join(format!(
+            "{file_name}.tmp-{}",
+            hex::encode(crate::crypto::random_array::<8>())
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io_path("cannot write", &p, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &p) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io_path("cannot rename into place", &p, e));
+        }
+        sync_dir(dir)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let p = self.path(name)?;
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io_path("cannot delete", &p, e)),
+        }
+    }
+
+    fn stat(&self, name: &str) -> Result<u64> {
+        let p = self.path(name)?;
+        fs::metadata(&p)
+            .map(|m| m.len())
+            .map_err(|e| Error::io_path("cannot stat", &p, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        super::super::conformance::run_all(&b);
+    }
+}

@@ -1,0 +1,167 @@
+//! Backends: named objects on some storage.
+//!
+//! Owns: get/put/list/delete of opaque objects by name ("config",
+//! "keys/<id>", "data/<2 hex>/<id>", …). Never touches: encryption, the
+//! record formats, keys. A backend only ever sees sealed bytes.
+
+pub mod local;
+pub mod mem;
+
+use crate::error::Result;
+
+/// An object's name and size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Name relative to the repository root, `/`-separated.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Storage for named objects. Implementations must make `put` atomic (a
+/// reader never sees a partial object) and durable before it returns.
+pub trait Backend: Send + Sync {
+    /// Where this backend points, for messages.
+    fn location(&self) -> String;
+    /// Prepare an empty repository location (create directories).
+    fn create(&self) -> Result<()>;
+    /// Every object under `dir` (recursively), e.g. `"snapshots"`.
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>>;
+    /// A whole object.
+    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// `len` bytes of an object from `offset`.
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Store an object atomically and durably. Replaces an existing one.
+    fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Remove an object. Removing a missing object is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// The size of an object, or a NotFound error.
+    fn stat(&self, name: &str) -> Result<u64>;
+}
+
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self) -> Result<()> {
+        (**self).create()
+    }
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        (**self).list(dir)
+    }
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        (**self).get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        (**self).get_range(name, offset, len)
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        (**self).put(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        (**self).delete(name)
+    }
+    fn stat(&self, name: &str) -> Result<u64> {
+        (**self).stat(name)
+    }
+}
+
+/// Check that an object name is relative, `/`-separated and free of `..`,
+/// so no backend is ever asked for a path outside its root.
+pub fn validate_object_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::Error::invalid(format!(
+            "invalid object name {name:?}"
+        )))
+    }
+}
+
+/// Conformance tests that every backend must pass unchanged.
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance {
+    use super::*;
+
+    /// Run every check against a fresh, empty backend.
+    pub fn run_all(b: &dyn Backend) {
+        b.create().unwrap();
+        put_get_round_trip(b);
+        ranges(b);
+        listing(b);
+        overwrite_and_delete(b);
+        missing_objects(b);
+    }
+
+    fn put_get_round_trip(b: &dyn Backend) {
+        for (i, len) in [0usize, 1, 4095, 4096, 4097, 1 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let data: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
+            let name = format!("index/{i:064x}");
+            b.put(&name, &data).unwrap();
+            assert_eq!(b.get(&name).unwrap(), data, "object of {len} bytes");
+            assert_eq!(b.stat(&name).unwrap(), len as u64);
+        }
+    }
+
+    fn ranges(b: &dyn Backend) {
+        let data: Vec<u8> = (0..10_000u32).map(|j| j as u8).collect();
+        b.put("data/ab/abcd", &data).unwrap();
+        assert_eq!(b.get_range("data/ab/abcd", 0, 10).unwrap(), &data[..10]);
+        assert_eq!(
+            b.get_range("data/ab/abcd", 9_990, 10).unwrap(),
+            &data[9_990..]
+        );
+        assert_eq!(b.get_range("data/ab/abcd", 5, 0).unwrap(), Vec::<u8>::new());
+        assert!(
+            b.get_range("data/ab/abcd", 9_995, 10).is_err(),
+            "range past the end"
+        );
+    }
+
+    fn listing(b: &dyn Backend) {
+        b.put("snapshots/01", b"a").unwrap();
+        b.put("snapshots/02", b"bc").unwrap();
+        let mut l = b.list("snapshots").unwrap();
+        l.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            l,
+            vec![
+                ObjectInfo {
+                    name: "snapshots/01".into(),
+                    size: 1
+                },
+                ObjectInfo {
+                    name: "snapshots/02".into(),
+                    size: 2
+                },
+            ]
+        );
+        let data = b.list("data").unwrap();
+        assert!(data.iter().any(|o| o.name == "data/ab/abcd"), "{data:?}");
+        assert!(b.list("locks").unwrap().is_empty());
+    }
+
+    fn overwrite_and_delete(b: &dyn Backend) {
+        b.put("locks/x", b"one").unwrap();
+        b.put("locks/x", b"two").unwrap();
+        assert_eq!(b.get("locks/x").unwrap(), b"two");
+        b.delete("locks/x").unwrap();
+        assert!(b.get("locks/x").unwrap_err().is_not_found());
+        b.delete("locks/x").unwrap();
+    }
+
+    fn missing_objects(b: &dyn Backend) {
+        assert!(b.get("keys/none").unwrap_err().is_not_found());
+        assert!(b.stat("keys/none").unwrap_err().is_not_found());
+        assert!(b.get("../escape").is_err());
+        assert!(b.put("/abs", b"x").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! `cairn backup`: back up paths into a new snapshot.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use cairn::ops::Progress;
+use cairn::ops::backup::{BackupOptions, backup};
+use cairn::source::exclude::ExcludeMatcher;
+
+use super::{GlobalArgs, human_bytes};
+
+/// Arguments of `cairn backup`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Exclude entries matching a glob (a pattern without `/` matches any name).
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Read exclude patterns from a file (one per line).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+    /// Exclude a directory if it contains an entry with this name.
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    exclude_if_present: Vec<String>,
+    /// Do not cross filesystem boundaries.
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tag: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long = "host", value_name = "HOST")]
+    host: Option<String>,
+    /// zstd level for new data (0 = off; default: the repository's).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
+    compression: Option<i32>,
+}
+
+struct Warnings {
+    quiet: bool,
+}
+
+impl Progress for Warnings {
+    fn error(&self, _path: &Path, error: &cairn::Error) {
+        if !self.quiet {
+            eprintln!("warning: {error}");
+        }
+    }
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let mut excludes = a.exclude.clone();
+    for f in &a.exclude_file {
+        excludes.extend(ExcludeMatcher::read_file(f)?);
+    }
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        excludes,
+        exclude_if_present: a.exclude_if_present.clone(),
+        one_file_system: a.one_file_system,
+        tags: a.tag.clone(),
+        host: a.host.clone(),
+        compression_level: a.compression,
+        writers: None,
+    };
+    let mut repo = g.open()?;
+    let r = backup(
+        &mut repo,
+        &opts,
+        &Warnings {
+            quiet: g.quiet || g.json,
+        },
+    )?;
+    let s = &r.snapshot.summary;
+    if g.json {
+        let errors: Vec<_> = r
+            .errors
+            .iter()
+            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "snapshot_id": r.id.to_hex(),
+                "files": s.files,
+                "dirs": s.dirs,
+                "others": s.others,
+                "files_read": s.files_read,
+                "bytes_read": s.bytes_read,
+                "total_bytes": s.total_bytes,
+                "data_blobs_added": s.data_blobs_added,
+                "tree_blobs_added": s.tree_blobs_added,
+                "bytes_added": s.bytes_added,
+                "bytes_stored": s.bytes_stored,
+                "duration_seconds": s.duration_ns as f64 / 1e9,
+                "errors": errors,
+            })
+        );
+    } else {
+        for (p, e) in &r.errors {
+            eprintln!("error: {}: {e}", p.display());
+        }
+        if !g.quiet {
+            println!(
+                "processed {} files, {} dirs, {} in {:.2}s",
+                s.files,
+                s.dirs,
+                human_bytes(s.total_bytes),
+                s.duration_ns as f64 / 1e9
+            );
+            println!(
+                "added {} new data blobs and {} new trees: {} ({} stored)",
+                s.data_blobs_added,
+                s.tree_blobs_added,
+                human_bytes(s.bytes_added),
+                human_bytes(s.bytes_stored)
+            );
+            println!("snapshot {} saved", r.id.short());
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(super::exit::OK)
+    } else {
+        if !g.json {
+            eprintln!(
+                "warning: {} entries could not be read and are missing from snapshot {}",
+                r.errors.len(),
+                r.id.short()
+            );
+        }
+        Ok(super::exit::PARTIAL)
+    }
+}

@@ -1,0 +1,31 @@
+//! `cairn dump`: write one file of a snapshot to standard output.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use cairn::ops::walk::{self, Found};
+
+use super::GlobalArgs;
+
+/// Arguments of `cairn dump`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshot ID (or a unique prefix, or `latest`).
+    snapshot: String,
+    /// Path of the file in the snapshot.
+    path: String,
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let repo = g.open_with_index()?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let node = match walk::find(&repo, &snap.tree, a.path.as_bytes())? {
+        Found::Entry(n) => n,
+        Found::Dir(..) => bail!("{} is a directory; `cairn dump` writes one file", a.path),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    walk::dump_file(&repo, &node, &mut out)?;
+    out.flush()?;
+    Ok(super::exit::OK)
+}

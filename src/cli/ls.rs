@@ -1,0 +1,116 @@
+//! `cairn ls`: list the entries of a snapshot.
+
+use std::io::Write;
+
+use anyhow::Result;
+use cairn::format::tree::{Node, NodeKind};
+use cairn::ops::walk::{self, Found};
+
+use super::{GlobalArgs, format_time, lossy};
+
+/// Arguments of `cairn ls`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshot ID (or a unique prefix, or `latest`).
+    snapshot: String,
+    /// Only list below this path of the snapshot.
+    path: Option<String>,
+    /// Long listing: type, mode, owner, size, mtime.
+    #[arg(short, long)]
+    long: bool,
+}
+
+fn mode_string(n: &Node) -> String {
+    let t = match n.kind {
+        NodeKind::File { .. } => '-',
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
+        NodeKind::Socket => 's',
+    };
+    let mut s = String::from(t);
+    for shift in [6u32, 3, 0] {
+        let bits = (n.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let repo = g.open_with_index()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let start = a.path.as_deref().unwrap_or("/");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if g.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"message_type": "snapshot", "id": id.to_hex(), "tree": snap.tree.to_hex()})
+        )?;
+    }
+    let mut emit = |path: &[u8], n: &Node| -> cairn::Result<()> {
+        let line = if g.json {
+            let mut v = serde_json::json!({
+                "path": lossy(path),
+                "name": lossy(&n.name),
+                "type": n.kind.name(),
+                "mode": n.mode,
+                "uid": n.uid,
+                "gid": n.gid,
+                "user": n.user,
+                "group": n.group,
+                "size": n.size,
+                "mtime": format!("{}.{:09}", n.mtime.sec, n.mtime.nsec),
+            });
+            if std::str::from_utf8(path).is_err() {
+                v["path_hex"] = serde_json::Value::String(hex::encode(path));
+            }
+            if let NodeKind::Symlink { target } = &n.kind {
+                v["link_target"] = serde_json::Value::String(lossy(target));
+            }
+            v.to_string()
+        } else if a.long {
+            let mut l = format!(
+                "{} {:>8} {:>8} {:>12} {} {}",
+                mode_string(n),
+                if n.user.is_empty() {
+                    n.uid.to_string()
+                } else {
+                    n.user.clone()
+                },
+                if n.group.is_empty() {
+                    n.gid.to_string()
+                } else {
+                    n.group.clone()
+                },
+                n.size,
+                format_time(n.mtime.sec.saturating_mul(1_000_000_000), 0),
+                lossy(path)
+            );
+            if let NodeKind::Symlink { target } = &n.kind {
+                l.push_str(" -> ");
+                l.push_str(&lossy(target));
+            }
+            l
+        } else {
+            lossy(path)
+        };
+        writeln!(out, "{line}").map_err(|e| cairn::Error::io("cannot write the listing", e))
+    };
+    match walk::find(&repo, &snap.tree, start.as_bytes())? {
+        Found::Dir(tree, _) => walk::walk(
+            &repo,
+            &tree,
+            start.trim_end_matches('/').as_bytes(),
+            &mut emit,
+        )?,
+        Found::Entry(n) => emit(start.as_bytes(), &n)?,
+    }
+    out.flush()?;
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,286 @@
+//! Command-line interface: argument parsing, passphrases, output and exit
+//! codes. One file per subcommand. Format details stay in the library.
+
+mod backup;
+mod cat;
+mod dump;
+mod init;
+mod ls;
+mod restore;
+mod snapshots;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cairn::backend::Backend;
+use cairn::backend::local::LocalBackend;
+use cairn::repo::Repository;
+use cairn::{Error, ErrorKind};
+use clap::{Parser, Subcommand};
+
+/// Exit codes, as restic users know them.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Fatal error.
+    pub const FATAL: i32 = 1;
+    /// Snapshot written, but some source entries could not be read.
+    pub const PARTIAL: i32 = 3;
+    /// The repository does not exist.
+    pub const NO_REPOSITORY: i32 = 10;
+    /// The repository lock could not be taken.
+    pub const LOCKED: i32 = 11;
+    /// Wrong passphrase.
+    pub const WRONG_PASSWORD: i32 = 12;
+}
+
+/// Cairn: encrypted, deduplicating snapshots of directory trees.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location (a local directory).
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    repo: Option<String>,
+    /// Read the passphrase from this file.
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_FILE",
+        global = true,
+        hide_env_values = true
+    )]
+    password_file: Option<PathBuf>,
+    /// Run this shell command and read the passphrase from its output.
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        hide_env_values = true
+    )]
+    password_command: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print less.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new repository.
+    Init(init::Args),
+    /// Back up files and directories into a new snapshot.
+    Backup(backup::Args),
+    /// List snapshots.
+    Snapshots(snapshots::Args),
+    /// List the entries of a snapshot.
+    Ls(ls::Args),
+    /// Restore a snapshot (or part of it) into a directory.
+    Restore(restore::Args),
+    /// Write one file of a snapshot to standard output.
+    Dump(dump::Args),
+    /// Print a repository object, decoded (for debugging).
+    Cat(cat::Args),
+}
+
+/// Parse arguments, run, and return the exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init(a) => init::run(&cli.global, a),
+        Command::Backup(a) => backup::run(&cli.global, a),
+        Command::Snapshots(a) => snapshots::run(&cli.global, a),
+        Command::Ls(a) => ls::run(&cli.global, a),
+        Command::Restore(a) => restore::run(&cli.global, a),
+        Command::Dump(a) => dump::run(&cli.global, a),
+        Command::Cat(a) => cat::run(&cli.global, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Print an error chain on one line and pick the exit code.
+fn report(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return exit::OK;
+        }
+    }
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Error>())
+        .map(Error::kind);
+    let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+    eprintln!("cairn: {}", dedup_chain(&msg));
+    match kind {
+        Some(ErrorKind::RepositoryNotFound) => exit::NO_REPOSITORY,
+        Some(ErrorKind::Locked) => exit::LOCKED,
+        Some(ErrorKind::WrongPassphrase) => exit::WRONG_PASSWORD,
+        _ => exit::FATAL,
+    }
+}
+
+/// Join an error chain, dropping causes already quoted by their parent.
+fn dedup_chain(msgs: &[String]) -> String {
+    let mut out = String::new();
+    for m in msgs {
+        if out.contains(m.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(m);
+    }
+    out
+}
+
+impl GlobalArgs {
+    fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let repo = self
+            .repo
+            .as_deref()
+            .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))?;
+        Ok(Arc::new(LocalBackend::new(repo)))
+    }
+
+    /// The passphrase, from the first source that is set: password file,
+    /// password command, `CAIRN_PASSWORD`, or a prompt on a terminal.
+    fn passphrase(&self, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        if let Some(f) = &self.password_file {
+            let mut b = std::fs::read(f)
+                .with_context(|| format!("cannot read the password file {}", f.display()))?;
+            trim_newline(&mut b);
+            return Ok(zeroize::Zeroizing::new(b));
+        }
+        if let Some(cmd) = &self.password_command {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("cannot run the password command {cmd:?}"))?;
+            if !out.status.success() {
+                bail!("the password command {cmd:?} failed ({})", out.status);
+            }
+            let mut b = out.stdout;
+            trim_newline(&mut b);
+            return Ok(zeroize::Zeroizing::new(b));
+        }
+        if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+            use std::os::unix::ffi::OsStringExt;
+            return Ok(zeroize::Zeroizing::new(p.into_vec()));
+        }
+        if std::io::stdin().is_terminal() {
+            let p = rpassword::prompt_password("enter passphrase for repository: ")
+                .context("cannot read the passphrase")?;
+            if confirm {
+                let q = rpassword::prompt_password("enter the passphrase again: ")
+                    .context("cannot read the passphrase")?;
+                if p != q {
+                    bail!("the passphrases do not match");
+                }
+            }
+            return Ok(zeroize::Zeroizing::new(p.into_bytes()));
+        }
+        bail!(
+            "no passphrase: set CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND or CAIRN_PASSWORD, or run on a terminal"
+        )
+    }
+
+    /// Open the repository (index not loaded).
+    fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        // A missing repository is reported before asking for a passphrase.
+        match backend.stat(cairn::repo::CONFIG_NAME) {
+            Err(e) if e.is_not_found() => {
+                return Err(Error::new(
+                    ErrorKind::RepositoryNotFound,
+                    format!(
+                        "repository {} does not exist; create it with `cairn init`",
+                        backend.location()
+                    ),
+                )
+                .into());
+            }
+            _ => {}
+        }
+        let pass = self.passphrase(false)?;
+        Ok(Repository::open(backend, &pass)?)
+    }
+
+    /// Open the repository and load its index.
+    fn open_with_index(&self) -> Result<Repository> {
+        let mut repo = self.open()?;
+        repo.load_index()?;
+        Ok(repo)
+    }
+}
+
+fn trim_newline(b: &mut Vec<u8>) {
+    while b.last().is_some_and(|&c| c == b'\n' || c == b'\r') {
+        b.pop();
+    }
+}
+
+/// Human-readable byte count (binary units).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// A snapshot time in its recorded UTC offset, `YYYY-MM-DD HH:MM:SS`.
+pub fn format_time(time_ns: i64, offset_s: i32) -> String {
+    let ts = jiff::Timestamp::from_nanosecond(i128::from(time_ns)).unwrap_or_default();
+    let off = jiff::tz::Offset::from_seconds(offset_s).unwrap_or(jiff::tz::Offset::UTC);
+    ts.to_zoned(jiff::tz::TimeZone::fixed(off))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// RFC 3339 time with offset, for JSON.
+pub fn format_time_rfc3339(time_ns: i64, offset_s: i32) -> String {
+    let ts = jiff::Timestamp::from_nanosecond(i128::from(time_ns)).unwrap_or_default();
+    let off = jiff::tz::Offset::from_seconds(offset_s).unwrap_or(jiff::tz::Offset::UTC);
+    ts.to_zoned(jiff::tz::TimeZone::fixed(off))
+        .strftime("%Y-%m-%dT%H:%M:%S%.9f%:z")
+        .to_string()
+}
+
+/// Bytes as a string for display; lossy for non-UTF-8.
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Split `SNAPSHOT[:PATH]`.
+pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (spec, None),
+    }
+}

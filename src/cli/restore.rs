@@ -1,0 +1,77 @@
+//! `cairn restore`: restore a snapshot (or part of it) into a directory.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cairn::ops::restore::{RestoreOptions, RestoreRoot, restore};
+use cairn::ops::walk::{self, Found};
+
+use super::{GlobalArgs, human_bytes, split_snapshot_path};
+
+/// Arguments of `cairn restore`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// `SNAPSHOT` or `SNAPSHOT:PATH` (restore only the content of PATH).
+    snapshot: String,
+    /// Directory to restore into.
+    #[arg(long, short = 't')]
+    target: PathBuf,
+    /// Only restore entries matching this glob (repeatable).
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    include: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let repo = g.open_with_index()?;
+    let (spec, sub) = split_snapshot_path(&a.snapshot);
+    let (id, snap) = repo.find_snapshot(spec)?;
+    let sub = sub.unwrap_or("/");
+    let root = match walk::find(&repo, &snap.tree, sub.as_bytes())? {
+        Found::Dir(t, _) => RestoreRoot::Tree(t),
+        Found::Entry(n) => RestoreRoot::Entry(Box::new(n)),
+    };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        include: a.include.clone(),
+        owners: None,
+    };
+    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
+    let r = restore(&repo, &root, sub.as_bytes(), &opts, &cairn::ops::NoProgress)?;
+    if g.json {
+        let errors: Vec<_> = r
+            .errors
+            .iter()
+            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "snapshot_id": id.to_hex(),
+                "files": r.files, "dirs": r.dirs, "others": r.others,
+                "bytes": r.bytes, "errors": errors,
+            })
+        );
+    } else {
+        for (p, e) in &r.errors {
+            eprintln!("error: {}: {e}", p.display());
+        }
+        if !g.quiet {
+            println!(
+                "restored snapshot {} to {}: {} files, {} dirs, {} others, {}",
+                id.short(),
+                a.target.display(),
+                r.files,
+                r.dirs,
+                r.others,
+                human_bytes(r.bytes)
+            );
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(super::exit::OK)
+    } else {
+        eprintln!("cairn: {} entries could not be restored", r.errors.len());
+        Ok(super::exit::FATAL)
+    }
+}

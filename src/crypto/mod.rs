@@ -1,0 +1,318 @@
+//! Cryptography: key derivation, authenticated encryption, keyed hashing.
+//!
+//! Owns: Argon2id (RFC 9106) for passphrases, XChaCha20-Poly1305
+//! (draft-irtf-cfrg-xchacha, over RFC 8439's ChaCha20-Poly1305) for every
+//! sealed object and blob, keyed BLAKE3 for blob IDs, and zeroizing secrets.
+//! Never touches: I/O, backends, the byte layout of records.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+
+/// XChaCha20 nonce length in bytes.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length in bytes.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed box adds to its plaintext: nonce plus tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// Length of every symmetric key.
+pub const KEY_LEN: usize = 32;
+
+/// Fill an array from the operating system's CSPRNG.
+pub fn random_array<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    // getrandom only fails if the OS has no entropy source at all; there is
+    // nothing safe to fall back to, so that is a hard stop.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut out).expect("the operating system's random source failed");
+    out
+}
+
+/// A 32-byte secret that is wiped from memory when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret32([u8; KEY_LEN]);
+
+impl Secret32 {
+    /// Wrap raw bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Secret32(bytes)
+    }
+    /// A fresh random secret.
+    pub fn random() -> Self {
+        Secret32(random_array())
+    }
+    /// The secret bytes (do not copy them into long-lived storage).
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret32(..)")
+    }
+}
+
+/// Argon2id cost parameters, stored in every key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// The default for new keys: 64 MiB, 3 passes, 1 lane (~0.2 s here).
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
+    /// Upper bound accepted when reading a key file: 4 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// Upper bound on passes accepted when reading a key file.
+    pub const MAX_ITERATIONS: u32 = 1000;
+    /// Upper bound on lanes accepted when reading a key file.
+    pub const MAX_PARALLELISM: u32 = 64;
+
+    /// Reject parameters a hostile key file could use to exhaust memory or
+    /// time, and those Argon2 itself refuses.
+    pub fn validate(&self) -> Result<()> {
+        if self.memory_kib < 8 * self.parallelism.max(1)
+            || self.memory_kib > Self::MAX_MEMORY_KIB
+            || self.iterations == 0
+            || self.iterations > Self::MAX_ITERATIONS
+            || self.parallelism == 0
+            || self.parallelism > Self::MAX_PARALLELISM
+        {
+            return Err(Error::malformed(
+                "key file",
+                format!("Argon2id parameters out of range: {self:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Derive the key-wrapping key from a passphrase with Argon2id.
+pub fn derive_wrapping_key(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Secret32> {
+    params.validate()?;
+    let p = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| Error::malformed("key file", format!("Argon2id parameters: {e}")))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = [0u8; KEY_LEN];
+    argon
+        .hash_password_into(passphrase, salt, &mut out)
+        .map_err(|e| Error::malformed("key file", format!("Argon2id: {e}")))?;
+    let secret = Secret32(out);
+    out.zeroize();
+    Ok(secret)
+}
+
+/// An AEAD key: XChaCha20-Poly1305 with random 24-byte nonces.
+///
+/// A sealed box is `nonce (24) ‖ ciphertext ‖ tag (16)`; the associated data
+/// binds the box to its kind and name so that boxes cannot be swapped.
+#[derive(Clone)]
+pub struct SealKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl SealKey {
+    /// A key from 32 secret bytes.
+    pub fn new(key: &Secret32) -> Self {
+        let k = Key::from(*key.expose());
+        SealKey {
+            cipher: XChaCha20Poly1305::new(&k),
+        }
+    }
+
+    /// Seal `plaintext`, appending the box to `out`.
+    pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        let nonce_bytes: [u8; NONCE_LEN] = random_array();
+        let start = out.len();
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(plaintext);
+        let nonce = XNonce::from(nonce_bytes);
+        let body = &mut out[start + NONCE_LEN..];
+        // Encryption only fails for messages longer than 256 GiB; every
+        // sealed record is bounded far below that by the format's limits.
+        #[allow(clippy::expect_used)]
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&nonce, aad, body.into())
+            .expect("XChaCha20-Poly1305 message length within limits");
+        out.extend_from_slice(&tag);
+    }
+
+    /// Seal `plaintext` into a new buffer.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_into(aad, plaintext, &mut out);
+        out
+    }
+
+    /// Open a sealed box in place: on success `sealed` holds the plaintext.
+    /// `what` names the object for the error message.
+    pub fn open_in_place(&self, aad: &[u8], sealed: &mut Vec<u8>, what: &str) -> Result<()> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Error::integrity(format!(
+                "{what}: sealed box too short ({} bytes)",
+                sealed.len()
+            )));
+        }
+        let tag_start = sealed.len() - TAG_LEN;
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(&sealed[..NONCE_LEN]);
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(&sealed[tag_start..]);
+        let nonce = XNonce::from(nonce_bytes);
+        let tag = Tag::from(tag_bytes);
+        let body = &mut sealed[NONCE_LEN..tag_start];
+        self.cipher
+            .decrypt_inout_detached(&nonce, aad, body.into(), &tag)
+            .map_err(|_| {
+                Error::integrity(format!(
+                    "{what}: authentication failed (corrupt or tampered data, or a different key)"
+                ))
+            })?;
+        sealed.truncate(tag_start);
+        sealed.drain(..NONCE_LEN);
+        Ok(())
+    }
+
+    /// Open a sealed box into a new buffer.
+    pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        let mut buf = sealed.to_vec();
+        self.open_in_place(aad, &mut buf, what)?;
+        Ok(buf)
+    }
+}
+
+/// The keyed hash that names blobs: BLAKE3 in keyed mode.
+#[derive(Clone)]
+pub struct IdKey(Secret32);
+
+impl IdKey {
+    /// A hasher from the repository's ID key.
+    pub fn new(key: Secret32) -> Self {
+        IdKey(key)
+    }
+
+    /// The ID of a blob's plaintext.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        BlobId(*blake3::keyed_hash(self.0.expose(), data).as_bytes())
+    }
+
+    /// The ID of a large blob, hashed with BLAKE3's internal parallelism.
+    pub fn blob_id_parallel(&self, data: &[u8]) -> BlobId {
+        let mut h = blake3::Hasher::new_keyed(self.0.expose());
+        h.update_rayon(data);
+        BlobId(*h.finalize().as_bytes())
+    }
+
+    /// The raw key (for writing it into the config).
+    pub fn secret(&self) -> &Secret32 {
+        &self.0
+    }
+}
+
+/// Derive a purpose-specific subkey from a master secret (BLAKE3 derive_key).
+pub fn derive_subkey(context: &str, master: &Secret32) -> Secret32 {
+    Secret32(blake3::derive_key(context, master.expose()))
+}
+
+/// Context string for the object and blob encryption key.
+pub const CONTEXT_SEAL_KEY: &str = "cairn 2026-11 repository v1 seal key";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_at_boundary_lengths() {
+        let key = SealKey::new(&Secret32::random());
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 4095, 4096, 4097] {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let sealed = key.seal(b"aad", &pt);
+            assert_eq!(sealed.len(), len + SEAL_OVERHEAD);
+            assert_eq!(key.open(b"aad", &sealed, "t").unwrap(), pt);
+        }
+    }
+
+    #[test]
+    fn open_rejects_wrong_aad_flipped_bits_and_short_input() {
+        let key = SealKey::new(&Secret32::random());
+        let sealed = key.seal(b"blob A", b"hello");
+        assert!(key.open(b"blob B", &sealed, "t").is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            let err = key.open(b"blob A", &bad, "t").unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Integrity);
+        }
+        for len in 0..SEAL_OVERHEAD {
+            assert!(key.open(b"blob A", &sealed[..len], "t").is_err());
+        }
+        let other = SealKey::new(&Secret32::random());
+        assert!(other.open(b"blob A", &sealed, "t").is_err());
+    }
+
+    #[test]
+    fn nonces_are_fresh() {
+        let key = SealKey::new(&Secret32::random());
+        let a = key.seal(b"", b"same");
+        let b = key.seal(b"", b"same");
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+    }
+
+    #[test]
+    fn kdf_rejects_hostile_parameters() {
+        let bad = KdfParams {
+            memory_kib: u32::MAX,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(derive_wrapping_key(b"pw", &[0; 16], bad).is_err());
+        let zero = KdfParams {
+            memory_kib: 64,
+            iterations: 0,
+            parallelism: 1,
+        };
+        assert!(derive_wrapping_key(b"pw", &[0; 16], zero).is_err());
+    }
+
+    #[test]
+    fn kdf_is_deterministic_and_salted() {
+        let p = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let a = derive_wrapping_key(b"pw", &[1; 16], p).unwrap();
+        let b = derive_wrapping_key(b"pw", &[1; 16], p).unwrap();
+        let c = derive_wrapping_key(b"pw", &[2; 16], p).unwrap();
+        assert_eq!(a.expose(), b.expose());
+        assert_ne!(a.expose(), c.expose());
+    }
+
+    #[test]
+    fn blob_ids_depend_on_the_key() {
+        let k1 = IdKey::new(Secret32::from_bytes([1; 32]));
+        let k2 = IdKey::new(Secret32::from_bytes([2; 32]));
+        assert_ne!(k1.blob_id(b"x"), k2.blob_id(b"x"));
+        assert_eq!(k1.blob_id(b"x"), k1.blob_id_parallel(b"x"));
+    }
+}

@@ -1,0 +1,33 @@
+//! Cairn: an encrypted, deduplicating, content-addressed snapshot engine.
+//!
+//! Layering, bottom up (each layer only uses the ones before it):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`], [`id`] | the error type; 32-byte ID newtypes |
+//! | [`crypto`] | Argon2id, XChaCha20-Poly1305, keyed BLAKE3, zeroized secrets |
+//! | [`format`] | byte layout of every record; no I/O, no keys |
+//! | [`chunker`] | FastCDC cut points with a keyed gear table |
+//! | [`backend`] | named objects on storage; never sees keys |
+//! | [`index`] | compact blob → location map |
+//! | [`repo`] | composes the above: keys, config, packs, index files, locks |
+//! | [`source`] | filesystem metadata, excludes, reading content |
+//! | [`ops`] | backup, restore, walking snapshots |
+//!
+//! The on-disk format is specified in `docs/FORMAT.md`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod ops;
+pub mod repo;
+pub mod source;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,556 @@
+//! Backup: walk sources, chunk, hash, dedup, compress, seal, pack, and
+//! commit a snapshot.
+//!
+//! The walk is a fork-join recursion on rayon: the entries of a directory
+//! are processed in parallel, and the chunks of one file are processed in
+//! parallel too, so both wide trees of small files and single huge files
+//! keep every core busy. Work is pulled, not queued: a rayon worker holds
+//! at most one file's buffer (or one map window of a large file) at a
+//! time, and the packer's bounded queue blocks workers when storage falls
+//! behind, so memory stays flat whatever the input.
+//!
+//! Write ordering: packs are stored, then the index files listing them,
+//! then the snapshot. A crash at any point leaves a valid repository.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, Metadata};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::Progress;
+use crate::chunker::Cut;
+use crate::error::{Error, Result};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::{BlobType, Compression, aad};
+use crate::id::{BlobId, SnapshotId};
+use crate::repo::Repository;
+use crate::repo::lock::RepoLock;
+use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
+use crate::source::exclude::ExcludeMatcher;
+use crate::source::fs::{self as sfs, MMAP_THRESHOLD, NameCache};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Source paths (files or directories).
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns (see [`ExcludeMatcher`]).
+    pub excludes: Vec<String>,
+    /// Names whose presence excludes their directory.
+    pub exclude_if_present: Vec<String>,
+    /// Do not descend into other filesystems.
+    pub one_file_system: bool,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// zstd level (default: the repository's).
+    pub compression_level: Option<i32>,
+    /// Pack writer threads (default 1 for local storage).
+    pub writers: Option<usize>,
+}
+
+/// What a backup produced.
+#[derive(Debug)]
+pub struct BackupResult {
+    /// The new snapshot's ID.
+    pub id: SnapshotId,
+    /// The snapshot record.
+    pub snapshot: Snapshot,
+    /// Entries that could not be read (missing from the snapshot).
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    others: AtomicU64,
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
+    total_bytes: AtomicU64,
+    data_blobs_added: AtomicU64,
+    tree_blobs_added: AtomicU64,
+    bytes_added: AtomicU64,
+    bytes_stored: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// IDs of blobs claimed by this backup (stored or being stored), sharded to
+/// keep lock contention low.
+struct Claims {
+    shards: Vec<Mutex<HashSet<(BlobType, BlobId)>>>,
+}
+
+impl Claims {
+    fn new() -> Self {
+        Claims {
+            shards: (0..64).map(|_| Mutex::new(HashSet::new())).collect(),
+        }
+    }
+    /// True if the caller is the first to claim the blob.
+    fn claim(&self, t: BlobType, id: BlobId) -> bool {
+        let shard = &self.shards[usize::from(id.0[0]) % self.shards.len()];
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((t, id))
+    }
+}
+
+thread_local! {
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// zstd-compress with a per-thread context; `None` if it does not shrink.
+pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    if level == 0 || data.len() < 64 {
+        return None;
+    }
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        let (_, c) = slot.as_mut()?;
+        let out = c.compress(data).ok()?;
+        (out.len() < data.len()).then_some(out)
+    })
+}
+
+struct Ctx<'a> {
+    repo: &'a Repository,
+    packer: &'a Packer,
+    claims: Claims,
+    counters: Counters,
+    errors: Mutex<Vec<(PathBuf, String)>>,
+    excludes: ExcludeMatcher,
+    one_file_system: bool,
+    level: i32,
+    names: NameCache,
+    hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
+    progress: &'a dyn Progress,
+}
+
+/// A source path tree: leaves are backed up whole; inner nodes are the
+/// directories on the way to them.
+#[derive(Debug, Default)]
+struct Virtual {
+    children: BTreeMap<Vec<u8>, VirtualChild>,
+}
+
+#[derive(Debug)]
+enum VirtualChild {
+    Source,
+    Inner(Virtual),
+}
+
+/// Make `p` absolute and lexically clean (no `.`, `..` resolved
+/// textually), without following symlinks.
+pub fn clean_absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io_path("cannot resolve", p, e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Ok(out)
+}
+
+fn build_virtual(paths: &[PathBuf]) -> Virtual {
+    let mut root = Virtual::default();
+    'paths: for p in paths {
+        let comps: Vec<Vec<u8>> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        let mut cur = &mut root;
+        for (i, c) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            let entry = cur
+                .children
+                .entry(c.clone())
+                .or_insert_with(|| VirtualChild::Inner(Virtual::default()));
+            if last {
+                *entry = VirtualChild::Source;
+                continue 'paths;
+            }
+            match entry {
+                VirtualChild::Source => continue 'paths, // an ancestor is backed up whole
+                VirtualChild::Inner(v) => cur = v,
+            }
+        }
+    }
+    root
+}
+
+impl Ctx<'_> {
+    fn record_error(&self, path: &Path, e: Error) {
+        self.progress.error(path, &e);
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_path_buf(), e.to_string()));
+    }
+
+    /// Store a blob unless the repository or this backup already has it.
+    fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<BlobId> {
+        let id = self.repo.id_key().blob_id(data);
+        if self.repo.index().contains(t, &id) || !self.claims.claim(t, id) {
+            return Ok(id);
+        }
+        let (compression, payload) = match compress(self.level, data) {
+            Some(c) => (Compression::Zstd, c),
+            None => (Compression::None, Vec::new()),
+        };
+        let plain: &[u8] = if compression == Compression::Zstd {
+            &payload
+        } else {
+            data
+        };
+        let sealed = self
+            .repo
+            .seal_key()
+            .seal(&aad::blob(t, compression, &id), plain);
+        add(&self.counters.bytes_added, data.len() as u64);
+        add(&self.counters.bytes_stored, sealed.len() as u64);
+        add(
+            match t {
+                BlobType::Data => &self.counters.data_blobs_added,
+                BlobType::Tree => &self.counters.tree_blobs_added,
+            },
+            1,
+        );
+        self.packer.add(SealedBlob {
+            blob_type: t,
+            id,
+            compression,
+            raw_len: data.len() as u32,
+            sealed,
+        })?;
+        Ok(id)
+    }
+
+    fn save_chunks(&self, data: &[u8], cuts: &[Cut]) -> Result<Vec<BlobId>> {
+        if cuts.len() == 1 {
+            return Ok(vec![self.save_blob(BlobType::Data, data)?]);
+        }
+        cuts.par_iter()
+            .map(|c| self.save_blob(BlobType::Data, &data[c.offset..c.offset + c.len]))
+            .collect()
+    }
+
+    /// Read, chunk and store a file's content; returns its blob list and
+    /// the number of bytes read.
+    fn save_file_content(&self, path: &Path, meta: &Metadata) -> Result<(Vec<BlobId>, u64)> {
+        let mut file = File::open(path).map_err(|e| Error::source_io("cannot open", path, e))?;
+        let size = meta.len();
+        if size < MMAP_THRESHOLD {
+            let data = sfs::read_small(&mut file, size, path)?;
+            let cuts: Vec<Cut> = self.repo.chunker().cuts(&data).collect();
+            let ids = self.save_chunks(&data, &cuts)?;
+            return Ok((ids, data.len() as u64));
+        }
+        let max = self.repo.chunker().params().max_len as u64;
+        let page = 4096u64.max(rustix::param::page_size() as u64);
+        let window = (64 << 20).max(2 * max + page);
+        let mut pos = 0u64;
+        let mut ids = Vec::new();
+        loop {
+            // Never map past the file's current end (a truncation after this
+            // point is the documented SIGBUS risk of mapping).
+            let now = file
+                .metadata()
+                .map_err(|e| Error::source_io("cannot stat", path, e))?
+                .len();
+            if pos >= now {
+                break;
+            }
+            let aligned = pos - pos % page;
+            let end = now.min(aligned + window);
+            let map = sfs::map_window(&file, aligned, (end - aligned) as usize)
+                .map_err(|e| Error::source_io("cannot map", path, e))?;
+            let data = &map[(pos - aligned) as usize..];
+            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
+            if end < now && cuts.len() > 1 {
+                // The last chunk was cut by the window's end, not by content.
+                cuts.pop();
+            }
+            let consumed: usize = cuts.iter().map(|c| c.len).sum();
+            ids.extend(self.save_chunks(data, &cuts)?);
+            pos += consumed as u64;
+            self.progress.file_done(path, 0);
+        }
+        Ok((ids, pos))
+    }
+
+    /// Back up one filesystem entry; `None` if excluded or unreadable
+    /// (unreadable entries are recorded as errors).
+    fn save_entry(
+        &self,
+        path: &Path,
+        name: &[u8],
+        parent_dev: Option<u64>,
+    ) -> Result<Option<Node>> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.record_error(path, Error::source_io("cannot stat", path, e));
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if self.excludes.is_excluded(path, ft.is_dir()) {
+            return Ok(None);
+        }
+        let mut node = if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            let cached = if meta.nlink() > 1 {
+                self.hardlinks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .cloned()
+            } else {
+                None
+            };
+            let (content, len) = match cached {
+                Some(c) => (c, meta.len()),
+                None => match self.save_file_content(path, &meta) {
+                    Ok((c, len)) => {
+                        add(&self.counters.files_read, 1);
+                        add(&self.counters.bytes_read, len);
+                        if meta.nlink() > 1 {
+                            self.hardlinks
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, c.clone());
+                        }
+                        (c, len)
+                    }
+                    Err(e) if e.kind() == crate::error::ErrorKind::Source => {
+                        self.record_error(path, e);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            self.progress.file_done(path, len);
+            add(&self.counters.files, 1);
+            add(&self.counters.total_bytes, len);
+            let mut n =
+                sfs::node_from_metadata(name, &meta, NodeKind::File { content }, &self.names);
+            n.size = len;
+            n
+        } else if ft.is_dir() {
+            let crosses = self.one_file_system && parent_dev.is_some_and(|d| d != meta.dev());
+            let subtree = if crosses {
+                self.save_tree(&Tree::default())?
+            } else {
+                match self.save_dir(path, meta.dev()) {
+                    Ok(id) => id,
+                    Err(e) if e.kind() == crate::error::ErrorKind::Source => {
+                        self.record_error(path, e);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            add(&self.counters.dirs, 1);
+            sfs::node_from_metadata(name, &meta, NodeKind::Dir { subtree }, &self.names)
+        } else if ft.is_symlink() {
+            let target = match std::fs::read_link(path) {
+                Ok(t) => t.into_os_string().into_vec(),
+                Err(e) => {
+                    self.record_error(path, Error::source_io("cannot read link", path, e));
+                    return Ok(None);
+                }
+            };
+            add(&self.counters.others, 1);
+            sfs::node_from_metadata(name, &meta, NodeKind::Symlink { target }, &self.names)
+        } else if let Some(kind) = sfs::special_kind(&meta) {
+            add(&self.counters.others, 1);
+            sfs::node_from_metadata(name, &meta, kind, &self.names)
+        } else {
+            return Ok(None);
+        };
+        match sfs::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.record_error(path, e),
+        }
+        Ok(Some(node))
+    }
+
+    fn save_dir(&self, path: &Path, dev: u64) -> Result<BlobId> {
+        let rd = std::fs::read_dir(path).map_err(|e| Error::source_io("cannot list", path, e))?;
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::source_io("cannot list", path, e))?;
+            names.push(entry.file_name());
+        }
+        if !self.excludes.if_present().is_empty()
+            && names
+                .iter()
+                .any(|n| self.excludes.if_present().iter().any(|p| p == n.as_bytes()))
+        {
+            return self.save_tree(&Tree::default());
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let nodes: Vec<Option<Node>> = names
+            .par_iter()
+            .map(|n| self.save_entry(&path.join(n), n.as_bytes(), Some(dev)))
+            .collect::<Result<_>>()?;
+        self.save_tree(&Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
+    }
+
+    fn save_virtual(&self, path: &Path, v: &Virtual) -> Result<BlobId> {
+        let nodes: Vec<Option<Node>> = v
+            .children
+            .par_iter()
+            .map(|(name, child)| {
+                let p = path.join(std::ffi::OsStr::from_bytes(name));
+                match child {
+                    VirtualChild::Source => self.save_entry(&p, name, None),
+                    VirtualChild::Inner(inner) => {
+                        let meta = std::fs::metadata(&p)
+                            .map_err(|e| Error::io_path("cannot back up", &p, e))?;
+                        let subtree = self.save_virtual(&p, inner)?;
+                        Ok(Some(sfs::node_from_metadata(
+                            name,
+                            &meta,
+                            NodeKind::Dir { subtree },
+                            &self.names,
+                        )))
+                    }
+                }
+            })
+            .collect::<Result<_>>()?;
+        self.save_tree(&Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
+    }
+
+    fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
+        self.save_blob(BlobType::Tree, &tree.to_bytes())
+    }
+}
+
+/// Run a backup and commit its snapshot.
+pub fn backup(
+    repo: &mut Repository,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let started = Instant::now();
+    let time = jiff::Zoned::now();
+    if opts.paths.is_empty() {
+        return Err(Error::invalid("nothing to back up: give at least one path"));
+    }
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        let abs = clean_absolute(p)?;
+        std::fs::symlink_metadata(&abs).map_err(|e| Error::io_path("cannot back up", &abs, e))?;
+        paths.push(abs);
+    }
+    paths.sort();
+    paths.dedup();
+    let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?;
+    let _lock = RepoLock::acquire(repo, false)?;
+    repo.load_index()?;
+
+    let level = opts
+        .compression_level
+        .unwrap_or(repo.config().compression_level);
+    let mut popts = PackerOptions::new(repo.config().pack_size as usize);
+    if let Some(w) = opts.writers {
+        popts.writers = w.max(1);
+    }
+    let packer = Packer::new(repo.backend().clone(), repo.seal_key().clone(), popts);
+    let ctx = Ctx {
+        repo,
+        packer: &packer,
+        claims: Claims::new(),
+        counters: Counters::default(),
+        errors: Mutex::new(Vec::new()),
+        excludes,
+        one_file_system: opts.one_file_system,
+        level,
+        names: NameCache::default(),
+        hardlinks: Mutex::new(HashMap::new()),
+        progress,
+    };
+    let virt = build_virtual(&paths);
+    let tree = ctx.save_virtual(Path::new("/"), &virt);
+    let Ctx {
+        counters, errors, ..
+    } = ctx;
+    let tree = tree?;
+    let stored = packer.finish(&**repo.backend())?;
+    for p in &stored.packs {
+        repo.index_mut().add_pack(p.id, &p.blobs);
+    }
+    repo.index_mut().finalize();
+
+    let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    let c = counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let snapshot = Snapshot {
+        time_ns: time.timestamp().as_nanosecond() as i64,
+        utc_offset_s: time.offset().seconds(),
+        tree,
+        parent: None,
+        hostname: opts.host.clone().unwrap_or_else(crate::repo::hostname),
+        username: crate::repo::username(),
+        paths: paths
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        tags,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        summary: Summary {
+            files: get(&c.files),
+            dirs: get(&c.dirs),
+            others: get(&c.others),
+            files_read: get(&c.files_read),
+            bytes_read: get(&c.bytes_read),
+            total_bytes: get(&c.total_bytes),
+            data_blobs_added: get(&c.data_blobs_added),
+            tree_blobs_added: get(&c.tree_blobs_added),
+            bytes_added: get(&c.bytes_added),
+            bytes_stored: stored.bytes_written,
+            errors: errors.len() as u64,
+            duration_ns: started.elapsed().as_nanos() as u64,
+        },
+        extensions: Vec::new(),
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupResult {
+        id,
+        snapshot,
+        errors,
+    })
+}

@@ -1,0 +1,209 @@
+//! Repository locks: shared for operations that only add or read, exclusive
+//! for operations that delete.
+//!
+//! A lock is a sealed object `locks/<id>` naming host, user, PID and time.
+//! It is refreshed every five minutes while held; a lock not refreshed for
+//! thirty minutes, or held by a dead process on this host, is stale and
+//! ignored with a warning.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::Repository;
+use crate::backend::Backend;
+use crate::crypto::SealKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::aad;
+use crate::format::lock::Lock;
+use crate::id::LockId;
+
+/// A lock older than this is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is refreshed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+/// The object name of a lock.
+pub fn lock_name(id: &LockId) -> String {
+    format!("locks/{}", id.to_hex())
+}
+
+/// Why a lock is stale, or `None` if it is live.
+pub fn stale_reason(l: &Lock, now: i64, this_host: &str) -> Option<String> {
+    let age = now.saturating_sub(l.time_ns);
+    if age > STALE_AFTER.as_nanos() as i64 {
+        return Some(format!(
+            "not refreshed for {} minutes",
+            age / 60_000_000_000
+        ));
+    }
+    if l.hostname == this_host && !process_alive(l.pid) {
+        return Some(format!("process {} on this host is gone", l.pid));
+    }
+    None
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
+}
+
+/// Every lock in the repository that is live, with its ID.
+pub fn live_locks(repo: &Repository) -> Result<Vec<(LockId, Lock)>> {
+    let host = super::hostname();
+    let now = now_ns();
+    let mut out = Vec::new();
+    for o in repo.backend().list("locks")? {
+        let Some(id) = o
+            .name
+            .strip_prefix("locks/")
+            .and_then(|h| LockId::from_hex(h).ok())
+        else {
+            continue;
+        };
+        let lock = match repo
+            .load_object(aad::LOCK, &o.name, id.as_bytes())
+            .and_then(|b| Lock::from_bytes(&b))
+        {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                eprintln!("warning: ignoring unreadable lock {}: {e}", o.name);
+                continue;
+            }
+        };
+        if let Some(why) = stale_reason(&lock, now, &host) {
+            eprintln!(
+                "warning: ignoring stale lock {} held by PID {} on {} ({why})",
+                id.short(),
+                lock.pid,
+                lock.hostname
+            );
+            continue;
+        }
+        out.push((id, lock));
+    }
+    Ok(out)
+}
+
+/// A held lock; released when dropped.
+pub struct RepoLock {
+    backend: Arc<dyn Backend>,
+    name: String,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl RepoLock {
+    /// Take a shared or exclusive lock, or fail with [`ErrorKind::Locked`].
+    pub fn acquire(repo: &Repository, exclusive: bool) -> Result<RepoLock> {
+        let conflict = |locks: &[(LockId, Lock)], ours: Option<&LockId>| {
+            locks
+                .iter()
+                .find(|(id, l)| Some(id) != ours && (exclusive || l.exclusive))
+                .map(|(_, l)| {
+                    Error::new(
+                        ErrorKind::Locked,
+                        format!(
+                            "repository {} is locked {} by PID {} on {} (user {}) since {}; \
+                             wait for it to finish, or run `cairn unlock` if it is gone",
+                            repo.backend().location(),
+                            if l.exclusive { "exclusively" } else { "" },
+                            l.pid,
+                            l.hostname,
+                            l.username,
+                            jiff::Timestamp::from_nanosecond(i128::from(l.time_ns))
+                                .map(|t| t.to_string())
+                                .unwrap_or_default()
+                        )
+                        .replace("locked  by", "locked by"),
+                    )
+                })
+        };
+        if let Some(e) = conflict(&live_locks(repo)?, None) {
+            return Err(e);
+        }
+        let id = LockId::random();
+        let name = lock_name(&id);
+        let lock = Lock {
+            exclusive,
+            time_ns: now_ns(),
+            hostname: super::hostname(),
+            username: super::username(),
+            pid: std::process::id(),
+        };
+        repo.save_object(aad::LOCK, &name, id.as_bytes(), &lock.to_bytes())?;
+        // Another process may have locked at the same time: look again.
+        if let Some(e) = conflict(&live_locks(repo)?, Some(&id)) {
+            let _ = repo.backend().delete(&name);
+            return Err(e);
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let refresher = {
+            let stop = Arc::clone(&stop);
+            let backend = Arc::clone(repo.backend());
+            let seal: SealKey = repo.seal_key().clone();
+            let name = name.clone();
+            std::thread::spawn(move || refresh_loop(&stop, &*backend, &seal, &name, id, lock))
+        };
+        Ok(RepoLock {
+            backend: Arc::clone(repo.backend()),
+            name,
+            stop,
+            refresher: Some(refresher),
+        })
+    }
+}
+
+fn refresh_loop(
+    stop: &(Mutex<bool>, Condvar),
+    backend: &dyn Backend,
+    seal: &SealKey,
+    name: &str,
+    id: LockId,
+    mut lock: Lock,
+) {
+    let (m, cv) = stop;
+    let mut stopped = m.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let (g, timeout) = cv
+            .wait_timeout(stopped, REFRESH_EVERY)
+            .unwrap_or_else(|p| p.into_inner());
+        stopped = g;
+        if *stopped {
+            return;
+        }
+        if timeout.timed_out() {
+            lock.time_ns = now_ns();
+            let sealed = seal.seal(&aad::object(aad::LOCK, id.as_bytes()), &lock.to_bytes());
+            if let Err(e) = backend.put(name, &sealed) {
+                eprintln!("warning: cannot refresh lock {name}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        {
+            let (m, cv) = &*self.stop;
+            *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.backend.delete(&self.name) {
+            eprintln!("warning: cannot remove lock {}: {e}", self.name);
+        }
+    }
+}

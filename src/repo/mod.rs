@@ -1,0 +1,531 @@
+//! The repository: the one place that composes crypto, format and backend.
+//!
+//! Owns: initialising and opening repositories (keys, config), sealing and
+//! opening objects, reading blobs through the index, loading snapshots and
+//! trees, packing new blobs, writing index files, locks, and the write
+//! ordering that makes commits crash-safe (packs → index → snapshot).
+//! Never touches: the CLI, the filesystem being backed up.
+
+pub mod lock;
+pub mod packer;
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::backend::Backend;
+use crate::chunker::Chunker;
+use crate::crypto::{self, IdKey, KdfParams, SealKey, Secret32};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::{ChunkerParams, Config};
+use crate::format::index::IndexFile;
+use crate::format::keyfile::{KeyFile, SALT_LEN};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::format::{BlobType, Compression, FORMAT_VERSION, aad};
+use crate::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
+use crate::index::{Index, Location};
+
+/// Name of the config object.
+pub const CONFIG_NAME: &str = "config";
+
+/// The object name of a pack.
+pub fn pack_name(id: &PackId) -> String {
+    let h = id.to_hex();
+    format!("data/{}/{}", &h[..2], h)
+}
+/// The object name of an index file.
+pub fn index_name(id: &IndexId) -> String {
+    format!("index/{}", id.to_hex())
+}
+/// The object name of a snapshot.
+pub fn snapshot_name(id: &SnapshotId) -> String {
+    format!("snapshots/{}", id.to_hex())
+}
+/// The object name of a key file.
+pub fn key_name(id: &KeyId) -> String {
+    format!("keys/{}", id.to_hex())
+}
+
+/// Options for a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Argon2id costs for the first key.
+    pub kdf: KdfParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// Default zstd level (0 = store uncompressed).
+    pub compression_level: i32,
+    /// Chunker sizes and seed; `None` for the defaults with a random seed.
+    pub chunker: Option<ChunkerParams>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: kdf_from_env(),
+            pack_size: 16 * 1024 * 1024,
+            compression_level: 3,
+            chunker: None,
+        }
+    }
+}
+
+/// Argon2id costs for new keys: the default, unless `CAIRN_KDF_MEMORY_KIB`
+/// or `CAIRN_KDF_ITERATIONS` override it (test suites use a few KiB).
+pub fn kdf_from_env() -> KdfParams {
+    let mut p = KdfParams::DEFAULT;
+    if let Some(m) = std::env::var("CAIRN_KDF_MEMORY_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        p.memory_kib = m;
+    }
+    if let Some(t) = std::env::var("CAIRN_KDF_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        p.iterations = t;
+    }
+    p
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    seal: SealKey,
+    ids: IdKey,
+    config: Config,
+    chunker: Chunker,
+    index: Index,
+    key_id: KeyId,
+}
+
+fn host_and_user() -> (String, String) {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
+    (host, user)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    host_and_user().0
+}
+
+/// The current user's name.
+pub fn username() -> String {
+    host_and_user().1
+}
+
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Wrap `master` under `passphrase` into a new key file.
+pub fn make_key_file(master: &Secret32, passphrase: &[u8], kdf: KdfParams) -> Result<KeyFile> {
+    let salt: [u8; SALT_LEN] = crypto::random_array();
+    let (hostname, username) = host_and_user();
+    let mut kf = KeyFile {
+        kdf,
+        salt,
+        created: now_unix(),
+        hostname,
+        username,
+        wrapped: Vec::new(),
+    };
+    let wrapping = crypto::derive_wrapping_key(passphrase, &salt, kdf)?;
+    kf.wrapped = SealKey::new(&wrapping).seal(&kf.header_bytes(), master.expose());
+    Ok(kf)
+}
+
+/// Unwrap the master secret from a key file, or `None` if the passphrase
+/// does not match.
+pub fn unwrap_key_file(kf: &KeyFile, passphrase: &[u8]) -> Result<Option<Secret32>> {
+    let wrapping = crypto::derive_wrapping_key(passphrase, &kf.salt, kf.kdf)?;
+    match SealKey::new(&wrapping).open(&kf.header_bytes(), &kf.wrapped, "key file") {
+        Ok(mut pt) => {
+            let mut bytes = [0u8; 32];
+            if pt.len() != 32 {
+                return Err(Error::malformed(
+                    "key file",
+                    "wrapped secret is not 32 bytes",
+                ));
+            }
+            bytes.copy_from_slice(&pt);
+            zeroize::Zeroize::zeroize(&mut pt);
+            Ok(Some(Secret32::from_bytes(bytes)))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+impl Repository {
+    /// Create a new repository on an empty backend location.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Repository> {
+        match backend.stat(CONFIG_NAME) {
+            Ok(_) => {
+                return Err(Error::invalid(format!(
+                    "a repository already exists at {}",
+                    backend.location()
+                )));
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let chunker = opts.chunker.unwrap_or_else(|| {
+            ChunkerParams::with_seed(u64::from_le_bytes(crypto::random_array()))
+        });
+        chunker.validate()?;
+        let config = Config {
+            repo_id: crypto::random_array(),
+            chunker,
+            id_key: crypto::random_array(),
+            pack_size: opts.pack_size,
+            compression_level: opts.compression_level,
+            created: now_unix(),
+        };
+        // Validate through the decoder so init cannot write what open rejects.
+        Config::from_bytes(&config.to_bytes())?;
+        backend.create()?;
+        let master = Secret32::random();
+        let kf = make_key_file(&master, passphrase, opts.kdf)?;
+        let key_id = KeyId::random();
+        backend.put(&key_name(&key_id), &kf.to_bytes())?;
+        let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
+        let header = Config::header_bytes(FORMAT_VERSION);
+        let mut obj = header.to_vec();
+        seal.seal_into(&config_aad(&header), &config.to_bytes(), &mut obj);
+        // The config is written last: it is what makes the location a repository.
+        backend.put(CONFIG_NAME, &obj)?;
+        Ok(Self::assemble(backend, seal, config, key_id))
+    }
+
+    fn assemble(backend: Arc<dyn Backend>, seal: SealKey, config: Config, key_id: KeyId) -> Self {
+        let ids = IdKey::new(Secret32::from_bytes(config.id_key));
+        let chunker = Chunker::new(config.chunker);
+        Repository {
+            backend,
+            seal,
+            ids,
+            config,
+            chunker,
+            index: Index::new(),
+            key_id,
+        }
+    }
+
+    /// Open an existing repository with a passphrase. The index is not
+    /// loaded: call [`Repository::load_index`].
+    pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Repository> {
+        let raw = match backend.get(CONFIG_NAME) {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::new(
+                    ErrorKind::RepositoryNotFound,
+                    format!(
+                        "repository {} does not exist (no config object); create it with `cairn init`",
+                        backend.location()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.context("cannot read the repository config")),
+        };
+        let (version, sealed) = Config::split_header(&raw)?;
+        let header = Config::header_bytes(version);
+        let keys = backend.list("keys")?;
+        if keys.is_empty() {
+            return Err(Error::integrity(format!(
+                "repository {} has no key files",
+                backend.location()
+            )));
+        }
+        for k in &keys {
+            let Some(hex) = k.name.strip_prefix("keys/") else {
+                continue;
+            };
+            let Ok(key_id) = KeyId::from_hex(hex) else {
+                continue;
+            };
+            let kf = match backend.get(&k.name).and_then(|b| KeyFile::from_bytes(&b)) {
+                Ok(kf) => kf,
+                Err(e) if e.kind() == ErrorKind::UnsupportedVersion => return Err(e),
+                Err(e) => {
+                    eprintln!("warning: skipping unreadable key file {}: {e}", k.name);
+                    continue;
+                }
+            };
+            let Some(master) = unwrap_key_file(&kf, passphrase)? else {
+                continue;
+            };
+            let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
+            let plain = seal.open(&config_aad(&header), sealed, "config")?;
+            let config = Config::from_bytes(&plain)?;
+            return Ok(Self::assemble(backend, seal, config, key_id));
+        }
+        Err(Error::new(
+            ErrorKind::WrongPassphrase,
+            format!(
+                "wrong passphrase for repository {}: no key file matched",
+                backend.location()
+            ),
+        ))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    /// The decoded config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The chunker for this repository.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+    /// The blob ID hasher.
+    pub fn id_key(&self) -> &IdKey {
+        &self.ids
+    }
+    /// The object and blob sealing key.
+    pub fn seal_key(&self) -> &SealKey {
+        &self.seal
+    }
+    /// The key file this session opened with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    /// The loaded index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+    /// The loaded index, mutably (to add packs written by this process).
+    pub fn index_mut(&mut self) -> &mut Index {
+        &mut self.index
+    }
+
+    /// Seal and store a named object (index, snapshot, lock).
+    pub fn save_object(
+        &self,
+        prefix: &'static [u8; 16],
+        name: &str,
+        id: &[u8; 32],
+        plain: &[u8],
+    ) -> Result<()> {
+        let sealed = self.seal.seal(&aad::object(prefix, id), plain);
+        self.backend.put(name, &sealed)
+    }
+
+    /// Load and open a named object.
+    pub fn load_object(
+        &self,
+        prefix: &'static [u8; 16],
+        name: &str,
+        id: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        let mut raw = self.backend.get(name)?;
+        self.seal
+            .open_in_place(&aad::object(prefix, id), &mut raw, name)?;
+        Ok(raw)
+    }
+
+    /// Every index file's ID.
+    pub fn list_index_files(&self) -> Result<Vec<IndexId>> {
+        list_ids(&*self.backend, "index", IndexId::from_hex)
+    }
+
+    /// Load one index file.
+    pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        let plain = self.load_object(aad::INDEX, &index_name(id), id.as_bytes())?;
+        IndexFile::from_bytes(&plain).map_err(|e| e.context(format!("index file {id}")))
+    }
+
+    /// Store a new index file; returns its ID.
+    pub fn save_index_file(&self, file: &IndexFile) -> Result<IndexId> {
+        let id = IndexId::random();
+        self.save_object(
+            aad::INDEX,
+            &index_name(&id),
+            id.as_bytes(),
+            &file.to_bytes(),
+        )?;
+        Ok(id)
+    }
+
+    /// Load every index file (in parallel) into the in-memory index.
+    pub fn load_index(&mut self) -> Result<()> {
+        let ids = self.list_index_files()?;
+        let files: Vec<Result<IndexFile>> =
+            ids.par_iter().map(|id| self.load_index_file(id)).collect();
+        let mut index = Index::new();
+        for f in files {
+            for p in f?.packs {
+                index.add_pack(p.id, &p.blobs);
+            }
+        }
+        index.finalize();
+        self.index = index;
+        Ok(())
+    }
+
+    /// Where a blob is stored.
+    pub fn locate(&self, t: BlobType, id: &BlobId) -> Result<Location> {
+        self.index
+            .get(t, id)
+            .ok_or_else(|| Error::integrity(format!("{} blob {id} is not in the index", t.name())))
+    }
+
+    /// Read, authenticate and decompress one blob.
+    pub fn read_blob(&self, t: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(t, id)?;
+        self.read_blob_at(t, id, &loc)
+    }
+
+    /// Read a blob from a known location.
+    pub fn read_blob_at(&self, t: BlobType, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let name = pack_name(&loc.pack);
+        let mut buf =
+            self.backend
+                .get_range(&name, u64::from(loc.offset), u64::from(loc.sealed_len))?;
+        self.open_blob(t, id, loc.compression, loc.raw_len, &mut buf)
+            .map_err(|e| e.context(format!("pack {}", loc.pack)))?;
+        Ok(buf)
+    }
+
+    /// Authenticate and decompress a sealed blob in place.
+    pub fn open_blob(
+        &self,
+        t: BlobType,
+        id: &BlobId,
+        compression: Compression,
+        raw_len: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let what = format!("{} blob {id}", t.name());
+        self.seal
+            .open_in_place(&aad::blob(t, compression, id), buf, &what)?;
+        if compression == Compression::Zstd {
+            let out = decompress(buf, raw_len as usize)
+                .map_err(|e| Error::integrity(format!("{what}: {e}")))?;
+            *buf = out;
+        }
+        if buf.len() != raw_len as usize {
+            return Err(Error::integrity(format!(
+                "{what}: plaintext is {} bytes, the index says {raw_len}",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Load and decode a tree blob.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        let raw = self.read_blob(BlobType::Tree, id)?;
+        Tree::from_bytes(&raw).map_err(|e| e.context(format!("tree {id}")))
+    }
+
+    /// Every snapshot ID.
+    pub fn list_snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        list_ids(&*self.backend, "snapshots", SnapshotId::from_hex)
+    }
+
+    /// Load one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let plain = self.load_object(aad::SNAPSHOT, &snapshot_name(id), id.as_bytes())?;
+        Snapshot::from_bytes(&plain).map_err(|e| e.context(format!("snapshot {id}")))
+    }
+
+    /// Store a snapshot: the commit point. Callers must have stored every
+    /// pack and index file it references first.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let id = SnapshotId::random();
+        self.save_object(
+            aad::SNAPSHOT,
+            &snapshot_name(&id),
+            id.as_bytes(),
+            &snap.to_bytes(),
+        )?;
+        Ok(id)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let ids = self.list_snapshot_ids()?;
+        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = ids
+            .par_iter()
+            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+            .collect();
+        let mut out = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolve `latest` or a unique hex prefix (at least 4 characters).
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec == "latest" {
+            let all = self.load_snapshots()?;
+            return all
+                .into_iter()
+                .next_back()
+                .ok_or_else(|| Error::not_found("the repository has no snapshots"));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!(
+                "{spec:?} is not a snapshot ID: give `latest` or at least 4 hex characters"
+            )));
+        }
+        let matches: Vec<SnapshotId> = self
+            .list_snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok((*id, self.load_snapshot(id)?)),
+            [] => Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
+            _ => Err(Error::invalid(format!(
+                "{spec:?} matches {} snapshots; give more characters",
+                matches.len()
+            ))),
+        }
+    }
+}
+
+fn config_aad(header: &[u8]) -> Vec<u8> {
+    let mut a = b"cairn/config/v1\0".to_vec();
+    a.extend_from_slice(header);
+    a
+}
+
+fn list_ids<T>(b: &dyn Backend, dir: &str, parse: fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for o in b.list(dir)? {
+        let file = o.name.rsplit('/').next().unwrap_or("");
+        if let Ok(id) = parse(file) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Decompress one zstd frame of known plaintext length, refusing to grow
+/// past it (a hostile frame cannot make us allocate more).
+pub fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(raw_len);
+    let n = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(data, &mut out))
+        .map_err(|e| format!("zstd: {e}"))?;
+    if n != raw_len {
+        return Err(format!("decompressed to {n} bytes, expected {raw_len}"));
+    }
+    Ok(out)
+}

@@ -1,0 +1,331 @@
+//! The packer: gathers sealed blobs into packs and stores them.
+//!
+//! Blobs are spread at random over a few open packs, and each pack's blobs
+//! are shuffled before it is written, so a pack's layout does not reveal
+//! the order (and so the size sequence) of one file's chunks. Full packs go
+//! through a bounded queue to writer threads: producers block when writers
+//! fall behind, so memory stays bounded by
+//! `(open packs + queue + writers) × pack size`.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rand::seq::SliceRandom;
+
+use super::{index_name, pack_name};
+use crate::backend::Backend;
+use crate::crypto::SealKey;
+use crate::error::{Error, Result};
+use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::pack::{PackEntry, header_to_bytes};
+use crate::format::{BlobType, Compression, aad};
+use crate::id::{BlobId, IndexId, PackId};
+
+/// A sealed blob waiting for a pack.
+pub struct SealedBlob {
+    /// Data or tree.
+    pub blob_type: BlobType,
+    /// The blob ID.
+    pub id: BlobId,
+    /// How the plaintext was compressed.
+    pub compression: Compression,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// The sealed box.
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Default)]
+struct OpenPack {
+    blobs: Vec<SealedBlob>,
+    bytes: usize,
+}
+
+struct FinishedPack {
+    id: PackId,
+    bytes: Vec<u8>,
+    index: IndexPack,
+}
+
+/// Packer tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct PackerOptions {
+    /// Target pack size in bytes.
+    pub pack_size: usize,
+    /// Packs filled at the same time (blobs are spread over them at random).
+    pub open_packs: usize,
+    /// Threads storing finished packs.
+    pub writers: usize,
+    /// Write an index file whenever this many blobs are stored but not yet
+    /// indexed (so a long backup that is interrupted keeps most of its work).
+    pub index_every_blobs: usize,
+}
+
+impl PackerOptions {
+    /// Defaults for a pack size.
+    pub fn new(pack_size: usize) -> Self {
+        PackerOptions {
+            pack_size,
+            open_packs: 2,
+            writers: 1,
+            index_every_blobs: 100_000,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Stored packs not yet in an index file.
+    unindexed: Vec<IndexPack>,
+    unindexed_blobs: usize,
+    /// Index files written so far.
+    index_files: Vec<IndexId>,
+    /// Every pack stored, with its blobs (for the caller's in-memory index).
+    stored: Vec<IndexPack>,
+    /// Bytes written to the backend.
+    bytes_written: u64,
+    /// First failure of a writer.
+    error: Option<Error>,
+}
+
+/// What the packer stored.
+pub struct PackerResult {
+    /// Packs stored, with their blobs.
+    pub packs: Vec<IndexPack>,
+    /// Index files written.
+    pub index_files: Vec<IndexId>,
+    /// Bytes written to packs and index files.
+    pub bytes_written: u64,
+}
+
+/// Gathers blobs into packs; see the module documentation.
+pub struct Packer {
+    slots: Vec<Mutex<OpenPack>>,
+    opts: PackerOptions,
+    seal: SealKey,
+    tx: Option<Sender<FinishedPack>>,
+    workers: Vec<JoinHandle<()>>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Seal and store an index file listing `packs`.
+pub fn write_index_file(
+    backend: &dyn Backend,
+    seal: &SealKey,
+    packs: Vec<IndexPack>,
+    supersedes: Vec<IndexId>,
+) -> Result<(IndexId, u64)> {
+    let file = IndexFile { packs, supersedes };
+    let id = IndexId::random();
+    let sealed = seal.seal(&aad::object(aad::INDEX, id.as_bytes()), &file.to_bytes());
+    backend.put(&index_name(&id), &sealed)?;
+    Ok((id, sealed.len() as u64))
+}
+
+impl Packer {
+    /// A packer storing into `backend`.
+    pub fn new(backend: Arc<dyn Backend>, seal: SealKey, opts: PackerOptions) -> Self {
+        let (tx, rx) = bounded::<FinishedPack>(1);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let workers = (0..opts.writers.max(1))
+            .map(|_| {
+                let rx: Receiver<FinishedPack> = rx.clone();
+                let backend = Arc::clone(&backend);
+                let shared = Arc::clone(&shared);
+                let seal = seal.clone();
+                let every = opts.index_every_blobs;
+                std::thread::spawn(move || writer_loop(&rx, &*backend, &seal, &shared, every))
+            })
+            .collect();
+        Packer {
+            slots: (0..opts.open_packs.max(1))
+                .map(|_| Mutex::new(OpenPack::default()))
+                .collect(),
+            opts,
+            seal,
+            tx: Some(tx),
+            workers,
+            shared,
+        }
+    }
+
+    /// Fail fast if a writer has failed.
+    pub fn check(&self) -> Result<()> {
+        match &lock(&self.shared).error {
+            Some(e) => Err(Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Add a sealed blob. Blocks while writers are behind.
+    pub fn add(&self, blob: SealedBlob) -> Result<()> {
+        self.check()?;
+        let n = self.slots.len();
+        let start = (rand::random::<u32>() as usize) % n;
+        let full = {
+            // Prefer an idle slot; otherwise wait for the random one.
+            let mut guard = (0..n)
+                .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
+                .unwrap_or_else(|| lock(&self.slots[start]));
+            guard.bytes += blob.sealed.len();
+            guard.blobs.push(blob);
+            if guard.bytes >= self.opts.pack_size {
+                Some(std::mem::take(&mut *guard))
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.send(pack)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, pack: OpenPack) -> Result<()> {
+        let finished = finish_pack(pack, &self.seal);
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::invalid("packer already finished"))?;
+        if tx.send(finished).is_err() {
+            self.check()?;
+            return Err(Error::invalid("pack writers stopped"));
+        }
+        Ok(())
+    }
+
+    /// Store every open pack, wait for the writers, write an index file for
+    /// whatever is not indexed yet, and report.
+    pub fn finish(mut self, backend: &dyn Backend) -> Result<PackerResult> {
+        let mut result = Ok(());
+        for i in 0..self.slots.len() {
+            let pack = std::mem::take(&mut *lock(&self.slots[i]));
+            if !pack.blobs.is_empty()
+                && let Err(e) = self.send(pack)
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(self.tx.take());
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                result = result.and(Err(Error::invalid("a pack writer panicked")));
+            }
+        }
+        result?;
+        self.check()?;
+        let mut shared = lock(&self.shared);
+        if !shared.unindexed.is_empty() {
+            let packs = std::mem::take(&mut shared.unindexed);
+            let (id, n) = write_index_file(backend, &self.seal, packs, Vec::new())?;
+            shared.index_files.push(id);
+            shared.bytes_written += n;
+        }
+        Ok(PackerResult {
+            packs: std::mem::take(&mut shared.stored),
+            index_files: std::mem::take(&mut shared.index_files),
+            bytes_written: shared.bytes_written,
+        })
+    }
+}
+
+impl Drop for Packer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
+    pack.blobs.shuffle(&mut rand::rng());
+    let id = PackId::random();
+    let mut bytes = Vec::with_capacity(pack.bytes + pack.blobs.len() * 42 + 64);
+    let mut entries = Vec::with_capacity(pack.blobs.len());
+    let mut blobs = Vec::with_capacity(pack.blobs.len());
+    for b in pack.blobs {
+        let offset = bytes.len() as u32;
+        bytes.extend_from_slice(&b.sealed);
+        let sealed_len = b.sealed.len() as u32;
+        entries.push(PackEntry {
+            blob_type: b.blob_type,
+            compression: b.compression,
+            id: b.id,
+            sealed_len,
+            raw_len: b.raw_len,
+        });
+        blobs.push(IndexBlob {
+            blob_type: b.blob_type,
+            compression: b.compression,
+            id: b.id,
+            offset,
+            sealed_len,
+            raw_len: b.raw_len,
+        });
+    }
+    let before = bytes.len();
+    seal.seal_into(
+        &aad::object(aad::PACK_HEADER, id.as_bytes()),
+        &header_to_bytes(&entries),
+        &mut bytes,
+    );
+    let header_len = (bytes.len() - before) as u32;
+    bytes.extend_from_slice(&header_len.to_le_bytes());
+    FinishedPack {
+        id,
+        bytes,
+        index: IndexPack { id, blobs },
+    }
+}
+
+fn writer_loop(
+    rx: &Receiver<FinishedPack>,
+    backend: &dyn Backend,
+    seal: &SealKey,
+    shared: &Mutex<Shared>,
+    index_every: usize,
+) {
+    for pack in rx.iter() {
+        if lock(shared).error.is_some() {
+            continue;
+        }
+        if let Err(e) = backend.put(&pack_name(&pack.id), &pack.bytes) {
+            let mut s = lock(shared);
+            s.error.get_or_insert(e);
+            continue;
+        }
+        let to_index = {
+            let mut s = lock(shared);
+            s.bytes_written += pack.bytes.len() as u64;
+            s.unindexed_blobs += pack.index.blobs.len();
+            s.stored.push(pack.index.clone());
+            s.unindexed.push(pack.index);
+            if s.unindexed_blobs >= index_every {
+                s.unindexed_blobs = 0;
+                Some(std::mem::take(&mut s.unindexed))
+            } else {
+                None
+            }
+        };
+        if let Some(packs) = to_index {
+            let r = write_index_file(backend, seal, packs, Vec::new());
+            let mut s = lock(shared);
+            match r {
+                Ok((id, n)) => {
+                    s.index_files.push(id);
+                    s.bytes_written += n;
+                }
+                Err(e) => {
+                    s.error.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
