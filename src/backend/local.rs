@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, ObjectInfo, validate_object_name};
 use crate::error::{Error, Result};
@@ -14,7 +15,13 @@ use crate::error::{Error, Result};
 /// A repository in a local directory.
 pub struct LocalBackend {
     root: PathBuf,
+    /// Recently read objects, kept open for ranged reads (restore reads
+    /// many small ranges of the same packs).
+    open_files: Mutex<Vec<(String, Arc<File>)>>,
 }
+
+/// How many objects stay open for ranged reads.
+const OPEN_FILES: usize = 16;
 
 /// Top-level directories of a repository.
 pub const DIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "locks"];
@@ -22,7 +29,10 @@ pub const DIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "locks"];
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            open_files: Mutex::new(Vec::new()),
+        }
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
@@ -58,6 +68,15 @@ impl LocalBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl LocalBackend {
+    fn forget_open(&self, name: &str) {
+        self.open_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(n, _)| n != name);
     }
 }
 
@@ -104,7 +123,25 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let p = self.path(name)?;
-        let f = File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?;
+        let cached = {
+            let files = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, f)| Arc::clone(f))
+        };
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?);
+                let mut files = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+                if files.len() >= OPEN_FILES {
+                    files.remove(0);
+                }
+                files.push((name.to_string(), Arc::clone(&f)));
+                f
+            }
+        };
         let len = usize::try_from(len).map_err(|_| Error::invalid("range too long"))?;
         let mut out = vec![0u8; len];
         f.read_exact_at(&mut out, offset).map_err(|e| {
@@ -118,6 +155,11 @@ impl Backend for LocalBackend {
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.put_parts(name, &[data])
+    }
+
+    fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.forget_open(name);
         let p = self.path(name)?;
         let dir = p
             .parent()
@@ -131,11 +173,13 @@ impl Backend for LocalBackend {
             .ok_or_else(|| Error::invalid(format!("object name {name:?}")))?;
         let tmp = dir.join(format!(
             "{file_name}.tmp-{}",
-            hex::encode(crate::crypto::random_array::<8>())
+            hex::encode(rand::random::<[u8; 8]>())
         ));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
             f.sync_all()
         };
         if let Err(e) = write() {
@@ -150,6 +194,7 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
+        self.forget_open(name);
         let p = self.path(name)?;
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),

@@ -33,6 +33,11 @@ pub trait Backend: Send + Sync {
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Store an object atomically and durably. Replaces an existing one.
     fn put(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Store an object given as consecutive parts (same guarantees as
+    /// `put`); backends that can stream override this to avoid a copy.
+    fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.put(name, &parts.concat())
+    }
     /// Remove an object. Removing a missing object is not an error.
     fn delete(&self, name: &str) -> Result<()>;
     /// The size of an object, or a NotFound error.
@@ -57,6 +62,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         (**self).put(name, data)
+    }
+    fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        (**self).put_parts(name, parts)
     }
     fn delete(&self, name: &str) -> Result<()> {
         (**self).delete(name)
@@ -150,6 +158,10 @@ pub mod conformance {
     }
 
     fn overwrite_and_delete(b: &dyn Backend) {
+        b.put_parts("locks/parts", &[b"ab", b"", b"cde"]).unwrap();
+        assert_eq!(b.get("locks/parts").unwrap(), b"abcde");
+        assert_eq!(b.get_range("locks/parts", 1, 3).unwrap(), b"bcd");
+        b.delete("locks/parts").unwrap();
         b.put("locks/x", b"one").unwrap();
         b.put("locks/x", b"two").unwrap();
         assert_eq!(b.get("locks/x").unwrap(), b"two");

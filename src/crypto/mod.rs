@@ -56,49 +56,7 @@ impl std::fmt::Debug for Secret32 {
     }
 }
 
-/// Argon2id cost parameters, stored in every key file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KdfParams {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    /// Passes over memory.
-    pub iterations: u32,
-    /// Lanes.
-    pub parallelism: u32,
-}
-
-impl KdfParams {
-    /// The default for new keys: 64 MiB, 3 passes, 1 lane (~0.2 s here).
-    pub const DEFAULT: KdfParams = KdfParams {
-        memory_kib: 64 * 1024,
-        iterations: 3,
-        parallelism: 1,
-    };
-    /// Upper bound accepted when reading a key file: 4 GiB.
-    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
-    /// Upper bound on passes accepted when reading a key file.
-    pub const MAX_ITERATIONS: u32 = 1000;
-    /// Upper bound on lanes accepted when reading a key file.
-    pub const MAX_PARALLELISM: u32 = 64;
-
-    /// Reject parameters a hostile key file could use to exhaust memory or
-    /// time, and those Argon2 itself refuses.
-    pub fn validate(&self) -> Result<()> {
-        if self.memory_kib < 8 * self.parallelism.max(1)
-            || self.memory_kib > Self::MAX_MEMORY_KIB
-            || self.iterations == 0
-            || self.iterations > Self::MAX_ITERATIONS
-            || self.parallelism == 0
-            || self.parallelism > Self::MAX_PARALLELISM
-        {
-            return Err(Error::malformed(
-                "key file",
-                format!("Argon2id parameters out of range: {self:?}"),
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::format::keyfile::KdfParams;
 
 /// Derive the key-wrapping key from a passphrase with Argon2id.
 pub fn derive_wrapping_key(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Secret32> {

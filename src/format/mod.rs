@@ -17,6 +17,10 @@ pub mod wire;
 /// The repository format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Bytes a sealed box adds to its plaintext: a 24-byte XChaCha20 nonce and
+/// a 16-byte Poly1305 tag (the format needs the number, not the cipher).
+pub const SEAL_OVERHEAD: usize = 40;
+
 /// Kind of a blob stored in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BlobType {

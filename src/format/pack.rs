@@ -6,9 +6,9 @@
 //! Blob i starts where blob i-1 ends; the header lists every blob in file
 //! order with its type, compression, ID, sealed length and plaintext length.
 
+use super::SEAL_OVERHEAD;
 use super::wire::{Reader, Writer};
 use super::{BlobType, Compression, MAX_BLOB_LEN};
-use crate::crypto::SEAL_OVERHEAD;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 

@@ -331,8 +331,11 @@ impl Ctx<'_> {
         } else {
             content.iter().zip(offsets.iter()).try_for_each(write)?;
         }
-        file.set_len(off)
-            .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
+        // Holes were skipped, so a sparse file may end short of its size.
+        if sparse {
+            file.set_len(off)
+                .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
+        }
         self.progress.file_done(&display(path), off);
         self.set_meta_fd(file.as_fd(), n, path)
     }

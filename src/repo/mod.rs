@@ -517,13 +517,28 @@ fn list_ids<T>(b: &dyn Backend, dir: &str, parse: fn(&str) -> Result<T>) -> Resu
     Ok(out)
 }
 
+thread_local! {
+    static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Decompress one zstd frame of known plaintext length, refusing to grow
-/// past it (a hostile frame cannot make us allocate more).
+/// past it (a hostile frame cannot make us allocate more). Uses one
+/// decompression context per thread.
 pub fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(raw_len);
-    let n = zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress_to_buffer(data, &mut out))
-        .map_err(|e| format!("zstd: {e}"))?;
+    let n = ZSTD_D.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        match slot.as_mut() {
+            Some(d) => d
+                .decompress_to_buffer(data, &mut out)
+                .map_err(|e| format!("zstd: {e}")),
+            None => Err("zstd: no context".to_string()),
+        }
+    })?;
     if n != raw_len {
         return Err(format!("decompressed to {n} bytes, expected {raw_len}"));
     }

@@ -42,10 +42,19 @@ struct OpenPack {
     bytes: usize,
 }
 
+/// A pack ready to store: its sealed blobs in file order, then the sealed
+/// header and its length (kept as parts, so no pack-sized copy is made).
 struct FinishedPack {
     id: PackId,
-    bytes: Vec<u8>,
+    blobs: Vec<Vec<u8>>,
+    trailer: Vec<u8>,
     index: IndexPack,
+}
+
+impl FinishedPack {
+    fn len(&self) -> u64 {
+        self.blobs.iter().map(|b| b.len() as u64).sum::<u64>() + self.trailer.len() as u64
+    }
 }
 
 /// Packer tuning.
@@ -247,12 +256,11 @@ impl Drop for Packer {
 fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
     pack.blobs.shuffle(&mut rand::rng());
     let id = PackId::random();
-    let mut bytes = Vec::with_capacity(pack.bytes + pack.blobs.len() * 42 + 64);
     let mut entries = Vec::with_capacity(pack.blobs.len());
-    let mut blobs = Vec::with_capacity(pack.blobs.len());
+    let mut index = Vec::with_capacity(pack.blobs.len());
+    let mut parts = Vec::with_capacity(pack.blobs.len());
+    let mut offset = 0u32;
     for b in pack.blobs {
-        let offset = bytes.len() as u32;
-        bytes.extend_from_slice(&b.sealed);
         let sealed_len = b.sealed.len() as u32;
         entries.push(PackEntry {
             blob_type: b.blob_type,
@@ -261,7 +269,7 @@ fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
             sealed_len,
             raw_len: b.raw_len,
         });
-        blobs.push(IndexBlob {
+        index.push(IndexBlob {
             blob_type: b.blob_type,
             compression: b.compression,
             id: b.id,
@@ -269,19 +277,22 @@ fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
             sealed_len,
             raw_len: b.raw_len,
         });
+        offset += sealed_len;
+        parts.push(b.sealed);
     }
-    let before = bytes.len();
+    let mut trailer = Vec::with_capacity(entries.len() * 42 + 64);
     seal.seal_into(
         &aad::object(aad::PACK_HEADER, id.as_bytes()),
         &header_to_bytes(&entries),
-        &mut bytes,
+        &mut trailer,
     );
-    let header_len = (bytes.len() - before) as u32;
-    bytes.extend_from_slice(&header_len.to_le_bytes());
+    let header_len = trailer.len() as u32;
+    trailer.extend_from_slice(&header_len.to_le_bytes());
     FinishedPack {
         id,
-        bytes,
-        index: IndexPack { id, blobs },
+        blobs: parts,
+        trailer,
+        index: IndexPack { id, blobs: index },
     }
 }
 
@@ -296,14 +307,16 @@ fn writer_loop(
         if lock(shared).error.is_some() {
             continue;
         }
-        if let Err(e) = backend.put(&pack_name(&pack.id), &pack.bytes) {
+        let mut parts: Vec<&[u8]> = pack.blobs.iter().map(Vec::as_slice).collect();
+        parts.push(&pack.trailer);
+        if let Err(e) = backend.put_parts(&pack_name(&pack.id), &parts) {
             let mut s = lock(shared);
             s.error.get_or_insert(e);
             continue;
         }
         let to_index = {
             let mut s = lock(shared);
-            s.bytes_written += pack.bytes.len() as u64;
+            s.bytes_written += pack.len();
             s.unindexed_blobs += pack.index.blobs.len();
             s.stored.push(pack.index.clone());
             s.unindexed.push(pack.index);
