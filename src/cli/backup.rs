@@ -24,6 +24,9 @@ pub struct Args {
     /// Exclude a directory if it contains an entry with this name.
     #[arg(long = "exclude-if-present", value_name = "NAME")]
     exclude_if_present: Vec<String>,
+    /// Exclude directories tagged as caches (a valid CACHEDIR.TAG file).
+    #[arg(long)]
+    exclude_caches: bool,
     /// Do not cross filesystem boundaries.
     #[arg(long, short = 'x')]
     one_file_system: bool,
@@ -59,6 +62,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         paths: a.paths.clone(),
         excludes,
         exclude_if_present: a.exclude_if_present.clone(),
+        exclude_caches: a.exclude_caches,
         one_file_system: a.one_file_system,
         tags: a.tag.clone(),
         host: a.host.clone(),

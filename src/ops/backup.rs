@@ -46,6 +46,8 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     /// Names whose presence excludes their directory.
     pub exclude_if_present: Vec<String>,
+    /// Exclude directories tagged with a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
     /// Do not descend into other filesystems.
     pub one_file_system: bool,
     /// Tags for the snapshot.
@@ -367,7 +369,8 @@ impl Ctx<'_> {
                 self.save_tree(&Tree::default())?
             } else {
                 match self.save_dir(path, meta.dev()) {
-                    Ok(id) => id,
+                    Ok(Some(id)) => id,
+                    Ok(None) => return Ok(None),
                     Err(e) if e.kind() == crate::error::ErrorKind::Source => {
                         self.record_error(path, e);
                         return Ok(None);
@@ -400,19 +403,16 @@ impl Ctx<'_> {
         Ok(Some(node))
     }
 
-    fn save_dir(&self, path: &Path, dev: u64) -> Result<BlobId> {
+    /// Back up a directory's entries; `None` if a marker file excludes it.
+    fn save_dir(&self, path: &Path, dev: u64) -> Result<Option<BlobId>> {
         let rd = std::fs::read_dir(path).map_err(|e| Error::source_io("cannot list", path, e))?;
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| Error::source_io("cannot list", path, e))?;
             names.push(entry.file_name());
         }
-        if !self.excludes.if_present().is_empty()
-            && names
-                .iter()
-                .any(|n| self.excludes.if_present().iter().any(|p| p == n.as_bytes()))
-        {
-            return self.save_tree(&Tree::default());
+        if self.excludes.excludes_dir(path, &names) {
+            return Ok(None);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let nodes: Vec<Option<Node>> = names
@@ -422,6 +422,7 @@ impl Ctx<'_> {
         self.save_tree(&Tree {
             nodes: nodes.into_iter().flatten().collect(),
         })
+        .map(Some)
     }
 
     fn save_virtual(&self, path: &Path, v: &Virtual) -> Result<BlobId> {
@@ -475,7 +476,8 @@ pub fn backup(
     }
     paths.sort();
     paths.dedup();
-    let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?;
+    let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
+        .with_exclude_caches(opts.exclude_caches);
     let _lock = RepoLock::acquire(repo, false)?;
     repo.load_index()?;
 

@@ -17,7 +17,13 @@ pub struct ExcludeMatcher {
     paths: GlobSet,
     dir_paths: GlobSet,
     if_present: Vec<Vec<u8>>,
+    exclude_caches: bool,
 }
+
+/// The name of a cache directory tag (<https://bford.info/cachedir/>).
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+/// The first bytes a valid cache directory tag starts with.
+pub const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 fn glob(p: &str) -> Result<Glob> {
     GlobBuilder::new(p)
@@ -61,7 +67,34 @@ impl ExcludeMatcher {
             paths: build(paths)?,
             dir_paths: build(dir_paths)?,
             if_present: if_present.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            exclude_caches: false,
         })
+    }
+
+    /// Also exclude directories tagged as caches with a valid `CACHEDIR.TAG`.
+    pub fn with_exclude_caches(mut self, on: bool) -> Self {
+        self.exclude_caches = on;
+        self
+    }
+
+    /// True if a directory holding entries `names` is excluded by
+    /// `--exclude-if-present` or `--exclude-caches`.
+    pub fn excludes_dir(&self, dir: &Path, names: &[std::ffi::OsString]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        if names
+            .iter()
+            .any(|n| self.if_present.iter().any(|p| p == n.as_bytes()))
+        {
+            return true;
+        }
+        if self.exclude_caches && names.iter().any(|n| n == CACHEDIR_TAG) {
+            let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+            let ok = std::fs::File::open(dir.join(CACHEDIR_TAG))
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok();
+            return ok && head == CACHEDIR_SIGNATURE;
+        }
+        false
     }
 
     /// Read patterns from an exclude file: one per line, `#` comments.
@@ -85,11 +118,6 @@ impl ExcludeMatcher {
             }
         }
         self.paths.is_match(path) || (is_dir && self.dir_paths.is_match(path))
-    }
-
-    /// Names whose presence excludes the directory holding them.
-    pub fn if_present(&self) -> &[Vec<u8>] {
-        &self.if_present
     }
 }
 
