@@ -51,6 +51,32 @@ pub struct Location {
     pub compression: Compression,
 }
 
+/// Merge the sorted `new` into the sorted `entries` in place, working from
+/// the back so no second copy of the table is needed (loading many index
+/// files stays linear, not a full re-sort per file).
+fn merge_sorted_tail(entries: &mut Vec<Entry>, new: &[Entry]) {
+    let m = entries.len();
+    if new.is_empty() {
+        return;
+    }
+    entries.reserve_exact(new.len());
+    entries.extend_from_slice(new);
+    if m == 0 || entries[m - 1].id <= new[0].id {
+        return;
+    }
+    let (mut i, mut j, mut k) = (m, new.len(), m + new.len());
+    while j > 0 {
+        k -= 1;
+        if i > 0 && entries[i - 1].id > new[j - 1].id {
+            entries[k] = entries[i - 1];
+            i -= 1;
+        } else {
+            entries[k] = new[j - 1];
+            j -= 1;
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
     /// Sorted by ID, unique.
@@ -74,11 +100,12 @@ impl Table {
 
     fn finalize(&mut self) {
         if !self.pending.is_empty() {
-            self.entries.extend(self.pending.drain().map(|(_, e)| e));
-            self.pending.shrink_to_fit();
+            let mut new: Vec<Entry> = self.pending.drain().map(|(_, e)| e).collect();
+            self.pending = HashMap::new();
+            new.sort_unstable_by_key(|e| e.id);
+            merge_sorted_tail(&mut self.entries, &new);
+            self.entries.dedup_by(|a, b| a.id == b.id);
         }
-        self.entries.sort_unstable_by_key(|e| e.id);
-        self.entries.dedup_by(|a, b| a.id == b.id);
         self.entries.shrink_to_fit();
         let n = self.entries.len();
         // About 16 entries per bucket; at most 2^24 buckets.
@@ -304,6 +331,23 @@ mod tests {
             }
             assert_eq!(idx.len(BlobType::Data), n as usize);
             assert_eq!(idx.iter(BlobType::Data).count(), n as usize);
+        }
+    }
+
+    #[test]
+    fn interleaved_batches_merge_into_one_sorted_table() {
+        let mut idx = Index::new();
+        let blobs: Vec<_> = (0..5000).map(|i| blob(i, BlobType::Data)).collect();
+        for batch in 0..5 {
+            let part: Vec<_> = blobs.iter().skip(batch).step_by(5).copied().collect();
+            idx.add_pack(PackId([batch as u8; 32]), &part);
+            idx.finalize();
+        }
+        let ids: Vec<[u8; 32]> = idx.data.entries.iter().map(|e| e.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        assert_eq!(ids.len(), 5000);
+        for b in &blobs {
+            assert!(idx.contains(BlobType::Data, &b.id));
         }
     }
 
