@@ -8,7 +8,11 @@
 # CORPUS_DIR defaults to $HOME/cairn-bench/src (the kernel tree built by
 # ../shared/bench/corpus.sh, or any directory). The page cache is warm: the
 # corpus is read once before each timed backup. Repositories and restores
-# live under $WORK (default: a fresh directory in /tmp), deleted at the end.
+# live under $WORK (default: a fresh directory in /tmp) and are all kept
+# until the end: deleting a restored tree during the run would slow down
+# the next restore's file creation (ext4 skips inodes deleted in the last
+# 5-35 s when allocating), whichever tool came next. Needs free space for
+# REPS x tools restores of the corpus.
 # Needs: restic, borgbackup (Debian packages), a release build of Cairn
 # (`cargo build --release`; override with CAIRN_BIN).
 set -euo pipefail
@@ -44,12 +48,12 @@ timed() {
 }
 
 run_tool() {
-    local tool=$1 rep=$2 repo=$WORK/repo-$1 out=$WORK/restore-$1
-    rm -rf "$repo" "$out" "$RESTIC_CACHE_DIR" "$BORG_BASE_DIR"; mkdir -p "$out"
+    local tool=$1 rep=$2 repo=$WORK/repo-$1-$2 out=$WORK/restore-$1-$2
+    rm -rf "$RESTIC_CACHE_DIR" "$BORG_BASE_DIR"; mkdir -p "$out"
     case $tool in
         cairn)  "$CAIRN_BIN" -r "$repo" init -q ;;
         restic) restic -r "$repo" init --repository-version 2 -q ;;
-        borg)   borg init --encryption=repokey-blake2 "$repo" ;;
+        borg)   borg init --encryption=repokey-blake2 "$repo" > /dev/null 2>&1 ;;
     esac
     for step in initial unchanged; do
         warm
@@ -69,7 +73,6 @@ run_tool() {
     # The restore must be complete and identical before its time counts.
     diff -rq --no-dereference "$CORPUS" "$out$CORPUS" > /dev/null || {
         echo "$tool: restored tree differs from $CORPUS" >&2; exit 1; }
-    rm -rf "$out"
 }
 
 echo "corpus: $CORPUS ($(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files)"

@@ -66,6 +66,10 @@ struct Ctx<'a> {
     target: PathBuf,
     include: Option<ExcludeMatcher>,
     owners: bool,
+    euid: u32,
+    egid: u32,
+    /// The process umask, read once (it applies to files we create).
+    umask: u32,
     files: AtomicU64,
     dirs: AtomicU64,
     others: AtomicU64,
@@ -129,6 +133,8 @@ impl Ctx<'_> {
     /// Restore the entries of `tree` into the open directory `dir`.
     /// `path` is the snapshot path of `dir`, `rel` its path below the target.
     /// Returns how many entries were restored.
+    /// `fresh`: `dir` was created empty by this restore, so no entry can be
+    /// in the way and new files get this process's owner.
     fn restore_tree(
         &self,
         dir: &OwnedFd,
@@ -136,6 +142,7 @@ impl Ctx<'_> {
         path: &[u8],
         rel: &[u8],
         all: bool,
+        fresh: bool,
     ) -> u64 {
         let t = match self.repo.load_tree(tree) {
             Ok(t) => t,
@@ -159,7 +166,7 @@ impl Ctx<'_> {
                 r.extend_from_slice(&n.name);
                 let is_dir = matches!(n.kind, NodeKind::Dir { .. });
                 let take = all || self.included(&p, is_dir);
-                match self.restore_node(dir, n, &p, &r, take) {
+                match self.restore_node(dir, n, &p, &r, take, fresh) {
                     Ok(k) => k,
                     Err(e) => {
                         self.fail(&p, e);
@@ -177,6 +184,7 @@ impl Ctx<'_> {
         path: &[u8],
         rel: &[u8],
         take: bool,
+        fresh: bool,
     ) -> Result<u64> {
         let name = std::ffi::OsStr::from_bytes(&n.name);
         let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
@@ -191,7 +199,7 @@ impl Ctx<'_> {
                 Mode::empty(),
             )
             .map_err(|e| io("cannot open directory", e))?;
-            let inner = self.restore_tree(&sub, subtree, path, rel, take);
+            let inner = self.restore_tree(&sub, subtree, path, rel, take, !existed);
             if !take && inner == 0 {
                 if !existed {
                     let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
@@ -208,7 +216,9 @@ impl Ctx<'_> {
         if !take {
             return Ok(0);
         }
-        self.remove_non_dir(dir, name);
+        if !fresh {
+            self.remove_non_dir(dir, name);
+        }
         match &n.kind {
             NodeKind::File { content } => {
                 if n.nlink > 1 && n.inode != 0 {
@@ -224,7 +234,7 @@ impl Ctx<'_> {
                     }
                     links.insert(key, self.local(rel));
                 }
-                self.restore_file(dir, name, n, content, path)?;
+                self.restore_file(dir, name, n, content, path, fresh)?;
                 self.files.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Symlink { target } => {
@@ -295,12 +305,19 @@ impl Ctx<'_> {
         n: &Node,
         content: &[BlobId],
         path: &[u8],
+        fresh: bool,
     ) -> Result<()> {
+        // In a directory this restore created, a new file is owned by this
+        // process, and a mode without special bits that the umask leaves
+        // alone is final at creation: skip the chown and chmod calls then.
+        let perm = n.mode & 0o777;
+        let owner_ok = !self.owners || (n.uid == self.euid && n.gid == self.egid);
+        let exact_mode = fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0;
         let fd = rustix::fs::openat(
             dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(if exact_mode { perm } else { 0o600 }),
         )
         .map_err(|e| Error::io_path("cannot create", display(path), errno_io(e)))?;
         let file = File::from(fd);
@@ -337,11 +354,25 @@ impl Ctx<'_> {
                 .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
         }
         self.progress.file_done(&display(path), off);
-        self.set_meta_fd(file.as_fd(), n, path)
+        let skip = fresh && owner_ok && exact_mode;
+        self.set_meta_fd(file.as_fd(), n, path, skip)
     }
 
-    fn set_meta_fd(&self, fd: std::os::fd::BorrowedFd<'_>, n: &Node, path: &[u8]) -> Result<()> {
+    /// Owner, mode, xattrs and times. `created_exact`: owner and mode are
+    /// already right (see `restore_file`).
+    fn set_meta_fd(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        n: &Node,
+        path: &[u8],
+        created_exact: bool,
+    ) -> Result<()> {
         let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
+        if created_exact {
+            self.set_xattrs(fd, n, path)?;
+            return rustix::fs::futimens(fd, &times(n))
+                .map_err(|e| io("cannot set the times of", e));
+        }
         if self.owners {
             rustix::fs::fchown(
                 fd,
@@ -352,6 +383,12 @@ impl Ctx<'_> {
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(n.mode & 0o7777))
             .map_err(|e| io("cannot set the mode of", e))?;
+        self.set_xattrs(fd, n, path)?;
+        rustix::fs::futimens(fd, &times(n)).map_err(|e| io("cannot set the times of", e))
+    }
+
+    fn set_xattrs(&self, fd: std::os::fd::BorrowedFd<'_>, n: &Node, path: &[u8]) -> Result<()> {
+        let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
         for x in &n.xattrs {
             if let Err(e) = rustix::fs::fsetxattr(
                 fd,
@@ -366,7 +403,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        rustix::fs::futimens(fd, &times(n)).map_err(|e| io("cannot set the times of", e))
+        Ok(())
     }
 
     fn set_meta_at(
@@ -426,7 +463,7 @@ impl Ctx<'_> {
                 Mode::empty(),
             )
             .map_err(|e| Error::io_path("cannot open directory", &p, errno_io(e)))
-            .and_then(|fd| self.set_meta_fd(fd.as_fd(), &n, p.as_os_str().as_bytes()));
+            .and_then(|fd| self.set_meta_fd(fd.as_fd(), &n, p.as_os_str().as_bytes(), false));
             if let Err(e) = r {
                 self.progress.error(&p, &e);
                 self.errors
@@ -457,6 +494,10 @@ pub fn restore(
 ) -> Result<RestoreResult> {
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io_path("cannot create the restore target", &opts.target, e))?;
+    let target_was_empty = std::fs::read_dir(&opts.target)
+        .map_err(|e| Error::io_path("cannot list the restore target", &opts.target, e))?
+        .next()
+        .is_none();
     let target = std::fs::canonicalize(&opts.target)
         .map_err(|e| Error::io_path("cannot resolve the restore target", &opts.target, e))?;
     let dir = rustix::fs::open(
@@ -477,6 +518,13 @@ pub fn restore(
         owners: opts
             .owners
             .unwrap_or_else(|| rustix::process::geteuid().is_root()),
+        euid: rustix::process::geteuid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
+        umask: {
+            let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+            rustix::process::umask(old);
+            old.bits()
+        },
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
         others: AtomicU64::new(0),
@@ -490,10 +538,10 @@ pub fn restore(
     match root {
         RestoreRoot::Tree(t) => {
             let all = ctx.include.is_none() || ctx.included(root_path, true);
-            ctx.restore_tree(&dir, t, root_path, b"", all);
+            ctx.restore_tree(&dir, t, root_path, b"", all, target_was_empty);
         }
         RestoreRoot::Entry(n) => {
-            if let Err(e) = ctx.restore_node(&dir, n, root_path, &n.name, true) {
+            if let Err(e) = ctx.restore_node(&dir, n, root_path, &n.name, true, target_was_empty) {
                 ctx.fail(root_path, e);
             }
         }
