@@ -1,0 +1,221 @@
+//! Shared helpers for the integration tests: a temporary repository, the
+//! `cairn` binary with a fast KDF, deterministic data, and tree comparison.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// Passphrase used by every test repository.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A temporary directory holding a repository and test data.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl Env {
+    /// A fresh, initialised repository.
+    pub fn new() -> Env {
+        let env = Env::uninit();
+        env.ok(&["init"]);
+        env
+    }
+
+    /// A temporary directory; the repository path does not exist yet.
+    pub fn uninit() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        Env { dir, repo }
+    }
+
+    /// A path inside the temporary directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `cairn` with the repository, passphrase and a fast KDF set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("cairn").unwrap();
+        c.env("CAIRN_REPOSITORY", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_KDF_MEMORY_KIB", "64")
+            .env("CAIRN_KDF_ITERATIONS", "1")
+            .env_remove("CAIRN_PASSWORD_FILE")
+            .env_remove("CAIRN_PASSWORD_COMMAND");
+        c
+    }
+
+    /// Run `cairn ARGS`, returning the output whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Run `cairn ARGS` and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cairn backup --json PATH...` and its parsed summary.
+    pub fn backup_json(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
+        let mut args: Vec<&str> = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        for p in paths {
+            args.push(p.to_str().unwrap());
+        }
+        serde_json::from_str(self.ok(&args).trim()).unwrap()
+    }
+
+    /// Total size of every file under the repository's `data/`.
+    pub fn data_bytes(&self) -> u64 {
+        dir_bytes(&self.repo.join("data"))
+    }
+}
+
+/// Total size of the regular files below `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in walk(dir) {
+        let m = std::fs::symlink_metadata(&e).unwrap();
+        if m.is_file() {
+            n += m.len();
+        }
+    }
+    n
+}
+
+/// Every path below `dir` (not `dir` itself), depth first, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in names {
+        let is_dir = std::fs::symlink_metadata(&p).unwrap().is_dir();
+        out.push(p.clone());
+        if is_dir {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift64).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Where a backed-up absolute path lands under a restore target.
+pub fn restored(target: &Path, source: &Path) -> PathBuf {
+    target.join(source.strip_prefix("/").unwrap())
+}
+
+/// Extended attributes of a path (not following symlinks).
+pub fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(p, &mut names) else {
+        return out;
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let mut v = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::lgetxattr(p, name, &mut v) {
+            v.truncate(len);
+            out.insert(name.to_vec(), v);
+        }
+    }
+    out
+}
+
+/// Assert that `b` is a faithful copy of `a`: same entries, types, content,
+/// modes, owners, nanosecond mtimes (not for the roots), link targets, link
+/// counts and xattrs.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let left: Vec<PathBuf> = walk(a)
+        .into_iter()
+        .map(|p| p.strip_prefix(a).unwrap().to_path_buf())
+        .collect();
+    let right: Vec<PathBuf> = walk(b)
+        .into_iter()
+        .map(|p| p.strip_prefix(b).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(left, right, "entry lists differ");
+    for rel in &left {
+        let (pa, pb) = (a.join(rel), b.join(rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap(),
+        );
+        let what = rel.display();
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
+        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {what}");
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {what}"
+        );
+        assert_eq!(
+            (ma.uid(), ma.gid()),
+            (mb.uid(), mb.gid()),
+            "owner of {what}"
+        );
+        if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {what}");
+            assert_eq!(ma.nlink(), mb.nlink(), "link count of {what}");
+            assert_eq!(file_hash(&pa), file_hash(&pb), "content of {what}");
+        }
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap(),
+                "target of {what}"
+            );
+        }
+        if !ma.file_type().is_symlink() && !ma.file_type().is_fifo() {
+            assert_eq!(xattrs(&pa), xattrs(&pb), "xattrs of {what}");
+        }
+    }
+}
+
+/// BLAKE3 of a file's content.
+pub fn file_hash(p: &Path) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p).unwrap()).unwrap();
+    *h.finalize().as_bytes()
+}
+
+/// A file name from raw bytes.
+pub fn name(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+/// True when the tests run as root (owner restore, chmod 000 still readable).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
