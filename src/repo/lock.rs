@@ -48,7 +48,13 @@ pub fn stale_reason(l: &Lock, now: i64, this_host: &str) -> Option<String> {
 }
 
 fn process_alive(pid: u32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+    // A PID that does not fit a positive i32 (a hostile or corrupt lock)
+    // names no process.
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     match rustix::process::test_kill_process(pid) {
@@ -175,6 +181,11 @@ fn refresh_loop(
     let (m, cv) = stop;
     let mut stopped = m.lock().unwrap_or_else(|p| p.into_inner());
     loop {
+        // Check before every wait: a stop requested before this thread first
+        // waited must not be lost (it would hold the lock for a whole period).
+        if *stopped {
+            return;
+        }
         let (g, timeout) = cv
             .wait_timeout(stopped, REFRESH_EVERY)
             .unwrap_or_else(|p| p.into_inner());
@@ -205,5 +216,75 @@ impl Drop for RepoLock {
         if let Err(e) = self.backend.delete(&self.name) {
             eprintln!("warning: cannot remove lock {}: {e}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mem::MemBackend;
+    use crate::repo::InitOptions;
+
+    fn repo() -> Repository {
+        let opts = InitOptions {
+            kdf: crate::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        Repository::init(Arc::new(MemBackend::new()), b"pw", &opts).unwrap()
+    }
+
+    /// Regression: dropping a lock before its refresher thread first waited
+    /// used to block the drop for a whole refresh period (5 minutes).
+    #[test]
+    fn a_lock_dropped_at_once_is_released_at_once() {
+        let r = repo();
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            drop(RepoLock::acquire(&r, false).unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "lock drop hangs");
+        assert!(r.backend().list("locks").unwrap().is_empty());
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclusive_conflicts() {
+        let r = repo();
+        let a = RepoLock::acquire(&r, false).unwrap();
+        let b = RepoLock::acquire(&r, false).unwrap();
+        let err = RepoLock::acquire(&r, true).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        drop((a, b));
+        let x = RepoLock::acquire(&r, true).unwrap();
+        assert_eq!(
+            RepoLock::acquire(&r, false).err().unwrap().kind(),
+            ErrorKind::Locked
+        );
+        drop(x);
+        drop(RepoLock::acquire(&r, false).unwrap());
+    }
+
+    #[test]
+    fn stale_locks_are_recognised() {
+        let now = now_ns();
+        let mut l = Lock {
+            exclusive: true,
+            time_ns: now,
+            hostname: "elsewhere".into(),
+            username: "u".into(),
+            pid: 1,
+        };
+        assert!(stale_reason(&l, now, "here").is_none());
+        l.time_ns = now - 31 * 60 * 1_000_000_000;
+        assert!(stale_reason(&l, now, "here").is_some());
+        l.time_ns = now;
+        l.hostname = "here".into();
+        l.pid = u32::MAX - 1; // no such process
+        assert!(stale_reason(&l, now, "here").is_some());
+        l.pid = std::process::id();
+        assert!(stale_reason(&l, now, "here").is_none());
     }
 }

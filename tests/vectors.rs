@@ -1,0 +1,232 @@
+//! Golden vectors: a silent change to chunking, hashing or the repository
+//! format fails here.
+//!
+//! - `tests/vectors/chunks.json`: cut points and blob IDs of seeded
+//!   pseudo-random data under fixed chunker parameters and a fixed ID key.
+//! - `tests/vectors/repo-v1/`: a small repository written by Cairn's format
+//!   version 1, which the current code must open and restore exactly.
+//!
+//! Regenerate (only for a deliberate format change, with a FORMAT.md
+//! version log entry): `CAIRN_REGENERATE_VECTORS=1 cargo test --test vectors`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use cairn::chunker::Chunker;
+use cairn::crypto::{IdKey, Secret32};
+use cairn::format::config::ChunkerParams;
+use common::*;
+
+const GOLDEN_PASSWORD: &str = "cairn-golden-vectors";
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn regenerate() -> bool {
+    std::env::var_os("CAIRN_REGENERATE_VECTORS").is_some()
+}
+
+fn chunk_vectors() -> serde_json::Value {
+    let key = IdKey::new(Secret32::from_bytes(*b"cairn golden vector id key 32 b!"));
+    let mut cases = Vec::new();
+    for (label, params, len, seed) in [
+        (
+            "default sizes",
+            ChunkerParams::with_seed(0x0123_4567_89ab_cdef),
+            24usize << 20,
+            1u64,
+        ),
+        (
+            "small sizes",
+            ChunkerParams {
+                min_len: 2048,
+                avg_len: 8192,
+                max_len: 65536,
+                gear_seed: 0xfeed_f00d,
+            },
+            1 << 20,
+            2,
+        ),
+    ] {
+        let data = random_bytes(len, seed);
+        let cuts: Vec<serde_json::Value> = Chunker::new(params)
+            .cuts(&data)
+            .map(|c| {
+                serde_json::json!([
+                    c.offset,
+                    c.len,
+                    key.blob_id(&data[c.offset..c.offset + c.len]).to_hex()
+                ])
+            })
+            .collect();
+        cases.push(serde_json::json!({
+            "label": label,
+            "data": format!("tests/common random_bytes(len = {len}, seed = {seed})"),
+            "min_len": params.min_len, "avg_len": params.avg_len, "max_len": params.max_len,
+            "gear_seed": params.gear_seed,
+            "cuts (offset, length, blob id)": cuts,
+        }));
+    }
+    serde_json::json!({
+        "id_key": "ASCII \"cairn golden vector id key 32 b!\"",
+        "cases": cases,
+    })
+}
+
+#[test]
+fn chunk_cut_points_and_ids_match_the_vectors() {
+    let path = vectors().join("chunks.json");
+    let now = chunk_vectors();
+    if regenerate() {
+        fs::write(&path, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
+        return;
+    }
+    let golden: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        now, golden,
+        "chunking or blob IDs changed; if deliberate, see tests/vectors/README.md"
+    );
+}
+
+/// The deterministic tree stored in the golden repository.
+fn golden_tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/empty-dir")).unwrap();
+    fs::write(root.join("hello.txt"), "hello from format version 1\n").unwrap();
+    fs::write(root.join("sub/data.bin"), random_bytes(40_000, 42)).unwrap();
+    fs::write(root.join("sub/text"), "compressible line\n".repeat(500)).unwrap();
+    fs::write(root.join("sub/empty"), "").unwrap();
+    symlink("hello.txt", root.join("link")).unwrap();
+    fs::set_permissions(root.join("sub/data.bin"), fs::Permissions::from_mode(0o640)).unwrap();
+    for (i, p) in walk(root).iter().rev().enumerate() {
+        if fs::symlink_metadata(p).unwrap().file_type().is_symlink() {
+            continue;
+        }
+        let t = std::time::SystemTime::UNIX_EPOCH
+            + std::time::Duration::new(1_790_000_000 + i as u64, 5_000 + i as u32);
+        fs::File::open(p)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_committed_v1_repository_still_opens_and_restores() {
+    let golden_repo = vectors().join("repo-v1");
+    let env = Env::uninit();
+    let expected = env.path("golden-src");
+    golden_tree(&expected);
+    if regenerate() {
+        let _ = fs::remove_dir_all(&golden_repo);
+        let e = Env {
+            dir: tempfile::tempdir().unwrap(),
+            repo: golden_repo.clone(),
+        };
+        for args in [vec!["init"], vec!["backup", expected.to_str().unwrap()]] {
+            let out = e
+                .cmd()
+                .env("CAIRN_PASSWORD", GOLDEN_PASSWORD)
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Empty fan-out directories are not tracked by git; readers must not need them.
+        for d in walk(&golden_repo.join("data")) {
+            if d.is_dir() && fs::read_dir(&d).unwrap().next().is_none() {
+                fs::remove_dir(&d).unwrap();
+            }
+        }
+        return;
+    }
+    // Work on a copy: the vectors stay read-only.
+    let repo = env.path("repo");
+    copy_dir(&golden_repo, &repo);
+    let e = Env {
+        dir: tempfile::tempdir().unwrap(),
+        repo,
+    };
+    let run = |args: &[&str]| {
+        let out = e
+            .cmd()
+            .env("CAIRN_PASSWORD", GOLDEN_PASSWORD)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let snaps: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
+    let source = snaps[0]["paths"][0].as_str().unwrap().to_string();
+    let target = env.path("restored");
+    run(&[
+        "restore",
+        &format!("latest:{source}"),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    // Content, modes, mtimes and link targets (owners differ by machine).
+    for p in walk(&expected) {
+        let rel = p.strip_prefix(&expected).unwrap();
+        let q = target.join(rel);
+        let (a, b) = (
+            fs::symlink_metadata(&p).unwrap(),
+            fs::symlink_metadata(&q).unwrap(),
+        );
+        assert_eq!(a.file_type(), b.file_type(), "{}", rel.display());
+        if a.is_file() {
+            assert_eq!(
+                fs::read(&p).unwrap(),
+                fs::read(&q).unwrap(),
+                "{}",
+                rel.display()
+            );
+        }
+        if a.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&p).unwrap(), fs::read_link(&q).unwrap());
+        } else {
+            assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{}", rel.display());
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "{}",
+                rel.display()
+            );
+        }
+    }
+    assert_eq!(walk(&expected).len(), walk(&target).len());
+    // The wrong passphrase is still refused with exit 12.
+    let out = e
+        .cmd()
+        .env("CAIRN_PASSWORD", "wrong")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
