@@ -476,6 +476,9 @@ pub fn backup(
     }
     paths.sort();
     paths.dedup();
+    if paths.iter().any(|p| p == Path::new("/")) {
+        paths.retain(|p| p == Path::new("/"));
+    }
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
     let _lock = RepoLock::acquire(repo, false)?;
@@ -502,8 +505,16 @@ pub fn backup(
         hardlinks: Mutex::new(HashMap::new()),
         progress,
     };
-    let virt = build_virtual(&paths);
-    let tree = ctx.save_virtual(Path::new("/"), &virt);
+    let tree = if paths.iter().any(|p| p == Path::new("/")) {
+        // The whole filesystem: the root directory is the source itself.
+        let dev = std::fs::symlink_metadata("/")
+            .map_err(|e| Error::io_path("cannot back up", "/", e))?
+            .dev();
+        ctx.save_dir(Path::new("/"), dev)
+            .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
+    } else {
+        ctx.save_virtual(Path::new("/"), &build_virtual(&paths))
+    };
     let Ctx {
         counters, errors, ..
     } = ctx;
