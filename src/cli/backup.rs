@@ -79,11 +79,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     )?;
     let s = &r.snapshot.summary;
     if g.json {
-        let errors: Vec<_> = r
-            .errors
-            .iter()
-            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
-            .collect();
+        let errors = super::errors_json(&r.errors);
         println!(
             "{}",
             serde_json::json!({

@@ -5,7 +5,7 @@ use cairn::format::BlobType;
 use cairn::format::tree::{NodeKind, Tree};
 use cairn::id::{BlobId, IndexId};
 
-use super::{GlobalArgs, format_time_rfc3339, lossy};
+use super::{GlobalArgs, lossy};
 
 /// Arguments of `cairn cat`.
 #[derive(clap::Args, Debug)]
@@ -45,18 +45,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         "snapshot" => {
             let repo = g.open()?;
             let (id, s) = repo.find_snapshot(need_id()?)?;
-            serde_json::json!({
-                "id": id.to_hex(),
-                "time": format_time_rfc3339(s.time_ns, s.utc_offset_s),
-                "tree": s.tree.to_hex(),
-                "parent": s.parent.map(hex::encode),
-                "hostname": s.hostname,
-                "username": s.username,
-                "paths": s.paths.iter().map(|p| lossy(p)).collect::<Vec<_>>(),
-                "tags": s.tags,
-                "program_version": s.program_version,
-                "summary": s.summary,
-            })
+            super::snapshot_json(&id, &s)
         }
         "index" => {
             let repo = g.open()?;

@@ -277,6 +277,34 @@ pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Per-entry errors as JSON: `[{"path": …, "error": …}]`.
+pub fn errors_json(errors: &[(PathBuf, String)]) -> serde_json::Value {
+    errors
+        .iter()
+        .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
+        .collect()
+}
+
+/// A snapshot as JSON, as `snapshots --json` and `cat snapshot` print it.
+pub fn snapshot_json(
+    id: &cairn::id::SnapshotId,
+    s: &cairn::format::snapshot::Snapshot,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": format_time_rfc3339(s.time_ns, s.utc_offset_s),
+        "tree": s.tree.to_hex(),
+        "parent": s.parent.map(hex::encode),
+        "hostname": s.hostname,
+        "username": s.username,
+        "paths": s.paths.iter().map(|p| lossy(p)).collect::<Vec<_>>(),
+        "tags": s.tags,
+        "program_version": s.program_version,
+        "summary": s.summary,
+    })
+}
+
 /// Split `SNAPSHOT[:PATH]`.
 pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {

@@ -38,11 +38,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
     let r = restore(&repo, &root, sub.as_bytes(), &opts, &cairn::ops::NoProgress)?;
     if g.json {
-        let errors: Vec<_> = r
-            .errors
-            .iter()
-            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
-            .collect();
+        let errors = super::errors_json(&r.errors);
         println!(
             "{}",
             serde_json::json!({

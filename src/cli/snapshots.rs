@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{GlobalArgs, format_time, format_time_rfc3339, human_bytes, lossy};
+use super::{GlobalArgs, format_time, human_bytes, lossy};
 
 /// Arguments of `cairn snapshots`.
 #[derive(clap::Args, Debug)]
@@ -26,21 +26,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     if g.json {
         let v: Vec<_> = snaps
             .iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id.to_hex(),
-                    "short_id": id.short(),
-                    "time": format_time_rfc3339(s.time_ns, s.utc_offset_s),
-                    "tree": s.tree.to_hex(),
-                    "parent": s.parent.map(hex::encode),
-                    "hostname": s.hostname,
-                    "username": s.username,
-                    "paths": s.paths.iter().map(|p| lossy(p)).collect::<Vec<_>>(),
-                    "tags": s.tags,
-                    "program_version": s.program_version,
-                    "summary": s.summary,
-                })
-            })
+            .map(|(id, s)| super::snapshot_json(id, s))
             .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(super::exit::OK);

@@ -109,11 +109,7 @@ impl Snapshot {
         ] {
             w.u64(v);
         }
-        w.u16(self.extensions.len() as u16);
-        for (tag, value) in &self.extensions {
-            w.u16(*tag);
-            w.bytes32(value);
-        }
+        w.extensions(&self.extensions);
         w.finish()
     }
 
@@ -166,17 +162,7 @@ impl Snapshot {
             errors: v[10],
             duration_ns: v[11],
         };
-        let ne = r.count16(6)?;
-        let mut extensions: Vec<(u16, Vec<u8>)> = Vec::with_capacity(ne);
-        for _ in 0..ne {
-            let tag = r.u16()?;
-            if let Some((prev, _)) = extensions.last()
-                && *prev >= tag
-            {
-                return Err(r.error("extensions not in strictly increasing tag order"));
-            }
-            extensions.push((tag, r.bytes32(1 << 20)?.to_vec()));
-        }
+        let extensions = r.extensions(1 << 20)?;
         r.finish()?;
         Ok(Snapshot {
             time_ns,

@@ -258,11 +258,7 @@ impl Tree {
                 NodeKind::CharDevice { rdev } | NodeKind::BlockDevice { rdev } => w.u64(*rdev),
                 NodeKind::Fifo | NodeKind::Socket => {}
             }
-            w.u16(n.extensions.len() as u16);
-            for (tag, value) in &n.extensions {
-                w.u16(*tag);
-                w.bytes32(value);
-            }
+            w.extensions(&n.extensions);
         }
         w.finish()
     }
@@ -275,7 +271,6 @@ impl Tree {
         if version != TREE_VERSION {
             return Err(r.error(format!("unknown tree version {version}")));
         }
-        // Smallest possible entry: see FORMAT.md (name of 1 byte, no payload).
         let count = r.count32(MIN_NODE_LEN)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
         for _ in 0..count {
@@ -330,17 +325,7 @@ impl Tree {
                 7 => NodeKind::Socket,
                 t => return Err(r.error(format!("unknown node kind {t}"))),
             };
-            let ne = r.count16(6)?;
-            let mut extensions: Vec<(u16, Vec<u8>)> = Vec::with_capacity(ne);
-            for _ in 0..ne {
-                let tag = r.u16()?;
-                if let Some((prev, _)) = extensions.last()
-                    && *prev >= tag
-                {
-                    return Err(r.error("extensions not in strictly increasing tag order"));
-                }
-                extensions.push((tag, r.bytes32(MAX_EXTENSION_LEN)?.to_vec()));
-            }
+            let extensions = r.extensions(MAX_EXTENSION_LEN)?;
             nodes.push(Node {
                 name,
                 kind,

@@ -58,6 +58,15 @@ impl Writer {
         self.u32(len);
         self.buf.extend_from_slice(&v[..len as usize]);
     }
+    /// Tagged extensions: a `u16` count, then each tag (`u16`) and value
+    /// (`bytes32`).
+    pub fn extensions(&mut self, ext: &[(u16, Vec<u8>)]) {
+        self.u16(ext.len() as u16);
+        for (tag, value) in ext {
+            self.u16(*tag);
+            self.bytes32(value);
+        }
+    }
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -166,6 +175,20 @@ impl<'a> Reader<'a> {
             return Err(self.error(format!("count {n} exceeds the remaining input")));
         }
         Ok(n)
+    }
+    /// Tagged extensions (see [`Writer::extensions`]): tags strictly
+    /// increasing, each value at most `max` bytes.
+    pub fn extensions(&mut self, max: usize) -> Result<Vec<(u16, Vec<u8>)>> {
+        let n = self.count16(6)?;
+        let mut out: Vec<(u16, Vec<u8>)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tag = self.u16()?;
+            if out.last().is_some_and(|(prev, _)| *prev >= tag) {
+                return Err(self.error("extensions not in strictly increasing tag order"));
+            }
+            out.push((tag, self.bytes32(max)?.to_vec()));
+        }
+        Ok(out)
     }
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
