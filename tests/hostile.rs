@@ -198,3 +198,51 @@ fn existing_symlinks_in_the_target_are_not_followed() {
     assert_eq!(fs::read(target.join("a/f")).unwrap(), b"inside the target");
     assert_eq!(fs::read(target.join("g")).unwrap(), b"also inside");
 }
+
+/// A chain of `levels` directories named `d`, with a file at the bottom.
+fn chain(c: &Crafter, levels: usize) -> BlobId {
+    let leaf = c.file(b"leaf", b"bottom");
+    let mut blobs = vec![(BlobType::Tree, Tree { nodes: vec![leaf] }.to_bytes())];
+    let mut id = c.repo.id_key().blob_id(&blobs[0].1);
+    for _ in 0..levels {
+        let t = Tree {
+            nodes: vec![dir(b"d", id)],
+        }
+        .to_bytes();
+        id = c.repo.id_key().blob_id(&t);
+        blobs.push((BlobType::Tree, t));
+    }
+    c.store(&blobs);
+    id
+}
+
+#[test]
+fn deep_trees_restore_and_hostile_depths_are_refused() {
+    let env = Env::new();
+    let c = Crafter::new(&env);
+    // 1500 levels: deeper than any path a backup can read (PATH_MAX), which
+    // restore handles through directory handles without overflowing.
+    let snap = c.snapshot(chain(&c, 1500));
+    let target = env.path("deep");
+    env.ok(&["restore", &snap, "--target", target.to_str().unwrap()]);
+    let mut p = target.clone();
+    let mut levels = 0;
+    while p.join("d").is_dir() {
+        // Walk down with relative opens: the absolute path is too long.
+        std::env::set_current_dir(&p).unwrap();
+        p = std::path::PathBuf::from("d");
+        levels += 1;
+    }
+    assert_eq!(levels, 1500);
+    assert_eq!(fs::read(p.join("leaf")).unwrap(), b"bottom");
+    std::env::set_current_dir(env.dir.path()).unwrap();
+
+    // 3000 levels can only come from a crafted repository: refused cleanly.
+    let snap = c.snapshot(chain(&c, 3000));
+    restore_refused(
+        &env,
+        &snap,
+        &env.path("deeper"),
+        "refusing to restore below",
+    );
+}

@@ -505,16 +505,18 @@ pub fn backup(
         hardlinks: Mutex::new(HashMap::new()),
         progress,
     };
-    let tree = if paths.iter().any(|p| p == Path::new("/")) {
-        // The whole filesystem: the root directory is the source itself.
-        let dev = std::fs::symlink_metadata("/")
-            .map_err(|e| Error::io_path("cannot back up", "/", e))?
-            .dev();
-        ctx.save_dir(Path::new("/"), dev)
-            .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
-    } else {
-        ctx.save_virtual(Path::new("/"), &build_virtual(&paths))
-    };
+    let tree = super::in_pool(|| {
+        if paths.iter().any(|p| p == Path::new("/")) {
+            // The whole filesystem: the root directory is the source itself.
+            let dev = std::fs::symlink_metadata("/")
+                .map_err(|e| Error::io_path("cannot back up", "/", e))?
+                .dev();
+            ctx.save_dir(Path::new("/"), dev)
+                .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
+        } else {
+            ctx.save_virtual(Path::new("/"), &build_virtual(&paths))
+        }
+    });
     let Ctx {
         counters, errors, ..
     } = ctx;

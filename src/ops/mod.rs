@@ -9,8 +9,41 @@ pub mod restore;
 pub mod walk;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::error::Error;
+
+/// Deepest directory nesting walked. A path of at most 4096 bytes (Linux's
+/// `PATH_MAX`) has at most 2048 components, so no backup produces deeper
+/// trees; a deeper tree is hostile and refused (recursion would otherwise
+/// exhaust the stack).
+pub const MAX_TREE_DEPTH: usize = 2048;
+
+/// Stack of each worker thread: enough for `MAX_TREE_DEPTH` levels of
+/// recursion (reserved address space; pages are committed as used).
+const WORKER_STACK: usize = 64 * 1024 * 1024;
+
+/// Run `f` on Cairn's worker pool: rayon threads (one per core, or
+/// `RAYON_NUM_THREADS`) with stacks deep enough for the deepest tree.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .stack_size(WORKER_STACK)
+            .thread_name(|i| format!("cairn-worker-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// Nesting depth of a `/`-separated relative path ("" is 0).
+pub fn depth(rel: &[u8]) -> usize {
+    rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).count()
+}
 
 /// Receives progress events from long operations. Every method has a
 /// no-op default; the CLI implements what it shows.

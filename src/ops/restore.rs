@@ -179,6 +179,16 @@ impl Ctx<'_> {
         all: bool,
         fresh: bool,
     ) -> u64 {
+        if super::depth(rel) > super::MAX_TREE_DEPTH {
+            self.fail(
+                path,
+                Error::integrity(format!(
+                    "refusing to restore below {} levels of directories (hostile or corrupt tree)",
+                    super::MAX_TREE_DEPTH
+                )),
+            );
+            return 0;
+        }
         let t = match self.repo.load_tree(tree) {
             Ok(t) => t,
             Err(e) => {
@@ -585,7 +595,7 @@ pub fn restore(
         dir_meta: Mutex::new(Vec::new()),
         progress,
     };
-    match root {
+    super::in_pool(|| match root {
         RestoreRoot::Tree(t) => {
             let all = ctx.include.is_none() || ctx.included(root_path, true);
             ctx.restore_tree(&dir, t, root_path, b"", all, target_was_empty);
@@ -595,7 +605,7 @@ pub fn restore(
                 ctx.fail(root_path, e);
             }
         }
-    }
+    });
     ctx.finish_links();
     ctx.finish_dirs();
     let errors = ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -70,6 +70,13 @@ pub fn walk(
     prefix: &[u8],
     f: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
 ) -> Result<()> {
+    if super::depth(prefix) > super::MAX_TREE_DEPTH + 64 {
+        return Err(Error::integrity(format!(
+            "{} is nested deeper than {} directories (hostile or corrupt tree)",
+            String::from_utf8_lossy(prefix),
+            super::MAX_TREE_DEPTH
+        )));
+    }
     let t: Tree = repo.load_tree(tree)?;
     for n in &t.nodes {
         let mut p = prefix.to_vec();

@@ -63,8 +63,9 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Every lock in the repository that is live, with its ID.
-pub fn live_locks(repo: &Repository) -> Result<Vec<(LockId, Lock)>> {
+/// Every lock in the repository that is live, with its ID. Stale and
+/// unreadable locks are skipped, with a warning if `warn`.
+pub fn live_locks(repo: &Repository, warn: bool) -> Result<Vec<(LockId, Lock)>> {
     let host = super::hostname();
     let now = now_ns();
     let mut out = Vec::new();
@@ -83,11 +84,16 @@ pub fn live_locks(repo: &Repository) -> Result<Vec<(LockId, Lock)>> {
             Ok(l) => l,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
-                eprintln!("warning: ignoring unreadable lock {}: {e}", o.name);
+                if warn {
+                    eprintln!("warning: ignoring unreadable lock {}: {e}", o.name);
+                }
                 continue;
             }
         };
         if let Some(why) = stale_reason(&lock, now, &host) {
+            if !warn {
+                continue;
+            }
             eprintln!(
                 "warning: ignoring stale lock {} held by PID {} on {} ({why})",
                 id.short(),
@@ -135,7 +141,7 @@ impl RepoLock {
                     )
                 })
         };
-        if let Some(e) = conflict(&live_locks(repo)?, None) {
+        if let Some(e) = conflict(&live_locks(repo, true)?, None) {
             return Err(e);
         }
         let id = LockId::random();
@@ -149,7 +155,7 @@ impl RepoLock {
         };
         repo.save_object(aad::LOCK, &name, id.as_bytes(), &lock.to_bytes())?;
         // Another process may have locked at the same time: look again.
-        if let Some(e) = conflict(&live_locks(repo)?, Some(&id)) {
+        if let Some(e) = conflict(&live_locks(repo, false)?, Some(&id)) {
             let _ = repo.backend().delete(&name);
             return Err(e);
         }
