@@ -98,7 +98,11 @@ impl SealKey {
 
     /// Seal `plaintext`, appending the box to `out`.
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
-        let nonce_bytes: [u8; NONCE_LEN] = random_array();
+        // Nonces come from the thread-local CSPRNG (ChaCha12, seeded and
+        // periodically reseeded from the OS): one system call per blob would
+        // cost more than sealing a small blob.
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce_bytes);
         let start = out.len();
         out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce_bytes);

@@ -132,7 +132,7 @@ impl KdfParams {
     /// Reject parameters a hostile key file could use to exhaust memory or
     /// time, and those Argon2 itself refuses.
     pub fn validate(&self) -> Result<()> {
-        if self.memory_kib < 8 * self.parallelism.max(1)
+        if self.memory_kib < self.parallelism.max(1).saturating_mul(8)
             || self.memory_kib > Self::MAX_MEMORY_KIB
             || self.iterations == 0
             || self.iterations > Self::MAX_ITERATIONS
@@ -151,6 +151,18 @@ impl KdfParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by tests/decoders.rs): a huge lane count overflowed
+    /// the minimum-memory check in debug builds.
+    #[test]
+    fn huge_lane_counts_are_rejected_without_overflow() {
+        let p = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: u32::MAX,
+        };
+        assert!(p.validate().is_err());
+    }
 
     #[test]
     fn round_trip_and_truncation() {

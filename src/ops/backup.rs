@@ -521,11 +521,10 @@ pub fn backup(
         counters, errors, ..
     } = ctx;
     let tree = tree?;
+    // Packs, then their index files (inside `finish`), then the snapshot.
+    // The repository's in-memory index is left as loaded: it is reloaded at
+    // the start of every operation that needs it.
     let stored = packer.finish(&**repo.backend())?;
-    for p in &stored.packs {
-        repo.index_mut().add_pack(p.id, &p.blobs);
-    }
-    repo.index_mut().finalize();
 
     let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     let c = counters;

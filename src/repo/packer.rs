@@ -90,8 +90,8 @@ struct Shared {
     unindexed_blobs: usize,
     /// Index files written so far.
     index_files: Vec<IndexId>,
-    /// Every pack stored, with its blobs (for the caller's in-memory index).
-    stored: Vec<IndexPack>,
+    /// Packs stored.
+    packs_written: u64,
     /// Bytes written to the backend.
     bytes_written: u64,
     /// First failure of a writer.
@@ -100,8 +100,8 @@ struct Shared {
 
 /// What the packer stored.
 pub struct PackerResult {
-    /// Packs stored, with their blobs.
-    pub packs: Vec<IndexPack>,
+    /// Number of packs stored.
+    pub packs_written: u64,
     /// Index files written.
     pub index_files: Vec<IndexId>,
     /// Bytes written to packs and index files.
@@ -237,7 +237,7 @@ impl Packer {
             shared.bytes_written += n;
         }
         Ok(PackerResult {
-            packs: std::mem::take(&mut shared.stored),
+            packs_written: shared.packs_written,
             index_files: std::mem::take(&mut shared.index_files),
             bytes_written: shared.bytes_written,
         })
@@ -318,7 +318,7 @@ fn writer_loop(
             let mut s = lock(shared);
             s.bytes_written += pack.len();
             s.unindexed_blobs += pack.index.blobs.len();
-            s.stored.push(pack.index.clone());
+            s.packs_written += 1;
             s.unindexed.push(pack.index);
             if s.unindexed_blobs >= index_every {
                 s.unindexed_blobs = 0;

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::format::tree::{FLAG_SPARSE, Node, NodeKind, Timestamp, Xattr};
@@ -15,35 +15,41 @@ use crate::format::tree::{FLAG_SPARSE, Node, NodeKind, Timestamp, Xattr};
 /// Files at least this large are read through a memory map, in windows.
 pub const MMAP_THRESHOLD: u64 = 8 * 1024 * 1024;
 
-/// Cache of user and group names by ID.
+/// Cache of user and group names by ID (read-mostly: almost every file
+/// has an owner seen before).
 #[derive(Default)]
 pub struct NameCache {
-    users: Mutex<HashMap<u32, String>>,
-    groups: Mutex<HashMap<u32, String>>,
+    users: RwLock<HashMap<u32, String>>,
+    groups: RwLock<HashMap<u32, String>>,
+}
+
+fn cached(map: &RwLock<HashMap<u32, String>>, id: u32, resolve: impl FnOnce() -> String) -> String {
+    if let Some(n) = map.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return n.clone();
+    }
+    let name = resolve();
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, name.clone());
+    name
 }
 
 impl NameCache {
     /// The user name for `uid`, or empty if it does not resolve.
     pub fn user(&self, uid: u32) -> String {
-        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(uid)
-            .or_insert_with(|| {
-                uzers::get_user_by_uid(uid)
-                    .map(|u| u.name().to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .clone()
+        cached(&self.users, uid, || {
+            uzers::get_user_by_uid(uid)
+                .map(|u| u.name().to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
     }
     /// The group name for `gid`, or empty if it does not resolve.
     pub fn group(&self, gid: u32) -> String {
-        let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(gid)
-            .or_insert_with(|| {
-                uzers::get_group_by_gid(gid)
-                    .map(|g| g.name().to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .clone()
+        cached(&self.groups, gid, || {
+            uzers::get_group_by_gid(gid)
+                .map(|g| g.name().to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
     }
 }
 
