@@ -111,6 +111,10 @@ fn build_tree(src: &Path) -> bool {
         ("group-write", 0o664),
     ];
     for (n, m) in modes {
+        if m == 0 && !is_root() {
+            // Only root can back up a file nobody may read.
+            continue;
+        }
         fs::write(src.join(n), format!("mode {m:o}\n")).unwrap();
         fs::set_permissions(src.join(n), fs::Permissions::from_mode(m)).unwrap();
     }
