@@ -36,6 +36,20 @@ pub struct Args {
     /// Host name to record instead of this machine's.
     #[arg(long = "host", value_name = "HOST")]
     host: Option<String>,
+    /// Snapshot to compare against (default: the latest of this host with
+    /// the same paths).
+    #[arg(long, value_name = "SNAPSHOT")]
+    parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    force: bool,
+    /// Do not compare inode numbers to detect changes (unstable on some
+    /// network and FUSE filesystems).
+    #[arg(long)]
+    ignore_inode: bool,
+    /// Do not compare ctimes to detect changes.
+    #[arg(long)]
+    ignore_ctime: bool,
     /// zstd level for new data (0 = off; default: the repository's).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
     compression: Option<i32>,
@@ -68,8 +82,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         host: a.host.clone(),
         compression_level: a.compression,
         writers: None,
+        parent: None,
+        force: a.force,
+        ignore_inode: a.ignore_inode,
+        ignore_ctime: a.ignore_ctime,
     };
     let mut repo = g.open()?;
+    let mut opts = opts;
+    if let Some(spec) = &a.parent {
+        opts.parent = Some(repo.find_snapshot(spec)?.0);
+    }
     let r = backup(
         &mut repo,
         &opts,
@@ -85,6 +107,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             serde_json::json!({
                 "message_type": "summary",
                 "snapshot_id": r.id.to_hex(),
+                "parent": r.snapshot.parent.map(hex::encode),
                 "files": s.files,
                 "dirs": s.dirs,
                 "others": s.others,
@@ -104,12 +127,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             eprintln!("error: {}: {e}", p.display());
         }
         if !g.quiet {
+            if let Some(p) = r.snapshot.parent {
+                println!("using parent snapshot {}", &hex::encode(p)[..8]);
+            }
             println!(
-                "processed {} files, {} dirs, {} in {:.2}s",
+                "processed {} files, {} dirs, {} in {:.2}s ({} files read, {} unchanged)",
                 s.files,
                 s.dirs,
                 human_bytes(s.total_bytes),
-                s.duration_ns as f64 / 1e9
+                s.duration_ns as f64 / 1e9,
+                s.files_read,
+                s.files.saturating_sub(s.files_read)
             );
             println!(
                 "added {} new data blobs and {} new trees: {} ({} stored)",

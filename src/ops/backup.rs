@@ -58,6 +58,16 @@ pub struct BackupOptions {
     pub compression_level: Option<i32>,
     /// Pack writer threads (default 1 for local storage).
     pub writers: Option<usize>,
+    /// Parent snapshot; `None` picks the latest one of this host with the
+    /// same paths.
+    pub parent: Option<SnapshotId>,
+    /// Read every file, even when the parent says it is unchanged.
+    pub force: bool,
+    /// Do not compare inode and device numbers (filesystems where they are
+    /// not stable, e.g. some network and FUSE filesystems).
+    pub ignore_inode: bool,
+    /// Do not compare ctimes.
+    pub ignore_ctime: bool,
 }
 
 /// What a backup produced.
@@ -143,6 +153,31 @@ struct Ctx<'a> {
     names: NameCache,
     hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
     progress: &'a dyn Progress,
+    change: ChangeRules,
+}
+
+/// How a file is judged unchanged against its parent snapshot's entry.
+#[derive(Debug, Clone, Copy)]
+struct ChangeRules {
+    use_parent: bool,
+    ignore_inode: bool,
+    ignore_ctime: bool,
+}
+
+impl ChangeRules {
+    /// True if `old` (from the parent snapshot) describes the same content
+    /// as `meta`: same size and mtime (ns), and unless ignored the same
+    /// ctime (ns), inode and device.
+    fn unchanged(&self, old: &Node, meta: &Metadata) -> bool {
+        let n = |v: i64| v.clamp(0, 999_999_999) as u32;
+        self.use_parent
+            && old.size == meta.len()
+            && old.mtime.sec == meta.mtime()
+            && old.mtime.nsec == n(meta.mtime_nsec())
+            && (self.ignore_ctime
+                || (old.ctime.sec == meta.ctime() && old.ctime.nsec == n(meta.ctime_nsec())))
+            && (self.ignore_inode || (old.inode == meta.ino() && old.device == meta.dev()))
+    }
 }
 
 /// A source path tree: leaves are backed up whole; inner nodes are the
@@ -312,6 +347,7 @@ impl Ctx<'_> {
         path: &Path,
         name: &[u8],
         parent_dev: Option<u64>,
+        old: Option<&Node>,
     ) -> Result<Option<Node>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -335,7 +371,21 @@ impl Ctx<'_> {
             } else {
                 None
             };
-            let (content, len) = match cached {
+            // Unchanged since the parent snapshot: reuse its content list
+            // without opening the file (if every blob is still indexed).
+            let reused = old.and_then(|o| match &o.kind {
+                NodeKind::File { content }
+                    if self.change.unchanged(o, &meta)
+                        && content
+                            .iter()
+                            .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
+                {
+                    Some(content.clone())
+                }
+                _ => None,
+            });
+            let was_reused = reused.is_some();
+            let (content, len) = match reused.or(cached) {
                 Some(c) => (c, meta.len()),
                 None => match self.save_file_content(path, &meta) {
                     Ok((c, len)) => {
@@ -362,13 +412,26 @@ impl Ctx<'_> {
             let mut n =
                 sfs::node_from_metadata(name, &meta, NodeKind::File { content }, &self.names);
             n.size = len;
+            if was_reused
+                && self.change.ignore_ctime
+                && let Some(o) = old
+            {
+                // The content was judged unchanged without the ctime: keep
+                // the ctime it was read under, so a later backup that does
+                // compare ctimes still notices a change this one trusted away.
+                n.ctime = o.ctime;
+            }
             n
         } else if ft.is_dir() {
             let crosses = self.one_file_system && parent_dev.is_some_and(|d| d != meta.dev());
             let subtree = if crosses {
                 self.save_tree(&Tree::default())?
             } else {
-                match self.save_dir(path, meta.dev()) {
+                let old_subtree = old.and_then(|o| match o.kind {
+                    NodeKind::Dir { subtree } => Some(subtree),
+                    _ => None,
+                });
+                match self.save_dir(path, meta.dev(), old_subtree) {
                     Ok(Some(id)) => id,
                     Ok(None) => return Ok(None),
                     Err(e) if e.kind() == crate::error::ErrorKind::Source => {
@@ -403,8 +466,25 @@ impl Ctx<'_> {
         Ok(Some(node))
     }
 
+    /// The parent snapshot's version of a directory, if there is one and it
+    /// can be read (a damaged parent only costs the shortcut, not the backup).
+    fn old_tree(&self, path: &Path, id: Option<BlobId>) -> Option<Tree> {
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.progress.error(
+                    path,
+                    &e.context("cannot read the parent snapshot's tree; reading all files below"),
+                );
+                None
+            }
+        }
+    }
+
     /// Back up a directory's entries; `None` if a marker file excludes it.
-    fn save_dir(&self, path: &Path, dev: u64) -> Result<Option<BlobId>> {
+    /// `old` is the directory's tree in the parent snapshot.
+    fn save_dir(&self, path: &Path, dev: u64, old: Option<BlobId>) -> Result<Option<BlobId>> {
         let rd = std::fs::read_dir(path).map_err(|e| Error::source_io("cannot list", path, e))?;
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         for entry in rd {
@@ -415,9 +495,13 @@ impl Ctx<'_> {
             return Ok(None);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let old = self.old_tree(path, old);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
-            .map(|n| self.save_entry(&path.join(n), n.as_bytes(), Some(dev)))
+            .map(|n| {
+                let prev = old.as_ref().and_then(|t| t.find(n.as_bytes()));
+                self.save_entry(&path.join(n), n.as_bytes(), Some(dev), prev)
+            })
             .collect::<Result<_>>()?;
         self.save_tree(&Tree {
             nodes: nodes.into_iter().flatten().collect(),
@@ -425,18 +509,24 @@ impl Ctx<'_> {
         .map(Some)
     }
 
-    fn save_virtual(&self, path: &Path, v: &Virtual) -> Result<BlobId> {
+    fn save_virtual(&self, path: &Path, v: &Virtual, old: Option<BlobId>) -> Result<BlobId> {
+        let old = self.old_tree(path, old);
         let nodes: Vec<Option<Node>> = v
             .children
             .par_iter()
             .map(|(name, child)| {
                 let p = path.join(std::ffi::OsStr::from_bytes(name));
+                let prev = old.as_ref().and_then(|t| t.find(name));
                 match child {
-                    VirtualChild::Source => self.save_entry(&p, name, None),
+                    VirtualChild::Source => self.save_entry(&p, name, None, prev),
                     VirtualChild::Inner(inner) => {
                         let meta = std::fs::metadata(&p)
                             .map_err(|e| Error::io_path("cannot back up", &p, e))?;
-                        let subtree = self.save_virtual(&p, inner)?;
+                        let prev_subtree = prev.and_then(|o| match o.kind {
+                            NodeKind::Dir { subtree } => Some(subtree),
+                            _ => None,
+                        });
+                        let subtree = self.save_virtual(&p, inner, prev_subtree)?;
                         Ok(Some(sfs::node_from_metadata(
                             name,
                             &meta,
@@ -455,6 +545,19 @@ impl Ctx<'_> {
     fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
         self.save_blob(BlobType::Tree, &tree.to_bytes())
     }
+}
+
+/// The parent for a backup: the newest snapshot of `host` with exactly
+/// these source paths.
+pub fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[Vec<u8>],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    Ok(repo
+        .load_snapshots()?
+        .into_iter()
+        .rfind(|(_, s)| s.hostname == host && s.paths == paths))
 }
 
 /// Run a backup and commit its snapshot.
@@ -484,6 +587,15 @@ pub fn backup(
     let _lock = RepoLock::acquire(repo, false)?;
     repo.load_index()?;
 
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let raw_paths: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .collect();
+    let parent = match &opts.parent {
+        Some(id) => Some((*id, repo.load_snapshot(id)?)),
+        None => find_parent(repo, &host, &raw_paths)?,
+    };
     let level = opts
         .compression_level
         .unwrap_or(repo.config().compression_level);
@@ -504,17 +616,23 @@ pub fn backup(
         names: NameCache::default(),
         hardlinks: Mutex::new(HashMap::new()),
         progress,
+        change: ChangeRules {
+            use_parent: !opts.force,
+            ignore_inode: opts.ignore_inode,
+            ignore_ctime: opts.ignore_ctime,
+        },
     };
+    let old_root = parent.as_ref().map(|(_, s)| s.tree);
     let tree = super::in_pool(|| {
         if paths.iter().any(|p| p == Path::new("/")) {
             // The whole filesystem: the root directory is the source itself.
             let dev = std::fs::symlink_metadata("/")
                 .map_err(|e| Error::io_path("cannot back up", "/", e))?
                 .dev();
-            ctx.save_dir(Path::new("/"), dev)
+            ctx.save_dir(Path::new("/"), dev, old_root)
                 .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
         } else {
-            ctx.save_virtual(Path::new("/"), &build_virtual(&paths))
+            ctx.save_virtual(Path::new("/"), &build_virtual(&paths), old_root)
         }
     });
     let Ctx {
@@ -536,8 +654,8 @@ pub fn backup(
         time_ns: time.timestamp().as_nanosecond() as i64,
         utc_offset_s: time.offset().seconds(),
         tree,
-        parent: None,
-        hostname: opts.host.clone().unwrap_or_else(crate::repo::hostname),
+        parent: parent.map(|(id, _)| id.0),
+        hostname: host,
         username: crate::repo::username(),
         paths: paths
             .iter()
