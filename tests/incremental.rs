@@ -102,8 +102,11 @@ fn changes_are_detected_by_size_mtime_ctime_and_inode() {
     let g = src.join("a/b/f5");
     let meta = fs::metadata(&g).unwrap();
     let content = fs::read(&g).unwrap();
-    fs::remove_file(&g).unwrap();
-    fs::write(&g, &content).unwrap();
+    // Written beside it and renamed over it, so the inode number differs
+    // (a freed inode could be reused at once).
+    let tmp = src.join("a/b/f5.new");
+    fs::write(&tmp, &content).unwrap();
+    fs::rename(&tmp, &g).unwrap();
     let t = meta.modified().unwrap();
     File::options()
         .write(true)

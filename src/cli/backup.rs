@@ -50,6 +50,13 @@ pub struct Args {
     /// Do not compare ctimes to detect changes.
     #[arg(long)]
     ignore_ctime: bool,
+    /// Capture live SQLite databases consistently (on), or store them as
+    /// plain files (off).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    sqlite: String,
+    /// Seconds to wait for a busy SQLite database before reporting it.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    sqlite_timeout: u64,
     /// zstd level for new data (0 = off; default: the repository's).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
     compression: Option<i32>,
@@ -86,6 +93,8 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         force: a.force,
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
+        sqlite_off: a.sqlite == "off",
+        sqlite_timeout: Some(std::time::Duration::from_secs(a.sqlite_timeout)),
     };
     let mut repo = g.open()?;
     let mut opts = opts;

@@ -46,11 +46,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 "snapshot_id": id.to_hex(),
                 "files": r.files, "dirs": r.dirs, "others": r.others,
                 "bytes": r.bytes, "errors": errors,
+                "databases": r.databases.iter().map(|(p, v)| serde_json::json!({"path": p.to_string_lossy(), "integrity_check": v})).collect::<Vec<_>>(),
             })
         );
     } else {
         for (p, e) in &r.errors {
             eprintln!("error: {}: {e}", p.display());
+        }
+        if !g.quiet {
+            for (p, v) in &r.databases {
+                println!("database {}: integrity_check {v}", p.display());
+            }
         }
         if !g.quiet {
             println!(

@@ -28,7 +28,7 @@ use super::Progress;
 use crate::chunker::Cut;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::Repository;
@@ -36,6 +36,7 @@ use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{self as sfs, MMAP_THRESHOLD, NameCache};
+use crate::source::sqlite;
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +69,76 @@ pub struct BackupOptions {
     pub ignore_inode: bool,
     /// Do not compare ctimes.
     pub ignore_ctime: bool,
+    /// Store SQLite databases raw instead of capturing a consistent state.
+    pub sqlite_off: bool,
+    /// How long to wait for a busy database before giving up on it
+    /// (default 60 s).
+    pub sqlite_timeout: Option<std::time::Duration>,
+}
+
+/// Pages per blob when a SQLite capture is cut on page boundaries (see
+/// docs/BENCHMARKS.md for the measurement behind it).
+pub const CAPTURE_CHUNK_PAGES: usize = 1;
+/// Pages read per batch from a database before hashing them in parallel.
+const CAPTURE_BATCH_BYTES: usize = 16 << 20;
+
+/// What a capture extension records: the page size, and the on-disk state
+/// of the database and its WAL when it was captured (to decide whether the
+/// next backup may reuse it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureInfo {
+    /// SQLite page size.
+    pub page_size: u32,
+    /// Size of the database file on disk (the capture may differ).
+    pub file_size: u64,
+    /// Size of the `-wal` file, 0 if absent.
+    pub wal_size: u64,
+    /// Modification time of the `-wal` file (seconds, nanoseconds).
+    pub wal_mtime: (i64, u32),
+}
+
+impl CaptureInfo {
+    /// Encoded as the value of [`EXT_SQLITE_CAPTURE`] (32 bytes, LE).
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32);
+        v.extend_from_slice(&self.page_size.to_le_bytes());
+        v.extend_from_slice(&self.file_size.to_le_bytes());
+        v.extend_from_slice(&self.wal_size.to_le_bytes());
+        v.extend_from_slice(&self.wal_mtime.0.to_le_bytes());
+        v.extend_from_slice(&self.wal_mtime.1.to_le_bytes());
+        v
+    }
+    /// Decode; `None` if malformed.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 32 {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(CaptureInfo {
+            page_size: u32_at(0),
+            file_size: u64_at(4),
+            wal_size: u64_at(12),
+            wal_mtime: (u64_at(20) as i64, u32_at(28)),
+        })
+    }
+}
+
+/// The `-wal` companion's size and mtime (zeros if absent).
+fn wal_state(path: &Path) -> (u64, (i64, u32)) {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) => (
+            m.len(),
+            (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32),
+        ),
+        Err(_) => (0, (0, 0)),
+    }
 }
 
 /// What a backup produced.
@@ -154,6 +225,8 @@ struct Ctx<'a> {
     hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
     progress: &'a dyn Progress,
     change: ChangeRules,
+    sqlite: bool,
+    sqlite_timeout: std::time::Duration,
 }
 
 /// How a file is judged unchanged against its parent snapshot's entry.
@@ -170,8 +243,13 @@ impl ChangeRules {
     /// ctime (ns), inode and device.
     fn unchanged(&self, old: &Node, meta: &Metadata) -> bool {
         let n = |v: i64| v.clamp(0, 999_999_999) as u32;
+        // A capture's size is the captured state's; compare the file's.
+        let size = old
+            .extension(EXT_SQLITE_CAPTURE)
+            .and_then(CaptureInfo::from_bytes)
+            .map_or(old.size, |c| c.file_size);
         self.use_parent
-            && old.size == meta.len()
+            && size == meta.len()
             && old.mtime.sec == meta.mtime()
             && old.mtime.nsec == n(meta.mtime_nsec())
             && (self.ignore_ctime
@@ -298,14 +376,27 @@ impl Ctx<'_> {
 
     /// Read, chunk and store a file's content; returns its blob list and
     /// the number of bytes read.
-    fn save_file_content(&self, path: &Path, meta: &Metadata) -> Result<(Vec<BlobId>, u64)> {
+    fn save_file_content(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>)> {
         let mut file = File::open(path).map_err(|e| Error::source_io("cannot open", path, e))?;
         let size = meta.len();
+        if self.sqlite && size >= 512 {
+            let page =
+                sqlite::sniff(&file).map_err(|e| Error::source_io("cannot read", path, e))?;
+            if page.is_some() {
+                drop(file);
+                // The page size the read transaction sees is the one used.
+                return self.save_capture(path, meta);
+            }
+        }
         if size < MMAP_THRESHOLD {
             let data = sfs::read_small(&mut file, size, path)?;
             let cuts: Vec<Cut> = self.repo.chunker().cuts(&data).collect();
             let ids = self.save_chunks(&data, &cuts)?;
-            return Ok((ids, data.len() as u64));
+            return Ok((ids, data.len() as u64, None));
         }
         let max = self.repo.chunker().params().max_len as u64;
         let page = 4096u64.max(rustix::param::page_size() as u64);
@@ -337,7 +428,43 @@ impl Ctx<'_> {
             pos += consumed as u64;
             self.progress.file_done(path, 0);
         }
-        Ok((ids, pos))
+        Ok((ids, pos, None))
+    }
+
+    /// Capture a consistent state of a live SQLite database and store it
+    /// cut on page boundaries.
+    fn save_capture(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>)> {
+        let (wal_size, wal_mtime) = wal_state(path);
+        let reader = sqlite::PageReader::open(path, self.sqlite_timeout)?;
+        let ps = reader.page_size as usize;
+        let chunk = ps * CAPTURE_CHUNK_PAGES;
+        let mut ids = Vec::with_capacity(reader.page_count as usize / CAPTURE_CHUNK_PAGES + 1);
+        let total = reader.for_each_batch(path, (CAPTURE_BATCH_BYTES / ps).max(1), &mut |buf| {
+            let cuts: Vec<Cut> = (0..buf.len())
+                .step_by(chunk)
+                .map(|offset| Cut {
+                    offset,
+                    len: chunk.min(buf.len() - offset),
+                })
+                .collect();
+            ids.extend(self.save_chunks(buf, &cuts)?);
+            Ok(())
+        })?;
+        reader.finish(path)?;
+        Ok((
+            ids,
+            total,
+            Some(CaptureInfo {
+                page_size: reader_page_size(ps),
+                file_size: meta.len(),
+                wal_size,
+                wal_mtime,
+            }),
+        ))
     }
 
     /// Back up one filesystem entry; `None` if excluded or unreadable
@@ -376,19 +503,33 @@ impl Ctx<'_> {
             let reused = old.and_then(|o| match &o.kind {
                 NodeKind::File { content }
                     if self.change.unchanged(o, &meta)
+                        && self.capture_still_valid(o, path)
                         && content
                             .iter()
                             .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
                 {
-                    Some(content.clone())
+                    Some((
+                        content.clone(),
+                        o.size,
+                        o.extension(EXT_SQLITE_CAPTURE).map(<[u8]>::to_vec),
+                    ))
                 }
                 _ => None,
             });
             let was_reused = reused.is_some();
-            let (content, len) = match reused.or(cached) {
-                Some(c) => (c, meta.len()),
+            let mut capture_ext: Option<Vec<u8>> = None;
+            let found = match reused {
+                Some((c, len, ext)) => {
+                    capture_ext = ext;
+                    Some((c, len))
+                }
+                None => cached.map(|c| (c, meta.len())),
+            };
+            let (content, len) = match found {
+                Some(found) => found,
                 None => match self.save_file_content(path, &meta) {
-                    Ok((c, len)) => {
+                    Ok((c, len, capture)) => {
+                        capture_ext = capture.map(CaptureInfo::to_bytes);
                         add(&self.counters.files_read, 1);
                         add(&self.counters.bytes_read, len);
                         if meta.nlink() > 1 {
@@ -412,6 +553,9 @@ impl Ctx<'_> {
             let mut n =
                 sfs::node_from_metadata(name, &meta, NodeKind::File { content }, &self.names);
             n.size = len;
+            if let Some(ext) = capture_ext {
+                n.extensions.push((EXT_SQLITE_CAPTURE, ext));
+            }
             if was_reused
                 && self.change.ignore_ctime
                 && let Some(o) = old
@@ -466,6 +610,24 @@ impl Ctx<'_> {
         Ok(Some(node))
     }
 
+    /// A parent entry may be reused: a plain file when capture is off or it
+    /// was stored raw; a capture when capture is on and its WAL is as it was.
+    fn capture_still_valid(&self, old: &Node, path: &Path) -> bool {
+        match old
+            .extension(EXT_SQLITE_CAPTURE)
+            .map(CaptureInfo::from_bytes)
+        {
+            None => true,
+            Some(None) => false,
+            Some(Some(c)) => {
+                self.sqlite && {
+                    let (size, mtime) = wal_state(path);
+                    size == c.wal_size && mtime == c.wal_mtime
+                }
+            }
+        }
+    }
+
     /// The parent snapshot's version of a directory, if there is one and it
     /// can be read (a damaged parent only costs the shortcut, not the backup).
     fn old_tree(&self, path: &Path, id: Option<BlobId>) -> Option<Tree> {
@@ -495,6 +657,9 @@ impl Ctx<'_> {
             return Ok(None);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        if self.sqlite {
+            drop_companions(path, &mut names);
+        }
         let old = self.old_tree(path, old);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
@@ -545,6 +710,32 @@ impl Ctx<'_> {
     fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
         self.save_blob(BlobType::Tree, &tree.to_bytes())
     }
+}
+
+/// Remove `-wal`, `-shm` and `-journal` files from `names` when the
+/// database they belong to is in `names` too (it is captured with its WAL
+/// folded in; a raw log would be replayed over it on restore).
+fn drop_companions(dir: &Path, names: &mut Vec<std::ffi::OsString>) {
+    let set: HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+    let mut drop: HashSet<Vec<u8>> = HashSet::new();
+    for n in names.iter() {
+        let b = n.as_bytes();
+        for suffix in sqlite::COMPANIONS {
+            if let Some(stem) = b.strip_suffix(suffix.as_bytes())
+                && set.contains(stem)
+                && sqlite::is_database(&dir.join(std::ffi::OsStr::from_bytes(stem)))
+            {
+                drop.insert(b.to_vec());
+            }
+        }
+    }
+    if !drop.is_empty() {
+        names.retain(|n| !drop.contains(n.as_bytes()));
+    }
+}
+
+fn reader_page_size(ps: usize) -> u32 {
+    u32::try_from(ps).unwrap_or(0)
 }
 
 /// The parent for a backup: the newest snapshot of `host` with exactly
@@ -621,6 +812,10 @@ pub fn backup(
             ignore_inode: opts.ignore_inode,
             ignore_ctime: opts.ignore_ctime,
         },
+        sqlite: !opts.sqlite_off,
+        sqlite_timeout: opts
+            .sqlite_timeout
+            .unwrap_or(std::time::Duration::from_secs(60)),
     };
     let old_root = parent.as_ref().map(|(_, s)| s.tree);
     let tree = super::in_pool(|| {

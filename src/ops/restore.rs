@@ -26,7 +26,7 @@ use rustix::io::Errno;
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::format::BlobType;
-use crate::format::tree::{FLAG_SPARSE, Node, NodeKind, Timestamp};
+use crate::format::tree::{EXT_SQLITE_CAPTURE, FLAG_SPARSE, Node, NodeKind, Timestamp};
 use crate::id::BlobId;
 use crate::repo::Repository;
 use crate::source::exclude::ExcludeMatcher;
@@ -56,6 +56,9 @@ pub struct RestoreResult {
     pub bytes: u64,
     /// Entries that failed, with the reason.
     pub errors: Vec<(PathBuf, String)>,
+    /// Restored SQLite captures and SQLite's `integrity_check` verdict on
+    /// each ("ok" when sound).
+    pub databases: Vec<(PathBuf, String)>,
 }
 
 /// Granularity of hole detection when restoring sparse files.
@@ -116,6 +119,8 @@ struct Ctx<'a> {
     pending_links: Mutex<Vec<PendingLink>>,
     /// Directories whose metadata is applied at the end.
     dir_meta: Mutex<Vec<(PathBuf, Node)>>,
+    /// Integrity-check verdicts of restored databases.
+    databases: Mutex<Vec<(PathBuf, String)>>,
     progress: &'a dyn Progress,
 }
 
@@ -294,6 +299,9 @@ impl Ctx<'_> {
                     links.insert(key, self.local(rel));
                 }
                 self.restore_file(dir, name, n, content, path, fresh)?;
+                if n.extension(EXT_SQLITE_CAPTURE).is_some() {
+                    self.check_database(&self.local(rel), path)?;
+                }
                 self.files.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Symlink { target } => {
@@ -495,6 +503,23 @@ impl Ctx<'_> {
             .map_err(|e| io("cannot set the times of", e))
     }
 
+    /// Check a restored SQLite capture; a failed check is an error for the
+    /// entry (the file stays, for inspection).
+    fn check_database(&self, local: &std::path::Path, path: &[u8]) -> Result<()> {
+        let verdict = crate::source::sqlite::check_restored(local)?;
+        self.databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((display(path), verdict.clone()));
+        if verdict != "ok" {
+            return Err(Error::integrity(format!(
+                "restored database {} fails PRAGMA integrity_check: {verdict}",
+                display(path).display()
+            )));
+        }
+        Ok(())
+    }
+
     fn finish_links(&self) {
         let pending =
             std::mem::take(&mut *self.pending_links.lock().unwrap_or_else(|p| p.into_inner()));
@@ -593,6 +618,7 @@ pub fn restore(
         links: Mutex::new(HashMap::new()),
         pending_links: Mutex::new(Vec::new()),
         dir_meta: Mutex::new(Vec::new()),
+        databases: Mutex::new(Vec::new()),
         progress,
     };
     super::in_pool(|| match root {
@@ -615,6 +641,10 @@ pub fn restore(
         others: ctx.others.into_inner(),
         bytes: ctx.bytes.into_inner(),
         errors,
+        databases: ctx
+            .databases
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
     })
 }
 

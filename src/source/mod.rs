@@ -6,3 +6,4 @@
 
 pub mod exclude;
 pub mod fs;
+pub mod sqlite;

@@ -1,0 +1,276 @@
+//! Live SQLite databases are captured consistently, stored without their
+//! WAL companions, and restored as valid databases.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use rusqlite::Connection;
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// A WAL-mode database with `rows` rows of ~1 KiB, and a ledger table whose
+/// single row always equals the number of rows (one transaction updates
+/// both, so any torn copy breaks the equality).
+fn make_db(path: &Path, rows: u64) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);
+         CREATE TABLE ledger(n INTEGER);
+         INSERT INTO ledger VALUES (0);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..rows {
+        tx.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(1000, i)],
+        )
+        .unwrap();
+    }
+    tx.execute("UPDATE ledger SET n = ?1", [rows as i64])
+        .unwrap();
+    tx.commit().unwrap();
+    c
+}
+
+fn ledger_consistent(path: &Path) -> (i64, i64) {
+    let c = Connection::open(path).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    let ledger: i64 = c
+        .query_row("SELECT n FROM ledger", [], |r| r.get(0))
+        .unwrap();
+    (rows, ledger)
+}
+
+#[test]
+fn a_database_under_a_live_writer_restores_to_one_committed_state() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("db.sqlite3");
+    drop(make_db(&db, 20_000));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits, db) = (Arc::clone(&stop), Arc::clone(&commits), db.clone());
+        std::thread::spawn(move || {
+            let c = Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut i = 1_000_000u64;
+            while !stop.load(Ordering::Relaxed) {
+                let tx = c.unchecked_transaction().unwrap();
+                for _ in 0..20 {
+                    tx.execute(
+                        "INSERT INTO items(body) VALUES (?1)",
+                        [random_bytes(900, i)],
+                    )
+                    .unwrap();
+                    i += 1;
+                }
+                tx.execute("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)", [])
+                    .unwrap();
+                tx.execute("UPDATE ledger SET n = (SELECT count(*) FROM items)", [])
+                    .unwrap();
+                tx.commit().unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Let the WAL fill up, then back up several times while it runs.
+    while commits.load(Ordering::Relaxed) < 50 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..3 {
+        let s = env.backup_json(&[&src], &[]);
+        assert_eq!(s["errors"].as_array().unwrap().len(), 0, "{s}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(commits.load(Ordering::Relaxed) > 50);
+
+    // The snapshot holds the database only: no -wal, no -shm.
+    let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    assert!(ls.contains("db.sqlite3"), "{ls}");
+    assert!(!ls.contains("-wal") && !ls.contains("-shm"), "{ls}");
+
+    let target = env.path("restore");
+    let out = env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.contains("integrity_check ok"), "{out}");
+    let restored_db = restored(&target, &db);
+    let (rows, ledger) = ledger_consistent(&restored_db);
+    assert_eq!(rows, ledger, "the capture is one committed state");
+    assert!(rows >= 20_000);
+    let dir = restored_db.parent().unwrap();
+    let names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["db.sqlite3".to_string()],
+        "no companions after restore"
+    );
+}
+
+#[test]
+fn unchanged_databases_are_reused_and_changes_cost_about_the_changed_pages() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("data.db");
+    let c = make_db(&db, 5_000);
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    let first = env.backup_json(&[&src], &[]);
+    assert_eq!(n(&first, "files_read"), 1);
+    let pages = n(&first, "data_blobs_added");
+    assert!(pages > 1000, "{first}");
+
+    let again = env.backup_json(&[&src], &[]);
+    assert_eq!(
+        n(&again, "files_read"),
+        0,
+        "unchanged database reused: {again}"
+    );
+
+    // Change a few rows (they stay in the WAL): recaptured, few new pages.
+    c.execute(
+        "UPDATE items SET body = zeroblob(1000) WHERE id IN (7, 2500)",
+        [],
+    )
+    .unwrap();
+    let changed = env.backup_json(&[&src], &[]);
+    assert_eq!(n(&changed, "files_read"), 1, "{changed}");
+    let new_pages = n(&changed, "data_blobs_added");
+    assert!(
+        (1..=20).contains(&new_pages),
+        "{new_pages} new pages of {pages}: {changed}"
+    );
+    drop(c);
+
+    let out = env
+        .cmd()
+        .args(["dump", "latest", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let dumped = env.path("dumped.db");
+    fs::write(&dumped, &out.stdout).unwrap();
+    let conn = Connection::open(&dumped).unwrap();
+    let zeros: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM items WHERE body = zeroblob(1000)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(zeros, 2, "the capture holds the WAL's committed changes");
+}
+
+#[test]
+fn corrupt_databases_are_reported_and_sqlite_off_stores_raw_files() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let mut bogus = b"SQLite format 3\0".to_vec();
+    bogus.extend_from_slice(&[0x10, 0x00, 1, 1]);
+    bogus.extend_from_slice(&random_bytes(8192, 3));
+    fs::write(src.join("broken.db"), &bogus).unwrap();
+    fs::write(src.join("fine.txt"), "fine").unwrap();
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("broken.db") && err.contains("SQLite"), "{err}");
+    let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    assert!(ls.contains("fine.txt") && !ls.contains("broken.db"), "{ls}");
+
+    // --sqlite off: stored byte for byte, companions too.
+    let db = env.path("raw/x.db");
+    fs::create_dir(db.parent().unwrap()).unwrap();
+    let c = make_db(&db, 100);
+    let s = env.backup_json(&[db.parent().unwrap()], &["--sqlite", "off"]);
+    assert_eq!(s["errors"].as_array().unwrap().len(), 0);
+    let ls = env.ok(&["ls", "latest", db.parent().unwrap().to_str().unwrap()]);
+    assert!(ls.contains("x.db-wal"), "raw mode keeps the WAL: {ls}");
+    drop(c);
+}
+
+#[test]
+fn a_database_locked_past_the_timeout_is_reported_and_the_rest_kept() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("journal.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=DELETE; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    fs::write(src.join("other.txt"), "other").unwrap();
+    // An exclusive transaction blocks every reader until it ends.
+    c.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2);")
+        .unwrap();
+    let out = env.run(&["backup", "--sqlite-timeout", "1", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("journal.db") && err.contains("busy"), "{err}");
+    c.execute_batch("COMMIT").unwrap();
+    let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    assert!(
+        ls.contains("other.txt") && !ls.contains("journal.db"),
+        "{ls}"
+    );
+    // Once free, it is captured.
+    let s = env.backup_json(&[&src], &[]);
+    assert_eq!(s["errors"].as_array().unwrap().len(), 0, "{s}");
+}
+
+#[test]
+fn restore_replaces_stale_companions_in_the_target() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("d.db");
+    drop(make_db(&db, 300));
+    env.backup_json(&[&src], &[]);
+    let target = env.path("t");
+    let restored_db = restored(&target, &db);
+    fs::create_dir_all(restored_db.parent().unwrap()).unwrap();
+    // A stale WAL from some older state would be replayed over the file.
+    fs::write(
+        restored_db.with_file_name("d.db-wal"),
+        random_bytes(10_000, 1),
+    )
+    .unwrap();
+    fs::write(
+        restored_db.with_file_name("d.db-shm"),
+        random_bytes(32_768, 2),
+    )
+    .unwrap();
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(!restored_db.with_file_name("d.db-wal").exists());
+    // The integrity check does not disturb the restored file's metadata.
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        fs::metadata(&db).unwrap(),
+        fs::metadata(&restored_db).unwrap(),
+    );
+    assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()));
+    assert_eq!(a.mode(), b.mode());
+    let (rows, ledger) = ledger_consistent(&restored_db);
+    assert_eq!((rows, ledger), (300, 300));
+}
