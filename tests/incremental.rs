@@ -172,3 +172,90 @@ fn file_times_older_than_the_epoch_compare_exactly() {
     let s = env.backup_json(&[&src], &[]);
     assert_eq!(n(&s, "files_read"), 0, "{s}");
 }
+
+#[test]
+fn stdin_and_command_output_are_stored_and_a_failing_command_writes_nothing() {
+    let env = Env::new();
+    let data = random_bytes(40 << 20, 8);
+    let out = env
+        .cmd()
+        .args([
+            "backup",
+            "--json",
+            "--stdin",
+            "--stdin-filename",
+            "dump.sql",
+        ])
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumped = env
+        .cmd()
+        .args(["dump", "latest", "/dump.sql"])
+        .output()
+        .unwrap();
+    assert_eq!(dumped.stdout, data, "stdin round-trips byte for byte");
+
+    // A failing command: exit 1, its stderr shown, no snapshot.
+    let out = env
+        .cmd()
+        .args([
+            "backup",
+            "--stdin-from-command",
+            "--",
+            "sh",
+            "-c",
+            "echo partial; echo broken >&2; exit 2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken") && err.contains("no snapshot"),
+        "{err}"
+    );
+    assert!(env.ok(&["snapshots"]).contains("1 snapshots"));
+
+    // A command combined with paths in one snapshot.
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "file").unwrap();
+    let out = env
+        .cmd()
+        .args([
+            "backup",
+            src.to_str().unwrap(),
+            "--stdin-from-command",
+            "--stdin-filename",
+            "pg.sql",
+            "--",
+            "sh",
+            "-c",
+            "echo 'CREATE TABLE t(x);'",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls = env.ok(&["ls", "latest"]);
+    assert!(ls.lines().any(|l| l == "/pg.sql"), "{ls}");
+    assert!(ls.contains(&format!("{}/f", src.display())), "{ls}");
+    let sql = env
+        .cmd()
+        .args(["dump", "latest", "/pg.sql"])
+        .output()
+        .unwrap();
+    assert_eq!(sql.stdout, b"CREATE TABLE t(x);\n");
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let paths = &snaps.as_array().unwrap()[1]["paths"];
+    assert_eq!(paths.as_array().unwrap().len(), 2, "{paths}");
+}

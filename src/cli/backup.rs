@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use cairn::ops::Progress;
-use cairn::ops::backup::{BackupOptions, backup};
+use cairn::ops::backup::{BackupOptions, StreamSource, backup};
 use cairn::source::exclude::ExcludeMatcher;
 
 use super::{GlobalArgs, human_bytes};
@@ -13,8 +13,21 @@ use super::{GlobalArgs, human_bytes};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Files and directories to back up.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command"])]
     paths: Vec<PathBuf>,
+    /// Store standard input as one file (see --stdin-filename).
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    stdin: bool,
+    /// Run the command given after `--` and store its output as one file;
+    /// if it exits non-zero the backup fails and no snapshot is written.
+    #[arg(long, requires = "command")]
+    stdin_from_command: bool,
+    /// Name of the file that holds standard input or the command's output.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    stdin_filename: String,
+    /// The command for --stdin-from-command.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
     /// Exclude entries matching a glob (a pattern without `/` matches any name).
     #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
     exclude: Vec<String>,
@@ -94,6 +107,18 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
         sqlite_off: a.sqlite == "off",
+        stream: if a.stdin {
+            Some(StreamSource::Stdin {
+                filename: a.stdin_filename.clone(),
+            })
+        } else if a.stdin_from_command {
+            Some(StreamSource::Command {
+                argv: a.command.clone(),
+                filename: a.stdin_filename.clone(),
+            })
+        } else {
+            None
+        },
         sqlite_timeout: Some(std::time::Duration::from_secs(a.sqlite_timeout)),
     };
     let mut repo = g.open()?;

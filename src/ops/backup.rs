@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata};
+use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -71,10 +72,43 @@ pub struct BackupOptions {
     pub ignore_ctime: bool,
     /// Store SQLite databases raw instead of capturing a consistent state.
     pub sqlite_off: bool,
+    /// Also store a stream (standard input, or a command's output) as one
+    /// file at the top of the snapshot.
+    pub stream: Option<StreamSource>,
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
 }
+
+/// A stream stored as one file: `pg_dumpall | cairn backup --stdin`, or a
+/// command whose output is stored and whose failure fails the backup.
+#[derive(Debug, Clone)]
+pub enum StreamSource {
+    /// Standard input, stored under this file name.
+    Stdin {
+        /// Name of the file in the snapshot's root directory.
+        filename: String,
+    },
+    /// A command's standard output, stored under this file name. A command
+    /// that exits non-zero fails the backup: no snapshot is written.
+    Command {
+        /// Program and arguments (no shell).
+        argv: Vec<String>,
+        /// Name of the file in the snapshot's root directory.
+        filename: String,
+    },
+}
+
+impl StreamSource {
+    fn filename(&self) -> &str {
+        match self {
+            StreamSource::Stdin { filename } | StreamSource::Command { filename, .. } => filename,
+        }
+    }
+}
+
+/// Bytes of a stream held at once: chunks are cut in windows of this size.
+const STREAM_WINDOW: usize = 32 << 20;
 
 /// Pages per blob when a SQLite capture is cut on page boundaries (see
 /// docs/BENCHMARKS.md for the measurement behind it).
@@ -674,7 +708,13 @@ impl Ctx<'_> {
         .map(Some)
     }
 
-    fn save_virtual(&self, path: &Path, v: &Virtual, old: Option<BlobId>) -> Result<BlobId> {
+    fn save_virtual(
+        &self,
+        path: &Path,
+        v: &Virtual,
+        old: Option<BlobId>,
+        extra: Option<Node>,
+    ) -> Result<BlobId> {
         let old = self.old_tree(path, old);
         let nodes: Vec<Option<Node>> = v
             .children
@@ -691,7 +731,7 @@ impl Ctx<'_> {
                             NodeKind::Dir { subtree } => Some(subtree),
                             _ => None,
                         });
-                        let subtree = self.save_virtual(&p, inner, prev_subtree)?;
+                        let subtree = self.save_virtual(&p, inner, prev_subtree, None)?;
                         Ok(Some(sfs::node_from_metadata(
                             name,
                             &meta,
@@ -702,13 +742,127 @@ impl Ctx<'_> {
                 }
             })
             .collect::<Result<_>>()?;
-        self.save_tree(&Tree {
-            nodes: nodes.into_iter().flatten().collect(),
-        })
+        let mut nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        if let Some(x) = extra {
+            if nodes.iter().any(|n| n.name == x.name) {
+                return Err(Error::invalid(format!(
+                    "--stdin-filename {:?} clashes with a backed-up path",
+                    String::from_utf8_lossy(&x.name)
+                )));
+            }
+            nodes.push(x);
+        }
+        let mut tree = Tree { nodes };
+        tree.sort();
+        self.save_tree(&tree)
     }
 
     fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
         self.save_blob(BlobType::Tree, &tree.to_bytes())
+    }
+
+    /// Chunk and store a stream of unknown length, holding at most a window
+    /// of it in memory. Returns the blob list and the length.
+    fn save_stream(&self, what: &str, input: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
+        let window = STREAM_WINDOW.max(2 * self.repo.chunker().params().max_len as usize);
+        let mut buf: Vec<u8> = Vec::with_capacity(window);
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        while !eof {
+            // Fill the window.
+            while buf.len() < window {
+                let start = buf.len();
+                buf.resize(window, 0);
+                match input.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) => {
+                        buf.truncate(start);
+                        return Err(Error::io(format!("cannot read {what}"), e));
+                    }
+                }
+            }
+            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(&buf).collect();
+            if !eof && cuts.len() > 1 {
+                cuts.pop(); // cut by the window, not by the content
+            }
+            let consumed: usize = cuts.iter().map(|c| c.len).sum();
+            if !cuts.is_empty() {
+                ids.extend(self.save_chunks(&buf, &cuts)?);
+            }
+            total += consumed as u64;
+            buf.drain(..consumed);
+        }
+        Ok((ids, total))
+    }
+
+    /// Store a stream source as a file node named after it.
+    fn save_stream_node(&self, source: &StreamSource) -> Result<Node> {
+        let name = source.filename().as_bytes().to_vec();
+        crate::format::tree::validate_name(&name).map_err(|_| {
+            Error::invalid(format!("invalid --stdin-filename {:?}", source.filename()))
+        })?;
+        let (content, len) = match source {
+            StreamSource::Stdin { .. } => {
+                let stdin = std::io::stdin();
+                let mut lock = stdin.lock();
+                self.save_stream("standard input", &mut lock)?
+            }
+            StreamSource::Command { argv, .. } => {
+                let (prog, args) = argv.split_first().ok_or_else(|| {
+                    Error::invalid("--stdin-from-command needs a command after --")
+                })?;
+                let mut child = std::process::Command::new(prog)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| Error::io(format!("cannot run {prog:?}"), e))?;
+                let result = match child.stdout.as_mut() {
+                    Some(out) => self.save_stream(&format!("the output of {prog:?}"), out),
+                    None => Err(Error::invalid("no output pipe")),
+                };
+                let status = child
+                    .wait()
+                    .map_err(|e| Error::io(format!("cannot wait for {prog:?}"), e))?;
+                let stored = result?;
+                if !status.success() {
+                    return Err(Error::invalid(format!(
+                        "the command {} failed ({status}); no snapshot was written",
+                        argv.join(" ")
+                    )));
+                }
+                stored
+            }
+        };
+        add(&self.counters.files, 1);
+        add(&self.counters.files_read, 1);
+        add(&self.counters.bytes_read, len);
+        add(&self.counters.total_bytes, len);
+        let now = jiff::Timestamp::now();
+        let t = crate::format::tree::Timestamp {
+            sec: now.as_second(),
+            nsec: now.subsec_nanosecond().clamp(0, 999_999_999) as u32,
+        };
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let mut n = Node::new(name, NodeKind::File { content });
+        n.mode = 0o600;
+        n.uid = uid;
+        n.gid = gid;
+        n.user = self.names.user(uid);
+        n.group = self.names.group(gid);
+        n.mtime = t;
+        n.ctime = t;
+        n.size = len;
+        Ok(n)
     }
 }
 
@@ -759,8 +913,10 @@ pub fn backup(
 ) -> Result<BackupResult> {
     let started = Instant::now();
     let time = jiff::Zoned::now();
-    if opts.paths.is_empty() {
-        return Err(Error::invalid("nothing to back up: give at least one path"));
+    if opts.paths.is_empty() && opts.stream.is_none() {
+        return Err(Error::invalid(
+            "nothing to back up: give at least one path, --stdin or --stdin-from-command",
+        ));
     }
     let mut paths = Vec::new();
     for p in &opts.paths {
@@ -779,10 +935,14 @@ pub fn backup(
     repo.load_index()?;
 
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
-    let raw_paths: Vec<Vec<u8>> = paths
+    let mut raw_paths: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
+    if let Some(stream) = &opts.stream {
+        raw_paths.push(format!("/{}", stream.filename()).into_bytes());
+        raw_paths.sort();
+    }
     let parent = match &opts.parent {
         Some(id) => Some((*id, repo.load_snapshot(id)?)),
         None => find_parent(repo, &host, &raw_paths)?,
@@ -819,7 +979,19 @@ pub fn backup(
     };
     let old_root = parent.as_ref().map(|(_, s)| s.tree);
     let tree = super::in_pool(|| {
+        // The stream first: a failing command must fail the backup before
+        // anything else is done.
+        let extra = opts
+            .stream
+            .as_ref()
+            .map(|s| ctx.save_stream_node(s))
+            .transpose()?;
         if paths.iter().any(|p| p == Path::new("/")) {
+            if extra.is_some() {
+                return Err(Error::invalid(
+                    "--stdin cannot be combined with backing up / (the name would clash)",
+                ));
+            }
             // The whole filesystem: the root directory is the source itself.
             let dev = std::fs::symlink_metadata("/")
                 .map_err(|e| Error::io_path("cannot back up", "/", e))?
@@ -827,7 +999,7 @@ pub fn backup(
             ctx.save_dir(Path::new("/"), dev, old_root)
                 .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
         } else {
-            ctx.save_virtual(Path::new("/"), &build_virtual(&paths), old_root)
+            ctx.save_virtual(Path::new("/"), &build_virtual(&paths), old_root, extra)
         }
     });
     let Ctx {
@@ -852,10 +1024,7 @@ pub fn backup(
         parent: parent.map(|(id, _)| id.0),
         hostname: host,
         username: crate::repo::username(),
-        paths: paths
-            .iter()
-            .map(|p| p.as_os_str().as_bytes().to_vec())
-            .collect(),
+        paths: raw_paths,
         tags,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary: Summary {
