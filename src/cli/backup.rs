@@ -49,6 +49,10 @@ pub struct Args {
     /// Host name to record instead of this machine's.
     #[arg(long = "host", value_name = "HOST")]
     host: Option<String>,
+    /// Record this time for the snapshot instead of now (same forms as
+    /// --as-of).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
     /// Snapshot to compare against (default: the latest of this host with
     /// the same paths).
     #[arg(long, value_name = "SNAPSHOT")]
@@ -107,6 +111,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
         sqlite_off: a.sqlite == "off",
+        time_ns: a
+            .time
+            .as_deref()
+            .map(|t| cairn::repo::parse_time(t, jiff::Zoned::now()))
+            .transpose()?,
         stream: if a.stdin {
             Some(StreamSource::Stdin {
                 filename: a.stdin_filename.clone(),

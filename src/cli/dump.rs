@@ -14,11 +14,13 @@ pub struct Args {
     snapshot: String,
     /// Path of the file in the snapshot.
     path: String,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = repo.select_snapshot(&a.snapshot, &a.filter.filter()?)?;
     let node = match walk::find(&repo, &snap.tree, a.path.as_bytes())? {
         Found::Entry(n) => n,
         Found::Dir(..) => bail!("{} is a directory; `cairn dump` writes one file", a.path),

@@ -18,6 +18,8 @@ pub struct Args {
     /// Long listing: type, mode, owner, size, mtime.
     #[arg(short, long)]
     long: bool,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 fn mode_string(n: &Node) -> String {
@@ -42,7 +44,7 @@ fn mode_string(n: &Node) -> String {
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = repo.select_snapshot(&a.snapshot, &a.filter.filter()?)?;
     let start = a.path.as_deref().unwrap_or("/");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

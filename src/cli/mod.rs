@@ -3,6 +3,7 @@
 
 mod backup;
 mod cat;
+mod diff;
 mod dump;
 mod init;
 mod ls;
@@ -90,6 +91,8 @@ enum Command {
     Restore(restore::Args),
     /// Write one file of a snapshot to standard output.
     Dump(dump::Args),
+    /// Show what changed between two snapshots.
+    Diff(diff::Args),
     /// Print a repository object, decoded (for debugging).
     Cat(cat::Args),
 }
@@ -104,6 +107,7 @@ pub fn run() -> i32 {
         Command::Ls(a) => ls::run(&cli.global, a),
         Command::Restore(a) => restore::run(&cli.global, a),
         Command::Dump(a) => dump::run(&cli.global, a),
+        Command::Diff(a) => diff::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
     };
     match result {
@@ -305,10 +309,69 @@ pub fn snapshot_json(
     })
 }
 
+/// How commands that take a snapshot narrow down `latest`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host.
+    #[arg(long = "host", value_name = "HOST")]
+    host: Option<String>,
+    /// Only snapshots with this tag (repeat to require several).
+    #[arg(long = "tag", value_name = "TAG")]
+    tag: Vec<String>,
+    /// Only snapshots that backed up this path.
+    #[arg(long = "path", id = "filter_path", value_name = "PATH")]
+    path: Option<String>,
+    /// The newest snapshot taken at or before TIME ("2026-11-20 03:00",
+    /// "2026-11-20", "2 days ago", RFC 3339).
+    #[arg(long = "as-of", value_name = "TIME")]
+    as_of: Option<String>,
+}
+
+impl FilterArgs {
+    /// The library filter these options describe.
+    pub fn filter(&self) -> Result<cairn::repo::SnapshotFilter> {
+        Ok(cairn::repo::SnapshotFilter {
+            host: self.host.clone(),
+            tags: self.tag.clone(),
+            path: self
+                .path
+                .as_deref()
+                .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
+                .map(|p| if p.is_empty() { b"/".to_vec() } else { p }),
+            as_of_ns: self
+                .as_of
+                .as_deref()
+                .map(|t| cairn::repo::parse_time(t, jiff::Zoned::now()))
+                .transpose()?,
+        })
+    }
+}
+
 /// Split `SNAPSHOT[:PATH]`.
 pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {
         Some((s, p)) => (s, Some(p)),
         None => (spec, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand's arguments are consistent (unique names, valid
+    /// relations); clap checks this only when a command is first used.
+    #[test]
+    fn argument_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.00 GiB");
     }
 }

@@ -19,12 +19,14 @@ pub struct Args {
     /// Only restore entries matching this glob (repeatable).
     #[arg(long = "include", short = 'i', value_name = "GLOB")]
     include: Vec<String>,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = repo.select_snapshot(spec, &a.filter.filter()?)?;
     let sub = sub.unwrap_or("/");
     let root = match walk::find(&repo, &snap.tree, sub.as_bytes())? {
         Found::Dir(t, _) => RestoreRoot::Tree(t),

@@ -7,21 +7,17 @@ use super::{GlobalArgs, format_time, human_bytes, lossy};
 /// Arguments of `cairn snapshots`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this tag.
-    #[arg(long)]
-    tag: Option<String>,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let filter = a.filter.filter()?;
     let repo = g.open()?;
     let snaps: Vec<_> = repo
         .load_snapshots()?
         .into_iter()
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
-        .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .filter(|(_, s)| filter.matches(s))
         .collect();
     if g.json {
         let v: Vec<_> = snaps

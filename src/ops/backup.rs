@@ -75,6 +75,9 @@ pub struct BackupOptions {
     /// Also store a stream (standard input, or a command's output) as one
     /// file at the top of the snapshot.
     pub stream: Option<StreamSource>,
+    /// Record this time instead of now (ns since the epoch), e.g. when
+    /// importing older backups.
+    pub time_ns: Option<i64>,
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
@@ -1018,7 +1021,9 @@ pub fn backup(
     tags.sort();
     tags.dedup();
     let snapshot = Snapshot {
-        time_ns: time.timestamp().as_nanosecond() as i64,
+        time_ns: opts
+            .time_ns
+            .unwrap_or(time.timestamp().as_nanosecond() as i64),
         utc_offset_s: time.offset().seconds(),
         tree,
         parent: parent.map(|(id, _)| id.0),

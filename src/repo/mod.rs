@@ -471,12 +471,31 @@ impl Repository {
 
     /// Resolve `latest` or a unique hex prefix (at least 4 characters).
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        self.select_snapshot(spec, &SnapshotFilter::default())
+    }
+
+    /// Resolve a snapshot: `latest` is the newest snapshot that passes
+    /// `filter` (host, tags, paths, and "at or before" a time); anything
+    /// else is a unique hex prefix of at least 4 characters, which must pass
+    /// the filter too.
+    pub fn select_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let all = self.load_snapshots()?;
+            let any = !all.is_empty();
             return all
                 .into_iter()
-                .next_back()
-                .ok_or_else(|| Error::not_found("the repository has no snapshots"));
+                .rfind(|(_, s)| filter.matches(s))
+                .ok_or_else(|| {
+                    Error::not_found(if any && !filter.is_empty() {
+                        format!("no snapshot matches {}", filter.describe())
+                    } else {
+                        "the repository has no snapshots".to_string()
+                    })
+                });
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -489,15 +508,120 @@ impl Repository {
             .into_iter()
             .filter(|id| id.to_hex().starts_with(&spec_l))
             .collect();
-        match matches.as_slice() {
-            [id] => Ok((*id, self.load_snapshot(id)?)),
-            [] => Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
-            _ => Err(Error::invalid(format!(
-                "{spec:?} matches {} snapshots; give more characters",
-                matches.len()
-            ))),
+        let (id, snap) = match matches.as_slice() {
+            [id] => (*id, self.load_snapshot(id)?),
+            [] => return Err(Error::not_found(format!("no snapshot matches {spec:?}"))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{spec:?} matches {} snapshots; give more characters",
+                    matches.len()
+                )));
+            }
+        };
+        if !filter.matches(&snap) {
+            return Err(Error::not_found(format!(
+                "snapshot {} does not match {}",
+                id.short(),
+                filter.describe()
+            )));
+        }
+        Ok((id, snap))
+    }
+}
+
+/// Which snapshots a command considers.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only snapshots of this host.
+    pub host: Option<String>,
+    /// Only snapshots carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path among their backed-up paths.
+    pub path: Option<Vec<u8>>,
+    /// Only snapshots taken at or before this time (ns since the epoch).
+    pub as_of_ns: Option<i64>,
+}
+
+impl SnapshotFilter {
+    /// True if no condition is set.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none()
+            && self.tags.is_empty()
+            && self.path.is_none()
+            && self.as_of_ns.is_none()
+    }
+
+    /// True if `s` passes every condition.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.hostname == h)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && self.path.as_ref().is_none_or(|p| s.paths.contains(p))
+            && self.as_of_ns.is_none_or(|t| s.time_ns <= t)
+    }
+
+    /// The conditions, for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h:?}"));
+        }
+        for t in &self.tags {
+            parts.push(format!("tag {t:?}"));
+        }
+        if let Some(p) = &self.path {
+            parts.push(format!("path {:?}", String::from_utf8_lossy(p)));
+        }
+        if let Some(t) = self.as_of_ns {
+            let ts = jiff::Timestamp::from_nanosecond(i128::from(t)).unwrap_or_default();
+            parts.push(format!("taken at or before {ts}"));
+        }
+        if parts.is_empty() {
+            "any snapshot".into()
+        } else {
+            parts.join(", ")
         }
     }
+}
+
+/// Parse a point in time: an RFC 3339 timestamp, a local date and time
+/// (`2026-11-20 03:00`, `2026-11-20T03:00:00`), a local date (`2026-11-20`,
+/// meaning its end), or a span into the past (`2 days ago`, `3h ago`).
+/// Returns nanoseconds since the epoch.
+pub fn parse_time(text: &str, now: jiff::Zoned) -> Result<i64> {
+    let t = text.trim();
+    let bad = || {
+        Error::invalid(format!(
+            "cannot read the time {text:?}: use e.g. \"2026-11-20 03:00\", \"2026-11-20\" or \"2 days ago\""
+        ))
+    };
+    let to_ns = |ts: jiff::Timestamp| i64::try_from(ts.as_nanosecond()).map_err(|_| bad());
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return to_ns(ts);
+    }
+    let tz = now.time_zone().clone();
+    // A bare date (YYYY-MM-DD) means its end of day; jiff would also read
+    // it as midnight, and reads dates out of date-times, so check the shape.
+    let bare_date = t.len() == 10 && t.as_bytes().get(4) == Some(&b'-');
+    if let Some(d) = bare_date
+        .then(|| t.parse::<jiff::civil::Date>().ok())
+        .flatten()
+    {
+        let end = d.to_datetime(jiff::civil::time(23, 59, 59, 999_999_999));
+        return to_ns(end.to_zoned(tz).map_err(|_| bad())?.timestamp());
+    }
+    if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
+        return to_ns(dt.to_zoned(tz).map_err(|_| bad())?.timestamp());
+    }
+    if let Ok(span) = t.parse::<jiff::Span>() {
+        // "2 days ago" parses as a negative span; "2 days" means the same.
+        let span = if span.signum() > 0 {
+            span.negate()
+        } else {
+            span
+        };
+        return to_ns(now.checked_add(span).map_err(|_| bad())?.timestamp());
+    }
+    Err(bad())
 }
 
 fn config_aad(header: &[u8]) -> Vec<u8> {
@@ -543,4 +667,57 @@ pub fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, S
         return Err(format!("decompressed to {n} bytes, expected {raw_len}"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_every_accepted_form() {
+        let now: jiff::Zoned = "2026-11-24T12:00:00+00:00[UTC]".parse().unwrap();
+        let ns = |s: &str| parse_time(s, now.clone()).unwrap();
+        let at =
+            |s: &str| i64::try_from(s.parse::<jiff::Timestamp>().unwrap().as_nanosecond()).unwrap();
+        assert_eq!(ns("2026-11-20T03:00:00Z"), at("2026-11-20T03:00:00Z"));
+        assert_eq!(ns("2026-11-20 03:00"), at("2026-11-20T03:00:00Z"));
+        assert_eq!(ns("2026-11-20T03:00:00"), at("2026-11-20T03:00:00Z"));
+        assert_eq!(ns("2026-11-20"), at("2026-11-20T23:59:59.999999999Z"));
+        assert_eq!(ns("2 days ago"), at("2026-11-22T12:00:00Z"));
+        assert_eq!(ns("2 days"), at("2026-11-22T12:00:00Z"));
+        assert_eq!(ns("3h ago"), at("2026-11-24T09:00:00Z"));
+        for bad in ["", "yesterday-ish", "2026-13-40", "soon"] {
+            assert!(parse_time(bad, now.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let mut s = crate::format::snapshot::Snapshot {
+            time_ns: 100,
+            utc_offset_s: 0,
+            tree: BlobId([0; 32]),
+            parent: None,
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec![b"/a".to_vec()],
+            tags: vec!["x".into(), "y".into()],
+            program_version: String::new(),
+            summary: Default::default(),
+            extensions: vec![],
+        };
+        let f = SnapshotFilter {
+            host: Some("h".into()),
+            tags: vec!["x".into(), "y".into()],
+            path: Some(b"/a".to_vec()),
+            as_of_ns: Some(100),
+        };
+        assert!(f.matches(&s));
+        s.time_ns = 101;
+        assert!(!f.matches(&s));
+        s.time_ns = 99;
+        s.tags.pop();
+        assert!(!f.matches(&s));
+        assert!(SnapshotFilter::default().matches(&s));
+    }
 }
