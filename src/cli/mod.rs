@@ -3,6 +3,7 @@
 
 mod backup;
 mod cat;
+mod check;
 mod diff;
 mod dump;
 mod init;
@@ -93,6 +94,8 @@ enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots.
     Diff(diff::Args),
+    /// Verify the repository (structure; with --read-data, every byte).
+    Check(check::Args),
     /// Print a repository object, decoded (for debugging).
     Cat(cat::Args),
 }
@@ -108,6 +111,7 @@ pub fn run() -> i32 {
         Command::Restore(a) => restore::run(&cli.global, a),
         Command::Dump(a) => dump::run(&cli.global, a),
         Command::Diff(a) => diff::run(&cli.global, a),
+        Command::Check(a) => check::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
     };
     match result {

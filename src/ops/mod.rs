@@ -5,6 +5,7 @@
 //! parsing, output formatting, bytes on the wire.
 
 pub mod backup;
+pub mod check;
 pub mod diff;
 pub mod restore;
 pub mod walk;

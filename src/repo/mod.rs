@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::index::IndexFile;
 use crate::format::keyfile::{KeyFile, SALT_LEN};
+use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{BlobType, Compression, FORMAT_VERSION, aad};
@@ -367,14 +368,55 @@ impl Repository {
         let files: Vec<Result<IndexFile>> =
             ids.par_iter().map(|id| self.load_index_file(id)).collect();
         let mut index = Index::new();
-        for f in files {
-            for p in f?.packs {
-                index.add_pack(p.id, &p.blobs);
+        for (id, f) in ids.iter().zip(files) {
+            match f {
+                Ok(f) => {
+                    for p in f.packs {
+                        index.add_pack(p.id, &p.blobs);
+                    }
+                }
+                // A damaged index file costs the blobs it lists (backups
+                // store them again, restores report the files that need
+                // them), not the whole repository.
+                Err(e) if e.kind() == ErrorKind::Integrity || e.is_not_found() => {
+                    eprintln!(
+                        "warning: skipping index file {}: {e}; run `cairn check`",
+                        id.short()
+                    );
+                }
+                Err(e) => return Err(e),
             }
         }
         index.finalize();
         self.index = index;
         Ok(())
+    }
+
+    /// Read and authenticate a pack's header; `size` is the pack's length.
+    pub fn load_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackEntry>> {
+        let name = pack_name(pack);
+        let what = format!("pack {pack}");
+        if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
+            return Err(Error::integrity(format!("{what}: only {size} bytes")));
+        }
+        let trailer = self.backend.get_range(&name, size - 4, 4)?;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&trailer);
+        let hlen = u64::from(u32::from_le_bytes(len));
+        if hlen + 4 > size || hlen < crypto::SEAL_OVERHEAD as u64 {
+            return Err(Error::integrity(format!(
+                "{what}: header length {hlen} does not fit its {size} bytes"
+            )));
+        }
+        let mut header = self.backend.get_range(&name, size - 4 - hlen, hlen)?;
+        self.seal.open_in_place(
+            &aad::object(aad::PACK_HEADER, pack.as_bytes()),
+            &mut header,
+            &what,
+        )?;
+        let entries = pack::header_from_bytes(&header).map_err(|e| e.context(&what))?;
+        pack::entry_offsets(&entries, size - 4 - hlen).map_err(|e| e.context(&what))?;
+        Ok(entries)
     }
 
     /// Where a blob is stored.

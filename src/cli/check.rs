@@ -1,0 +1,80 @@
+//! `cairn check`: verify the repository's structure, and optionally its data.
+
+use anyhow::Result;
+use cairn::ops::check::{CheckOptions, ReadData, Severity, check};
+
+use super::{GlobalArgs, human_bytes};
+
+/// Arguments of `cairn check`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Also read, decrypt and verify every blob of every pack.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Read only part of the packs: `N/T` (slice N of T, for rotating
+    /// nightly checks) or `P%` (a random share).
+    #[arg(long, value_name = "SUBSET")]
+    read_data_subset: Option<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let read_data = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => ReadData::parse_subset(s)?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let mut repo = g.open()?;
+    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
+    let r = check(
+        &mut repo,
+        &CheckOptions { read_data },
+        &cairn::ops::NoProgress,
+    )?;
+    if g.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        for p in &r.problems {
+            let tag = match p.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            println!("{tag}: {}", p.message);
+        }
+        if !r.affected.is_empty() {
+            println!("damaged snapshot content ({} paths):", r.affected.len());
+            for line in &r.affected {
+                println!("  {line}");
+            }
+        }
+        if !g.quiet {
+            println!(
+                "checked {} snapshots, {} trees{}: {} errors, {} warnings",
+                r.snapshots,
+                r.trees,
+                if read_data == ReadData::None {
+                    String::new()
+                } else {
+                    format!(
+                        ", read {} packs ({} blobs, {})",
+                        r.packs_read,
+                        r.blobs_read,
+                        human_bytes(r.bytes_read)
+                    )
+                },
+                r.errors(),
+                r.problems.len() - r.errors()
+            );
+        }
+    }
+    if r.errors() > 0 {
+        if !g.json {
+            eprintln!(
+                "cairn: the repository has {} errors (see above)",
+                r.errors()
+            );
+        }
+        Ok(super::exit::FATAL)
+    } else {
+        Ok(super::exit::OK)
+    }
+}

@@ -1,0 +1,471 @@
+//! Check: is the repository whole, and is every byte of it authentic?
+//!
+//! Structure (always): every index file decodes; every indexed pack exists
+//! and its authenticated header agrees with the index; every snapshot
+//! decodes and every tree and data blob it reaches is indexed and every
+//! tree decodes. With `--read-data` (or a subset of packs), every blob is
+//! read, authenticated, decompressed and re-hashed against its ID.
+//! Damage is reported with the snapshots and paths that depend on it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::Progress;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::IndexBlob;
+use crate::format::pack::{self, PackEntry};
+use crate::format::tree::NodeKind;
+use crate::format::{BlobType, aad};
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::repo::{Repository, pack_name};
+
+/// Which packs `--read-data` reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    /// None: structure only.
+    None,
+    /// Every pack.
+    All,
+    /// Packs whose ID's first byte modulo `of` is `n - 1` (1-based), so
+    /// `1/5` … `5/5` on five nights cover everything once.
+    Slice {
+        /// Which slice, 1-based.
+        n: u32,
+        /// Out of how many.
+        of: u32,
+    },
+    /// A random share of the packs, in percent.
+    Percent(f64),
+}
+
+impl ReadData {
+    /// Parse `--read-data-subset`: `N/T` or `P%`.
+    pub fn parse_subset(s: &str) -> Result<ReadData> {
+        let bad = || {
+            Error::invalid(format!(
+                "--read-data-subset {s:?}: use N/T (e.g. 1/5) or P% (e.g. 10%)"
+            ))
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Percent(v));
+        }
+        let (n, of) = s.split_once('/').ok_or_else(bad)?;
+        let (n, of): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            of.trim().parse().map_err(|_| bad())?,
+        );
+        if of == 0 || n == 0 || n > of || of > 256 {
+            return Err(bad());
+        }
+        Ok(ReadData::Slice { n, of })
+    }
+
+    fn selects(&self, pack: &PackId) -> bool {
+        match *self {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Slice { n, of } => u32::from(pack.0[0]) % of == n - 1,
+            ReadData::Percent(p) => rand::random::<f64>() * 100.0 < p,
+        }
+    }
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Data is missing or damaged: some snapshot cannot be fully restored.
+    Error,
+    /// Harmless leftovers (unreferenced packs, duplicates): prune tidies them.
+    Warning,
+}
+
+/// One finding.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong, naming the objects.
+    pub message: String,
+}
+
+/// What `check` found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CheckResult {
+    /// Findings, errors first.
+    pub problems: Vec<Problem>,
+    /// Snapshot paths that cannot be restored intact, as
+    /// "snapshot ID: path (reason)".
+    pub affected: Vec<String>,
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Distinct trees checked.
+    pub trees: u64,
+    /// Packs whose data was read.
+    pub packs_read: u64,
+    /// Blobs whose data was read and verified.
+    pub blobs_read: u64,
+    /// Bytes read from packs.
+    pub bytes_read: u64,
+}
+
+impl CheckResult {
+    /// Number of errors.
+    pub fn errors(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Options for [`check`].
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// Which packs to read in full.
+    pub read_data: ReadData,
+}
+
+struct Findings {
+    problems: Vec<Problem>,
+    /// Blobs known damaged or missing, with the reason.
+    damaged: HashMap<(BlobType, BlobId), String>,
+}
+
+impl Findings {
+    fn error(&mut self, m: String) {
+        self.problems.push(Problem {
+            severity: Severity::Error,
+            message: m,
+        });
+    }
+    fn warn(&mut self, m: String) {
+        self.problems.push(Problem {
+            severity: Severity::Warning,
+            message: m,
+        });
+    }
+}
+
+/// A pack read in full: its header entries, the blobs that failed
+/// verification (with why), and its size.
+struct PackRead {
+    entries: Vec<PackEntry>,
+    bad: Vec<(PackEntry, String)>,
+    bytes: u64,
+}
+
+/// Verify one whole pack: header, and every blob against its ID.
+fn read_pack(repo: &Repository, id: &PackId) -> Result<PackRead> {
+    let bytes = repo.backend().get(&pack_name(id))?;
+    let what = format!("pack {id}");
+    let (region, sealed_header) = pack::split_pack(&bytes).map_err(|e| e.context(&what))?;
+    let mut header = sealed_header.to_vec();
+    repo.seal_key().open_in_place(
+        &aad::object(aad::PACK_HEADER, id.as_bytes()),
+        &mut header,
+        &what,
+    )?;
+    let entries = pack::header_from_bytes(&header).map_err(|e| e.context(&what))?;
+    let offsets =
+        pack::entry_offsets(&entries, region.len() as u64).map_err(|e| e.context(&what))?;
+    let bad: Vec<(PackEntry, String)> = entries
+        .par_iter()
+        .zip(offsets.par_iter())
+        .filter_map(|(e, &off)| {
+            let start = off as usize;
+            let mut buf = region[start..start + e.sealed_len as usize].to_vec();
+            let r = repo
+                .open_blob(e.blob_type, &e.id, e.compression, e.raw_len, &mut buf)
+                .and_then(|()| {
+                    if repo.id_key().blob_id(&buf) == e.id {
+                        Ok(())
+                    } else {
+                        Err(Error::integrity("content does not hash to its ID"))
+                    }
+                });
+            r.err().map(|err| (*e, err.to_string()))
+        })
+        .collect();
+    Ok(PackRead {
+        entries,
+        bad,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Check the repository. The index is loaded by the check itself.
+pub fn check(
+    repo: &mut Repository,
+    opts: &CheckOptions,
+    _progress: &dyn Progress,
+) -> Result<CheckResult> {
+    super::in_pool(|| check_inner(repo, opts))
+}
+
+fn check_inner(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckResult> {
+    let mut f = Findings {
+        problems: Vec::new(),
+        damaged: HashMap::new(),
+    };
+    let mut result = CheckResult::default();
+
+    // 1. Index files.
+    let index_ids = repo.list_index_files()?;
+    let loaded: Vec<_> = index_ids
+        .par_iter()
+        .map(|id| (*id, repo.load_index_file(id)))
+        .collect();
+    let mut by_pack: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
+    let mut seen_blob: HashMap<(BlobType, BlobId), u32> = HashMap::new();
+    for (id, r) in loaded {
+        match r {
+            Ok(file) => {
+                for p in file.packs {
+                    for b in &p.blobs {
+                        *seen_blob.entry((b.blob_type, b.id)).or_insert(0) += 1;
+                    }
+                    by_pack.entry(p.id).or_default().extend(p.blobs);
+                }
+            }
+            Err(e) => f.error(format!("index file {id} cannot be read: {e}")),
+        }
+    }
+    let dups = seen_blob.values().filter(|&&n| n > 1).count();
+    if dups > 0 {
+        f.warn(format!(
+            "{dups} blobs are indexed more than once (concurrent or interrupted writers; prune removes the extra copies)"
+        ));
+    }
+    repo.load_index()?;
+
+    // 2. Packs on storage against the index.
+    let mut on_disk: HashMap<PackId, u64> = HashMap::new();
+    for o in repo.backend().list("data")? {
+        let file = o.name.rsplit('/').next().unwrap_or("");
+        match PackId::from_hex(file) {
+            Ok(id) if pack_name(&id) == o.name => {
+                on_disk.insert(id, o.size);
+            }
+            _ => f.warn(format!("unexpected object {} in data/", o.name)),
+        }
+    }
+    let mut indexed: Vec<PackId> = by_pack.keys().copied().collect();
+    indexed.sort();
+    let headers: Vec<(PackId, Result<Vec<PackEntry>>)> = indexed
+        .par_iter()
+        .filter_map(|id| {
+            on_disk
+                .get(id)
+                .map(|&size| (*id, repo.load_pack_header(id, size)))
+        })
+        .collect();
+    let header_ok: HashMap<PackId, Result<Vec<PackEntry>>> = headers.into_iter().collect();
+    for id in &indexed {
+        let blobs = &by_pack[id];
+        let mark = |f: &mut Findings, why: &str| {
+            for b in blobs {
+                f.damaged
+                    .insert((b.blob_type, b.id), format!("{why} (pack {})", id.short()));
+            }
+        };
+        match header_ok.get(id) {
+            None => {
+                f.error(format!(
+                    "pack {id} is missing: {} indexed blobs are lost",
+                    blobs.len()
+                ));
+                mark(&mut f, "its pack is missing");
+            }
+            Some(Err(e)) => {
+                f.error(format!("damaged {e}"));
+                mark(&mut f, "its pack is damaged");
+            }
+            Some(Ok(entries)) => {
+                let mut offsets = HashMap::new();
+                let mut off = 0u64;
+                for e in entries {
+                    offsets.insert(
+                        (e.blob_type, e.id),
+                        (off, e.sealed_len, e.raw_len, e.compression),
+                    );
+                    off += u64::from(e.sealed_len);
+                }
+                for b in blobs {
+                    let want = (u64::from(b.offset), b.sealed_len, b.raw_len, b.compression);
+                    if offsets.get(&(b.blob_type, b.id)) != Some(&want) {
+                        f.error(format!(
+                            "pack {id}: {} blob {} is indexed where the pack header does not put it",
+                            b.blob_type.name(),
+                            b.id
+                        ));
+                        f.damaged.insert(
+                            (b.blob_type, b.id),
+                            format!("index and pack {} disagree", id.short()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut unindexed: Vec<&PackId> = on_disk
+        .keys()
+        .filter(|id| !by_pack.contains_key(id))
+        .collect();
+    unindexed.sort();
+    for id in unindexed {
+        f.warn(format!(
+            "pack {id} is in no index file (left by an interrupted backup or prune; prune removes it)"
+        ));
+    }
+
+    // 3. Read data.
+    if opts.read_data != ReadData::None {
+        let chosen: Vec<PackId> = indexed
+            .iter()
+            .filter(|id| on_disk.contains_key(id) && matches!(header_ok.get(id), Some(Ok(_))))
+            .filter(|id| opts.read_data.selects(id))
+            .copied()
+            .collect();
+        let outcomes: Vec<(PackId, Result<PackRead>)> = chosen
+            .par_iter()
+            .map(|id| (*id, read_pack(repo, id)))
+            .collect();
+        for (id, r) in outcomes {
+            match r {
+                Ok(PackRead {
+                    entries,
+                    bad,
+                    bytes,
+                }) => {
+                    result.packs_read += 1;
+                    result.blobs_read += entries.len() as u64;
+                    result.bytes_read += bytes;
+                    for (e, why) in bad {
+                        f.error(format!("pack {id}: {why}"));
+                        f.damaged.insert(
+                            (e.blob_type, e.id),
+                            format!("damaged in pack {}", id.short()),
+                        );
+                    }
+                }
+                Err(e) => {
+                    f.error(format!("unreadable {e}"));
+                    for b in &by_pack[&id] {
+                        f.damaged.insert(
+                            (b.blob_type, b.id),
+                            format!("pack {} unreadable", id.short()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // 4. Snapshots and everything they reach.
+    let mut snaps: Vec<(SnapshotId, crate::format::snapshot::Snapshot)> = Vec::new();
+    for id in repo.list_snapshot_ids()? {
+        match repo.load_snapshot(&id) {
+            Ok(s) => snaps.push((id, s)),
+            Err(e) => f.error(format!("snapshot {id} cannot be read: {e}")),
+        }
+    }
+    snaps.sort_by_key(|(_, s)| s.time_ns);
+    result.snapshots = snaps.len() as u64;
+    let mut memo: HashMap<BlobId, Arc<Vec<(Vec<u8>, String)>>> = HashMap::new();
+    let mut tree_errors: HashSet<BlobId> = HashSet::new();
+    for (id, s) in &snaps {
+        let found = scan_tree(repo, &s.tree, &f.damaged, &mut memo, &mut tree_errors, 0);
+        for (path, why) in found.iter() {
+            let p = if path.is_empty() {
+                b"/".to_vec()
+            } else {
+                path.clone()
+            };
+            result.affected.push(format!(
+                "snapshot {}: {} ({why})",
+                id.short(),
+                String::from_utf8_lossy(&p)
+            ));
+        }
+    }
+    result.trees = memo.len() as u64;
+    for t in tree_errors {
+        f.error(format!("tree {t} is missing or cannot be decoded"));
+    }
+    if !result.affected.is_empty() && !f.problems.iter().any(|p| p.severity == Severity::Error) {
+        f.error("snapshots reference blobs that are not in the index".into());
+    }
+    let mut problems = f.problems;
+    problems.sort_by_key(|p| p.severity != Severity::Error);
+    result.problems = problems;
+    Ok(result)
+}
+
+/// Damaged paths below `tree` (relative, starting with `/`), memoised per
+/// tree so shared subtrees are scanned once.
+fn scan_tree(
+    repo: &Repository,
+    tree: &BlobId,
+    damaged: &HashMap<(BlobType, BlobId), String>,
+    memo: &mut HashMap<BlobId, Arc<Vec<(Vec<u8>, String)>>>,
+    tree_errors: &mut HashSet<BlobId>,
+    depth: usize,
+) -> Arc<Vec<(Vec<u8>, String)>> {
+    if let Some(m) = memo.get(tree) {
+        return Arc::clone(m);
+    }
+    let mut out: Vec<(Vec<u8>, String)> = Vec::new();
+    let loaded = if depth > super::MAX_TREE_DEPTH {
+        Err(Error::integrity("nested too deep"))
+    } else if let Some(why) = damaged.get(&(BlobType::Tree, *tree)) {
+        Err(Error::integrity(why.clone()))
+    } else {
+        repo.load_tree(tree)
+    };
+    match loaded {
+        Err(e) => {
+            if e.kind() != ErrorKind::Io || !damaged.contains_key(&(BlobType::Tree, *tree)) {
+                tree_errors.insert(*tree);
+            }
+            out.push((Vec::new(), format!("directory unreadable: {e}")));
+        }
+        Ok(t) => {
+            for n in &t.nodes {
+                let mut p = b"/".to_vec();
+                p.extend_from_slice(&n.name);
+                match &n.kind {
+                    NodeKind::Dir { subtree } => {
+                        let below = scan_tree(repo, subtree, damaged, memo, tree_errors, depth + 1);
+                        for (q, why) in below.iter() {
+                            let mut full = p.clone();
+                            full.extend_from_slice(q);
+                            out.push((full, why.clone()));
+                        }
+                    }
+                    NodeKind::File { content } => {
+                        let bad = content.iter().find_map(|b| {
+                            damaged.get(&(BlobType::Data, *b)).cloned().or_else(|| {
+                                (!repo.index().contains(BlobType::Data, b))
+                                    .then(|| format!("data blob {} is not in the index", b.short()))
+                            })
+                        });
+                        if let Some(why) = bad {
+                            out.push((p, why));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let out = Arc::new(out);
+    memo.insert(*tree, Arc::clone(&out));
+    out
+}
