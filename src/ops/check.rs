@@ -378,7 +378,7 @@ fn check_inner(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckResult
     }
     snaps.sort_by_key(|(_, s)| s.time_ns);
     result.snapshots = snaps.len() as u64;
-    let mut memo: HashMap<BlobId, Arc<Vec<(Vec<u8>, String)>>> = HashMap::new();
+    let mut memo: HashMap<BlobId, DamagedPaths> = HashMap::new();
     let mut tree_errors: HashSet<BlobId> = HashSet::new();
     for (id, s) in &snaps {
         let found = scan_tree(repo, &s.tree, &f.damaged, &mut memo, &mut tree_errors, 0);
@@ -408,16 +408,19 @@ fn check_inner(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckResult
     Ok(result)
 }
 
+/// Paths below a tree that cannot be restored intact, with the reason.
+type DamagedPaths = Arc<Vec<(Vec<u8>, String)>>;
+
 /// Damaged paths below `tree` (relative, starting with `/`), memoised per
 /// tree so shared subtrees are scanned once.
 fn scan_tree(
     repo: &Repository,
     tree: &BlobId,
     damaged: &HashMap<(BlobType, BlobId), String>,
-    memo: &mut HashMap<BlobId, Arc<Vec<(Vec<u8>, String)>>>,
+    memo: &mut HashMap<BlobId, DamagedPaths>,
     tree_errors: &mut HashSet<BlobId>,
     depth: usize,
-) -> Arc<Vec<(Vec<u8>, String)>> {
+) -> DamagedPaths {
     if let Some(m) = memo.get(tree) {
         return Arc::clone(m);
     }
