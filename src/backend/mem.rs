@@ -15,6 +15,8 @@ pub struct MemBackend {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Writes allowed before every further write fails; negative: no limit.
     writes_left: AtomicI64,
+    /// Bytes that may still be written (a full disk); negative: no limit.
+    bytes_left: AtomicI64,
 }
 
 impl MemBackend {
@@ -23,12 +25,19 @@ impl MemBackend {
         MemBackend {
             objects: Mutex::new(BTreeMap::new()),
             writes_left: AtomicI64::new(-1),
+            bytes_left: AtomicI64::new(-1),
         }
     }
 
     /// Let `n` more writes succeed, then fail every write.
     pub fn fail_writes_after(&self, n: i64) {
         self.writes_left.store(n, Ordering::SeqCst);
+    }
+
+    /// Accept `n` more bytes of writes, then fail every write that does not
+    /// fit, as a full disk does ("no space left on device").
+    pub fn fail_writes_after_bytes(&self, n: i64) {
+        self.bytes_left.store(n, Ordering::SeqCst);
     }
 
     /// A copy of every object (to inspect or to corrupt in tests).
@@ -104,6 +113,17 @@ impl Backend for MemBackend {
         }
         if left > 0 {
             self.writes_left.fetch_sub(1, Ordering::SeqCst);
+        }
+        let budget = self.bytes_left.load(Ordering::SeqCst);
+        if budget >= 0 {
+            if (data.len() as i64) > budget {
+                return Err(Error::io(
+                    format!("write {name}"),
+                    std::io::Error::from_raw_os_error(28), // ENOSPC
+                ));
+            }
+            self.bytes_left
+                .fetch_sub(data.len() as i64, Ordering::SeqCst);
         }
         self.lock().insert(name.to_string(), data.to_vec());
         Ok(())

@@ -6,10 +6,13 @@ mod cat;
 mod check;
 mod diff;
 mod dump;
+mod forget;
 mod init;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
+mod unlock;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -76,6 +79,9 @@ pub struct GlobalArgs {
     /// Print less.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Wait up to DURATION for a lock held by another process (e.g. "5m").
+    #[arg(long, global = true, value_name = "DURATION")]
+    retry_lock: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +102,12 @@ enum Command {
     Diff(diff::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
+    /// Remove snapshots by a retention policy (or by ID).
+    Forget(forget::Args),
+    /// Give back the space of data no snapshot references.
+    Prune(prune::Args),
+    /// Remove stale locks.
+    Unlock(unlock::Args),
     /// Print a repository object, decoded (for debugging).
     Cat(cat::Args),
 }
@@ -112,6 +124,9 @@ pub fn run() -> i32 {
         Command::Dump(a) => dump::run(&cli.global, a),
         Command::Diff(a) => diff::run(&cli.global, a),
         Command::Check(a) => check::run(&cli.global, a),
+        Command::Forget(a) => forget::run(&cli.global, a),
+        Command::Prune(a) => prune::run(&cli.global, a),
+        Command::Unlock(a) => unlock::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
     };
     match result {
@@ -229,7 +244,16 @@ impl GlobalArgs {
             _ => {}
         }
         let pass = self.passphrase(false)?;
-        Ok(Repository::open(backend, &pass)?)
+        let mut repo = Repository::open(backend, &pass)?;
+        if let Some(w) = &self.retry_lock {
+            let span: jiff::Span = w.parse().map_err(|e| anyhow!("--retry-lock {w:?}: {e}"))?;
+            let secs = span
+                .abs()
+                .total(jiff::Unit::Second)
+                .map_err(|e| anyhow!("--retry-lock {w:?}: {e}"))?;
+            repo.set_lock_wait(std::time::Duration::from_secs_f64(secs.max(0.0)));
+        }
+        Ok(repo)
     }
 
     /// Open the repository and load its index.

@@ -7,6 +7,8 @@
 pub mod backup;
 pub mod check;
 pub mod diff;
+pub mod forget;
+pub mod prune;
 pub mod restore;
 pub mod walk;
 

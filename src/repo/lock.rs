@@ -116,8 +116,27 @@ pub struct RepoLock {
 }
 
 impl RepoLock {
-    /// Take a shared or exclusive lock, or fail with [`ErrorKind::Locked`].
+    /// Take a shared or exclusive lock, waiting up to the repository's lock
+    /// wait for conflicting holders, or fail with [`ErrorKind::Locked`].
     pub fn acquire(repo: &Repository, exclusive: bool) -> Result<RepoLock> {
+        let deadline = std::time::Instant::now() + repo.lock_wait();
+        let mut warned = false;
+        loop {
+            match Self::try_acquire(repo, exclusive, !warned) {
+                Err(e) if e.kind() == ErrorKind::Locked && std::time::Instant::now() < deadline => {
+                    if !warned {
+                        eprintln!("waiting for the repository lock: {e}");
+                        warned = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt at taking the lock.
+    fn try_acquire(repo: &Repository, exclusive: bool, warn: bool) -> Result<RepoLock> {
         let conflict = |locks: &[(LockId, Lock)], ours: Option<&LockId>| {
             locks
                 .iter()
@@ -141,7 +160,7 @@ impl RepoLock {
                     )
                 })
         };
-        if let Some(e) = conflict(&live_locks(repo, true)?, None) {
+        if let Some(e) = conflict(&live_locks(repo, warn)?, None) {
             return Err(e);
         }
         let id = LockId::random();

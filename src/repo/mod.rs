@@ -100,6 +100,7 @@ pub struct Repository {
     chunker: Chunker,
     index: Index,
     key_id: KeyId,
+    lock_wait: std::time::Duration,
 }
 
 fn host_and_user() -> (String, String) {
@@ -221,6 +222,7 @@ impl Repository {
             chunker,
             index: Index::new(),
             key_id,
+            lock_wait: std::time::Duration::ZERO,
         }
     }
 
@@ -301,6 +303,16 @@ impl Repository {
     pub fn seal_key(&self) -> &SealKey {
         &self.seal
     }
+    /// How long taking a lock may wait for other holders (default: not at all).
+    pub fn set_lock_wait(&mut self, wait: std::time::Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// See [`Repository::set_lock_wait`].
+    pub fn lock_wait(&self) -> std::time::Duration {
+        self.lock_wait
+    }
+
     /// The key file this session opened with.
     pub fn key_id(&self) -> KeyId {
         self.key_id

@@ -1,0 +1,79 @@
+//! `cairn prune`: give back the space of blobs no snapshot references.
+
+use anyhow::{Result, anyhow};
+use cairn::ops::prune::{PruneOptions, PruneResult, prune};
+use cairn::repo::lock::RepoLock;
+
+use super::{GlobalArgs, human_bytes};
+
+/// Arguments of `cairn prune`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Repack packs with more than this share unused (e.g. "5%", "0%").
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    max_unused: String,
+    /// Only say what would be done.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+/// Parse "5%" or "0.05" into a share.
+pub fn parse_percent(s: &str) -> Result<f64> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| anyhow!("--max-unused {s:?}: give a percentage such as 5%"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(anyhow!("--max-unused {s:?} must be between 0% and 100%"));
+    }
+    Ok(v)
+}
+
+/// Print a prune result.
+pub fn report(g: &GlobalArgs, r: &PruneResult) {
+    if g.json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    if g.quiet {
+        return;
+    }
+    println!(
+        "{}{} used and {} unused blobs; {} packs deleted, {} repacked, {} left by interrupted runs deleted; {} index files replaced",
+        if r.dry_run { "would prune: " } else { "" },
+        r.used_blobs,
+        r.unused_blobs,
+        r.packs_deleted,
+        r.packs_repacked,
+        r.unindexed_packs_deleted,
+        r.index_files_replaced
+    );
+    println!(
+        "packs {} {} -> {} ({} freed)",
+        if r.dry_run {
+            "would go from"
+        } else {
+            "went from"
+        },
+        human_bytes(r.bytes_before),
+        human_bytes(r.bytes_after),
+        human_bytes(r.bytes_before.saturating_sub(r.bytes_after))
+    );
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let max_unused = parse_percent(&a.max_unused)?;
+    let mut repo = g.open()?;
+    let _lock = RepoLock::acquire(&repo, !a.dry_run)?;
+    let r = prune(
+        &mut repo,
+        &PruneOptions {
+            max_unused,
+            dry_run: a.dry_run,
+        },
+        &cairn::ops::NoProgress,
+    )?;
+    report(g, &r);
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,278 @@
+//! Prune: give back the space of blobs no snapshot references.
+//!
+//! Runs under an exclusive lock, so no backup can add references while the
+//! set of used blobs is computed (a backup waits for the lock or fails with
+//! "locked"). Steps, in an order that survives a crash at any point:
+//!
+//! 1. mark every blob reachable from any snapshot (a snapshot or tree that
+//!    cannot be read stops the prune: nothing is deleted on a guess);
+//! 2. repack: copy the used blobs of packs whose unused share is above the
+//!    threshold into new packs (each blob verified before it is copied);
+//! 3. write new index files for every kept blob, naming the old ones as
+//!    superseded;
+//! 4. delete the old index files;
+//! 5. delete packs that are now unreferenced (emptied, repacked, or left
+//!    behind by interrupted backups).
+//!
+//! A crash after 3 leaves duplicate index entries; after 4, unreferenced
+//! packs. Both are harmless and the next prune finishes the job.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use super::Progress;
+use crate::error::{Error, Result};
+use crate::format::BlobType;
+use crate::format::index::{IndexBlob, IndexPack};
+use crate::format::tree::NodeKind;
+use crate::id::{BlobId, IndexId, PackId};
+use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
+use crate::repo::{Repository, index_name, pack_name};
+
+/// Options for [`prune`].
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this share of it is unused (0.0–1.0).
+    pub max_unused: f64,
+    /// Report what would be done, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune did (or would do, with `dry_run`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PruneResult {
+    /// Blobs referenced by some snapshot.
+    pub used_blobs: u64,
+    /// Indexed blobs no snapshot references.
+    pub unused_blobs: u64,
+    /// Packs deleted because nothing in them is used.
+    pub packs_deleted: u64,
+    /// Packs rewritten to drop unused blobs.
+    pub packs_repacked: u64,
+    /// Packs on storage that no index listed, deleted.
+    pub unindexed_packs_deleted: u64,
+    /// Index files replaced.
+    pub index_files_replaced: u64,
+    /// Bytes of packs before.
+    pub bytes_before: u64,
+    /// Bytes of packs after.
+    pub bytes_after: u64,
+    /// True if nothing was changed.
+    pub dry_run: bool,
+}
+
+/// Every blob reachable from a snapshot. Fails if anything is unreadable.
+pub fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, BlobId)>> {
+    let mut used: HashSet<(BlobType, BlobId)> = HashSet::new();
+    let mut stack: Vec<(BlobId, usize)> = Vec::new();
+    for id in repo.list_snapshot_ids()? {
+        let s = repo
+            .load_snapshot(&id)
+            .map_err(|e| e.context("prune stops: a snapshot cannot be read (run `cairn check`)"))?;
+        stack.push((s.tree, 0));
+    }
+    while let Some((tree, depth)) = stack.pop() {
+        if !used.insert((BlobType::Tree, tree)) {
+            continue;
+        }
+        if depth > super::MAX_TREE_DEPTH {
+            return Err(Error::integrity("prune stops: a tree is nested too deep"));
+        }
+        let t = repo
+            .load_tree(&tree)
+            .map_err(|e| e.context("prune stops: a tree cannot be read (run `cairn check`)"))?;
+        for n in t.nodes {
+            match n.kind {
+                NodeKind::Dir { subtree } => stack.push((subtree, depth + 1)),
+                NodeKind::File { content } => {
+                    for b in content {
+                        used.insert((BlobType::Data, b));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Prune the repository. Takes no lock itself: the caller holds an
+/// exclusive one.
+pub fn prune(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    _progress: &dyn Progress,
+) -> Result<PruneResult> {
+    super::in_pool(|| prune_inner(repo, opts))
+}
+
+fn prune_inner(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneResult> {
+    let mut r = PruneResult {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    // Every index file as it is now; a damaged one stops the prune (its
+    // packs would look unreferenced).
+    let index_ids: Vec<IndexId> = repo.list_index_files()?;
+    let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
+    for id in &index_ids {
+        let f = repo.load_index_file(id).map_err(|e| {
+            e.context("prune stops: an index file cannot be read (run `cairn check`)")
+        })?;
+        for p in f.packs {
+            packs.entry(p.id).or_default().extend(p.blobs);
+        }
+    }
+    repo.load_index()?;
+    let used = used_blobs(repo)?;
+
+    let on_disk: HashMap<PackId, u64> = repo
+        .backend()
+        .list("data")?
+        .into_iter()
+        .filter_map(|o| {
+            let id = PackId::from_hex(o.name.rsplit('/').next().unwrap_or("")).ok()?;
+            (pack_name(&id) == o.name).then_some((id, o.size))
+        })
+        .collect();
+    r.bytes_before = on_disk.values().sum();
+    for id in packs.keys() {
+        if !on_disk.contains_key(id) {
+            return Err(Error::integrity(format!(
+                "prune stops: indexed pack {id} is missing (run `cairn check`)"
+            )));
+        }
+    }
+
+    // Decide, pack by pack. A blob indexed twice is kept once: the first
+    // pack (in ID order) that has it keeps it.
+    let mut order: Vec<PackId> = packs.keys().copied().collect();
+    order.sort();
+    let mut kept_blobs: HashSet<(BlobType, BlobId)> = HashSet::new();
+    let mut keep_as_is: Vec<IndexPack> = Vec::new();
+    let mut repack: Vec<(PackId, Vec<IndexBlob>)> = Vec::new();
+    let mut delete: Vec<PackId> = Vec::new();
+    for id in order {
+        let blobs = &packs[&id];
+        let mut live = Vec::new();
+        let (mut live_bytes, mut all_bytes) = (0u64, 0u64);
+        for b in blobs {
+            all_bytes += u64::from(b.sealed_len);
+            let key = (b.blob_type, b.id);
+            if used.contains(&key) && kept_blobs.insert(key) {
+                live_bytes += u64::from(b.sealed_len);
+                live.push(*b);
+            }
+        }
+        r.used_blobs += live.len() as u64;
+        r.unused_blobs += (blobs.len() - live.len()) as u64;
+        if live.is_empty() {
+            delete.push(id);
+        } else if live.len() == blobs.len()
+            || (all_bytes - live_bytes) as f64 <= opts.max_unused * all_bytes as f64
+        {
+            keep_as_is.push(IndexPack { id, blobs: live });
+        } else {
+            repack.push((id, live));
+        }
+    }
+    let unindexed: Vec<PackId> = on_disk
+        .keys()
+        .filter(|id| !packs.contains_key(id))
+        .copied()
+        .collect();
+    r.packs_deleted = delete.len() as u64;
+    r.packs_repacked = repack.len() as u64;
+    r.unindexed_packs_deleted = unindexed.len() as u64;
+    r.index_files_replaced = index_ids.len() as u64;
+    let kept_bytes: u64 = keep_as_is.iter().map(|p| on_disk[&p.id]).sum();
+    let repacked_estimate: u64 = repack
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(|x| u64::from(x.sealed_len) + 42))
+        .sum();
+    r.bytes_after = kept_bytes + repacked_estimate;
+    if opts.dry_run {
+        return Ok(r);
+    }
+    if delete.is_empty() && repack.is_empty() && unindexed.is_empty() && r.unused_blobs == 0 {
+        return Ok(r);
+    }
+
+    // 2. Repack: verify each used blob and copy its sealed bytes as they are
+    //    (a sealed blob is bound to its type and ID, not to its pack).
+    let packer = Packer::new(
+        repo.backend().clone(),
+        repo.seal_key().clone(),
+        PackerOptions {
+            index_every_blobs: usize::MAX,
+            ..PackerOptions::new(repo.config().pack_size as usize)
+        },
+    );
+    for (id, blobs) in &repack {
+        let name = pack_name(id);
+        let copied: Vec<Result<SealedBlob>> = blobs
+            .par_iter()
+            .map(|b| {
+                let sealed = repo.backend().get_range(
+                    &name,
+                    u64::from(b.offset),
+                    u64::from(b.sealed_len),
+                )?;
+                let mut check = sealed.clone();
+                repo.open_blob(b.blob_type, &b.id, b.compression, b.raw_len, &mut check)
+                    .map_err(|e| e.context(format!("prune stops: pack {id}")))?;
+                Ok(SealedBlob {
+                    blob_type: b.blob_type,
+                    id: b.id,
+                    compression: b.compression,
+                    raw_len: b.raw_len,
+                    sealed,
+                })
+            })
+            .collect();
+        for c in copied {
+            packer.add(c?)?;
+        }
+    }
+    // 3. New index files: the repacked packs (written by the packer) and
+    //    every pack kept as it is; the old index files are superseded.
+    let stored = packer.finish(&**repo.backend())?;
+    let mut new_index_bytes = stored.bytes_written;
+    for chunk in keep_as_is.chunks(4096) {
+        let (_, n) = write_index_file(
+            &**repo.backend(),
+            repo.seal_key(),
+            chunk.to_vec(),
+            index_ids.clone(),
+        )?;
+        new_index_bytes += n;
+    }
+    let _ = new_index_bytes;
+    // 4. Old index files go.
+    for id in &index_ids {
+        repo.backend().delete(&index_name(id))?;
+    }
+    // 5. Unreferenced packs go.
+    let doomed: Vec<PackId> = delete
+        .into_iter()
+        .chain(repack.iter().map(|(id, _)| *id))
+        .chain(unindexed)
+        .collect();
+    doomed
+        .par_iter()
+        .map(|id| repo.backend().delete(&pack_name(id)))
+        .collect::<Result<Vec<()>>>()?;
+    r.bytes_after = repo.backend().list("data")?.iter().map(|o| o.size).sum();
+    repo.load_index()?;
+    Ok(r)
+}

@@ -1,0 +1,395 @@
+//! A repository stays healthy for years: retention frees space, crashes at
+//! any moment cost only the interrupted run, concurrent writers coexist,
+//! and a full disk is a clean error.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn::backend::Backend;
+use cairn::backend::mem::MemBackend;
+use cairn::crypto::KdfParams;
+use cairn::ops::NoProgress;
+use cairn::ops::backup::{BackupOptions, backup};
+use cairn::ops::check::{CheckOptions, ReadData, check};
+use cairn::repo::{InitOptions, Repository};
+use common::*;
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("cairn"))
+        .env("CAIRN_REPOSITORY", &env.repo)
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn check_ok(env: &Env, read_data: bool) {
+    let mut args = vec!["check"];
+    if read_data {
+        args.push("--read-data");
+    }
+    let out = env.run(&args);
+    assert!(
+        out.status.success(),
+        "check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_tree(dir: &Path, files: u64, size: usize, seed: u64) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..files {
+        fs::write(
+            dir.join(format!("f{i:03}")),
+            random_bytes(size, seed * 1000 + i),
+        )
+        .unwrap();
+    }
+}
+
+/// Restore every snapshot and compare each with `src`.
+fn all_snapshots_restore(env: &Env, src: &Path) -> usize {
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    for (i, s) in snaps.iter().enumerate() {
+        let target = env.path(&format!("restore-{i}"));
+        env.ok(&[
+            "restore",
+            s["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert_same_tree(src, &restored(&target, src));
+        fs::remove_dir_all(&target).unwrap();
+    }
+    snaps.len()
+}
+
+#[test]
+fn forget_keep_last_1_with_prune_shrinks_to_one_snapshot() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    for round in 0..3 {
+        if src.exists() {
+            fs::remove_dir_all(&src).unwrap();
+        }
+        make_tree(&src, 8, 700_000, round);
+        env.backup_json(&[&src], &[]);
+    }
+    let before = env.data_bytes();
+    let out = env.ok(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--max-unused",
+        "0%",
+    ]);
+    assert!(out.contains("removed 2 snapshots"), "{out}");
+    let after = env.data_bytes();
+    let one = 8 * 700_000u64;
+    assert!(before > 3 * one - one / 10, "{before}");
+    assert!(
+        after >= one && after < one + one / 10,
+        "after prune {after}, one snapshot {one}"
+    );
+    check_ok(&env, true);
+    assert_eq!(all_snapshots_restore(&env, &src), 1);
+    // Nothing left to prune.
+    let out = env.ok(&["prune", "--dry-run"]);
+    assert!(out.contains("0 packs deleted, 0 repacked"), "{out}");
+}
+
+#[test]
+fn prune_repacks_partly_used_packs() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "4"]);
+    let src = env.path("src");
+    make_tree(&src, 40, 100_000, 1);
+    env.backup_json(&[&src], &[]);
+    // Half the files go; their blobs share packs with the other half.
+    for i in (0..40).step_by(2) {
+        fs::remove_file(src.join(format!("f{i:03}"))).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let out = env.ok(&["prune", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(r["packs_repacked"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["bytes_after"].as_u64().unwrap() < r["bytes_before"].as_u64().unwrap() * 6 / 10,
+        "{r}"
+    );
+    check_ok(&env, true);
+    assert_eq!(all_snapshots_restore(&env, &src), 1);
+}
+
+/// SIGKILL `args` at `points` moments spread over its normal duration;
+/// `prepare(i)` runs before attempt `i` (and before the timing run, with
+/// `None`) and returns the arguments to use.
+fn kill_at_many_points(
+    env: &Env,
+    points: u32,
+    prepare: &mut dyn FnMut(Option<u32>) -> Vec<String>,
+    after_each: &mut dyn FnMut(u32),
+) {
+    let args = prepare(None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let full = spawn(env, &args).wait_with_output().unwrap();
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let duration = start.elapsed();
+    for i in 0..points {
+        let args = prepare(Some(i));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = spawn(env, &args);
+        std::thread::sleep(duration.mul_f64(f64::from(i) / f64::from(points)));
+        let _ = child.kill();
+        let _ = child.wait();
+        after_each(i);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn backups_killed_at_twenty_moments_leave_a_healthy_repository() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    // Every attempt backs up a fresh tree, so every attempt writes packs
+    // and index files when the kill arrives.
+    let mut sources = Vec::new();
+    kill_at_many_points(
+        &env,
+        24,
+        &mut |i| {
+            let src = env.path(&format!("src-{}", i.map_or(99, |i| i)));
+            make_tree(&src, 12, 1_000_000, u64::from(i.unwrap_or(99)) * 7 + 1);
+            make_tree(
+                &src.join("small"),
+                100,
+                3_000,
+                u64::from(i.unwrap_or(99)) * 7 + 2,
+            );
+            sources.push(src.clone());
+            vec!["backup".into(), src.to_str().unwrap().into()]
+        },
+        &mut |i| {
+            let out = env.run(&["check"]);
+            assert!(
+                out.status.success(),
+                "check after kill {i}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        },
+    );
+    // The next backup succeeds; every snapshot that completed restores.
+    let last = sources.last().unwrap().clone();
+    env.backup_json(&[&last], &[]);
+    check_ok(&env, true);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    assert!(snaps.len() >= 2, "{} snapshots", snaps.len());
+    eprintln!("{} of 26 backups completed", snaps.len());
+    for (k, s) in snaps.iter().enumerate() {
+        let src = Path::new(s["paths"][0].as_str().unwrap());
+        let target = env.path(&format!("restore-{k}"));
+        env.ok(&[
+            "restore",
+            s["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert_same_tree(src, &restored(&target, src));
+        fs::remove_dir_all(&target).unwrap();
+    }
+    // Prune tidies what the killed runs left.
+    env.ok(&["prune"]);
+    let out = env.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 errors, 0 warnings"), "{text}");
+}
+
+#[test]
+fn prunes_killed_midway_leave_a_healthy_repository() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    for round in 0..4 {
+        make_tree(&src.join(format!("r{round}")), 10, 400_000, round);
+        env.backup_json(&[&src], &[]);
+        fs::remove_file(src.join(format!("r{round}/f000"))).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    // Every attempt starts from the same unpruned repository.
+    let pristine = env.path("pristine");
+    copy_dir(&env.repo, &pristine);
+    kill_at_many_points(
+        &env,
+        12,
+        &mut |_| {
+            fs::remove_dir_all(&env.repo).unwrap();
+            copy_dir(&pristine, &env.repo);
+            vec!["prune".into(), "--max-unused".into(), "0%".into()]
+        },
+        &mut |i| {
+            let out = env.run(&["check", "--read-data"]);
+            assert!(
+                out.status.success(),
+                "check after prune kill {i}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(all_snapshots_restore(&env, &src), 1);
+        },
+    );
+    env.ok(&["prune", "--max-unused", "0%"]);
+    check_ok(&env, true);
+    assert_eq!(all_snapshots_restore(&env, &src), 1);
+}
+
+#[test]
+fn concurrent_backups_and_a_racing_prune() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let a = env.path("a");
+    let b = env.path("b");
+    make_tree(&a, 20, 1_000_000, 1);
+    make_tree(&b, 20, 1_000_000, 2);
+    let ca = spawn(&env, &["backup", a.to_str().unwrap()]);
+    let cb = spawn(&env, &["backup", b.to_str().unwrap()]);
+    for c in [ca, cb] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Old snapshots to prune, then a backup and a prune at the same time.
+    env.ok(&["forget", "--keep-last", "1", "--group-by", ""]);
+    make_tree(&a.join("new"), 10, 1_000_000, 3);
+    let backup = spawn(&env, &["backup", "--retry-lock", "2m", a.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(50));
+    let prune = spawn(&env, &["prune", "--retry-lock", "2m"]);
+    for c in [backup, prune] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    check_ok(&env, true);
+    let target = env.path("t");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&a, &restored(&target, &a));
+}
+
+#[test]
+fn an_exclusive_lock_makes_other_commands_exit_11() {
+    let env = Env::uninit();
+    env.ok(&["init"]);
+    let src = env.path("src");
+    make_tree(&src, 5, 1000, 1);
+    env.backup_json(&[&src], &[]);
+    // Hold an exclusive lock from this process (a live PID).
+    let backend = Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
+    let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let lock = cairn::repo::lock::RepoLock::acquire(&repo, true).unwrap();
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("locked"));
+    drop(lock);
+    env.ok(&["backup", src.to_str().unwrap()]);
+}
+
+#[test]
+fn a_full_disk_during_backup_is_a_clean_error_and_the_repository_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src, 20, 500_000, 4);
+    let backend = Arc::new(MemBackend::new());
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    };
+    let mut repo = Repository::init(backend.clone(), b"pw", &opts).unwrap();
+    let bo = BackupOptions {
+        paths: vec![src.clone()],
+        ..BackupOptions::default()
+    };
+    backup(&mut repo, &bo, &NoProgress).unwrap();
+    // The disk fills up 3 MB into the next backup.
+    make_tree(&src.join("more"), 20, 500_000, 5);
+    backend.fail_writes_after_bytes(3_000_000);
+    let err = backup(&mut repo, &bo, &NoProgress).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert_eq!(
+        repo.list_snapshot_ids().unwrap().len(),
+        1,
+        "no snapshot from the failed run"
+    );
+    // Space comes back: the repository checks clean (bar leftovers) and
+    // the next backup succeeds.
+    backend.fail_writes_after_bytes(-1);
+    let mut repo = Repository::open(backend.clone(), b"pw").unwrap();
+    let r = check(
+        &mut repo,
+        &CheckOptions {
+            read_data: ReadData::All,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.errors(), 0, "{:?}", r.problems);
+    backup(&mut repo, &bo, &NoProgress).unwrap();
+    let r = check(
+        &mut repo,
+        &CheckOptions {
+            read_data: ReadData::All,
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.errors(), 0, "{:?}", r.problems);
+    assert_eq!(repo.list_snapshot_ids().unwrap().len(), 2);
+    assert!(
+        backend.list("locks").unwrap().is_empty(),
+        "locks released after the failure"
+    );
+}
