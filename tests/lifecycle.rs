@@ -393,3 +393,141 @@ fn a_full_disk_during_backup_is_a_clean_error_and_the_repository_stays_valid() {
         "locks released after the failure"
     );
 }
+
+#[test]
+fn keys_can_be_added_changed_and_removed_but_never_the_last() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src, 3, 10_000, 1);
+    env.backup_json(&[&src], &[]);
+    let as_user = |pass: &str, args: &[&str]| {
+        env.cmd()
+            .env("CAIRN_PASSWORD", pass)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // A second key opens the same repository.
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "second")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let out = as_user("second", &["snapshots", "--json"]);
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.as_array().unwrap().len(), 1);
+
+    // The key in use cannot be removed; another one can.
+    let first = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["key", "remove", &first[..8]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("opened the repository with"));
+    let out = as_user("second", &["key", "remove", &first[..8]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.run(&["snapshots"]).status.code(),
+        Some(12),
+        "the removed passphrase no longer opens it"
+    );
+
+    // The last key cannot go; passwd replaces it.
+    let listed: serde_json::Value =
+        serde_json::from_slice(&as_user("second", &["key", "list", "--json"]).stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "second")
+        .env("CAIRN_NEW_PASSWORD", "third")
+        .args(["key", "passwd"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(as_user("second", &["snapshots"]).status.code(), Some(12));
+    let out = as_user(
+        "third",
+        &["dump", "latest", src.join("f000").to_str().unwrap()],
+    );
+    assert_eq!(out.stdout, random_bytes(10_000, 1000));
+    let only = serde_json::from_slice::<serde_json::Value>(
+        &as_user("third", &["key", "list", "--json"]).stdout,
+    )
+    .unwrap();
+    let id = only[0]["id"].as_str().unwrap().to_string();
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "third")
+        .env("CAIRN_NEW_PASSWORD", "fourth")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = as_user("fourth", &["key", "remove", &id[..8]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = serde_json::from_slice::<serde_json::Value>(
+        &as_user("fourth", &["key", "list", "--json"]).stdout,
+    )
+    .unwrap();
+    let last_id = last[0]["id"].as_str().unwrap().to_string();
+    let out = as_user("fourth", &["key", "remove", &last_id[..8]]);
+    assert_eq!(out.status.code(), Some(1), "never the last key");
+}
+
+#[test]
+fn stats_report_dedup_and_compression() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(
+        src.join("text"),
+        "compressible line of text\n".repeat(100_000),
+    )
+    .unwrap();
+    fs::write(src.join("random"), random_bytes(1_000_000, 3)).unwrap();
+    for _ in 0..3 {
+        env.backup_json(&[&src], &["--force"]);
+    }
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["stats", "--json"])).unwrap();
+    assert_eq!(v["snapshots"], 3);
+    let logical = v["logical_bytes"].as_u64().unwrap();
+    assert_eq!(logical, 3 * (2_600_000 + 1_000_000));
+    let dedup = v["dedup_ratio"].as_f64().unwrap();
+    assert!((2.9..=3.1).contains(&dedup), "{v}");
+    assert!(v["compression_ratio"].as_f64().unwrap() > 1.5, "{v}");
+    assert!(v["stored_pack_bytes"].as_u64().unwrap() < logical / 3);
+    let human = env.ok(&["stats"]);
+    assert!(
+        human.contains("snapshots:") && human.contains("compression"),
+        "{human}"
+    );
+}

@@ -8,10 +8,12 @@ mod diff;
 mod dump;
 mod forget;
 mod init;
+mod key;
 mod ls;
 mod prune;
 mod restore;
 mod snapshots;
+mod stats;
 mod unlock;
 
 use std::io::IsTerminal;
@@ -108,6 +110,10 @@ enum Command {
     Prune(prune::Args),
     /// Remove stale locks.
     Unlock(unlock::Args),
+    /// Manage the passphrases (keys) that open the repository.
+    Key(key::Args),
+    /// Show sizes, deduplication and compression.
+    Stats(stats::Args),
     /// Print a repository object, decoded (for debugging).
     Cat(cat::Args),
 }
@@ -127,6 +133,8 @@ pub fn run() -> i32 {
         Command::Forget(a) => forget::run(&cli.global, a),
         Command::Prune(a) => prune::run(&cli.global, a),
         Command::Unlock(a) => unlock::run(&cli.global, a),
+        Command::Key(a) => key::run(&cli.global, a),
+        Command::Stats(a) => stats::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
     };
     match result {

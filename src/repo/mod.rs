@@ -101,6 +101,8 @@ pub struct Repository {
     index: Index,
     key_id: KeyId,
     lock_wait: std::time::Duration,
+    /// Kept (zeroized on drop) so new key files can wrap it.
+    master: Secret32,
 }
 
 fn host_and_user() -> (String, String) {
@@ -208,14 +210,21 @@ impl Repository {
         seal.seal_into(&config_aad(&header), &config.to_bytes(), &mut obj);
         // The config is written last: it is what makes the location a repository.
         backend.put(CONFIG_NAME, &obj)?;
-        Ok(Self::assemble(backend, seal, config, key_id))
+        Ok(Self::assemble(backend, master, seal, config, key_id))
     }
 
-    fn assemble(backend: Arc<dyn Backend>, seal: SealKey, config: Config, key_id: KeyId) -> Self {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        master: Secret32,
+        seal: SealKey,
+        config: Config,
+        key_id: KeyId,
+    ) -> Self {
         let ids = IdKey::new(Secret32::from_bytes(config.id_key));
         let chunker = Chunker::new(config.chunker);
         Repository {
             backend,
+            master,
             seal,
             ids,
             config,
@@ -272,7 +281,7 @@ impl Repository {
             let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
             let plain = seal.open(&config_aad(&header), sealed, "config")?;
             let config = Config::from_bytes(&plain)?;
-            return Ok(Self::assemble(backend, seal, config, key_id));
+            return Ok(Self::assemble(backend, master, seal, config, key_id));
         }
         Err(Error::new(
             ErrorKind::WrongPassphrase,
@@ -303,6 +312,65 @@ impl Repository {
     pub fn seal_key(&self) -> &SealKey {
         &self.seal
     }
+    /// Every key file: its ID and decoded header (unreadable ones skipped).
+    pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
+        let mut out = Vec::new();
+        for id in list_ids(&*self.backend, "keys", KeyId::from_hex)? {
+            match self
+                .backend
+                .get(&key_name(&id))
+                .and_then(|b| KeyFile::from_bytes(&b))
+            {
+                Ok(k) => out.push((id, k)),
+                Err(e) => eprintln!("warning: unreadable key file {}: {e}", id.short()),
+            }
+        }
+        out.sort_by_key(|(_, k)| k.created);
+        Ok(out)
+    }
+
+    /// Add a key file for another passphrase; it opens the same repository.
+    pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        if passphrase.is_empty() {
+            return Err(Error::invalid("an empty passphrase is not allowed"));
+        }
+        let kf = make_key_file(&self.master, passphrase, kdf)?;
+        // Prove the new key before storing it.
+        if unwrap_key_file(&kf, passphrase)?.is_none() {
+            return Err(Error::integrity("a freshly made key file does not open"));
+        }
+        let id = KeyId::random();
+        self.backend.put(&key_name(&id), &kf.to_bytes())?;
+        Ok(id)
+    }
+
+    /// Remove a key file. The last key, and the key this session opened
+    /// with, cannot be removed.
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        let keys = self.list_keys()?;
+        if !keys.iter().any(|(k, _)| k == id) {
+            return Err(Error::not_found(format!("no key {}", id.short())));
+        }
+        if *id == self.key_id {
+            return Err(Error::invalid(
+                "refusing to remove the key this command opened the repository with; use another passphrase, or `key passwd`",
+            ));
+        }
+        if keys.len() <= 1 {
+            return Err(Error::invalid("refusing to remove the last key"));
+        }
+        self.backend.delete(&key_name(id))
+    }
+
+    /// Replace this session's key with one for a new passphrase.
+    pub fn change_passphrase(&mut self, new: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let old = self.key_id;
+        let id = self.add_key(new, kdf)?;
+        self.key_id = id;
+        self.backend.delete(&key_name(&old))?;
+        Ok(id)
+    }
+
     /// How long taking a lock may wait for other holders (default: not at all).
     pub fn set_lock_wait(&mut self, wait: std::time::Duration) {
         self.lock_wait = wait;
