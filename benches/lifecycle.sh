@@ -51,18 +51,14 @@ done
 sync
 for tool in cairn restic; do
     case $tool in
-        cairn)  c() { "$CAIRN_BIN" -r "$WORK/cairn" "$@"; } ;;
-        restic) c() { restic -r "$WORK/restic" "$@"; } ;;
+        cairn)  cmd=("$CAIRN_BIN" -r "$WORK/cairn") ;;
+        restic) cmd=(restic -r "$WORK/restic") ;;
     esac
     before=$(du -sb "$WORK/$tool" | cut -f1)
-    timed "$tool check" c check
-    timed "$tool check--read-data" c check --read-data
-    keep=$(( N / 2 ))
-    c forget --keep-last "$keep" > /dev/null
-    case $tool in
-        cairn)  timed "$tool prune" c prune ;;
-        restic) timed "$tool prune" c prune ;;
-    esac
+    timed "$tool check" "${cmd[@]}" check
+    timed "$tool check--read-data" "${cmd[@]}" check --read-data
+    "${cmd[@]}" forget --keep-last $(( N / 2 )) > /dev/null
+    timed "$tool prune" "${cmd[@]}" prune
     after=$(du -sb "$WORK/$tool" | cut -f1)
     echo "$tool size $((before / 1000000)) $((after / 1000000))" >> "$WORK/sizes"
 done
