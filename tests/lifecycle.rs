@@ -531,3 +531,39 @@ fn stats_report_dedup_and_compression() {
         "{human}"
     );
 }
+
+/// Regression: with an index file gone, packs whose blobs snapshots still
+/// use looked unreferenced, and prune would have deleted them.
+#[test]
+fn prune_refuses_to_run_when_used_blobs_are_unindexed() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let a = env.path("a");
+    make_tree(&a, 5, 500_000, 1);
+    let first = env.backup_json(&[&a], &[]);
+    let first_index: Vec<_> = walk(&env.repo.join("index"));
+    // The second snapshot adds a file: its new trees and the new file are
+    // in a second index file; the first five files' data only in the first.
+    fs::write(a.join("new"), random_bytes(500_000, 9)).unwrap();
+    env.backup_json(&[&a], &[]);
+    env.ok(&["forget", first["snapshot_id"].as_str().unwrap()]);
+    for f in first_index {
+        fs::remove_file(f).unwrap();
+    }
+    let packs_before = walk(&env.repo.join("data"))
+        .iter()
+        .filter(|p| p.is_file())
+        .count();
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in no index file") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    let packs_after = walk(&env.repo.join("data"))
+        .iter()
+        .filter(|p| p.is_file())
+        .count();
+    assert_eq!(packs_before, packs_after);
+}

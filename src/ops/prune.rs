@@ -135,6 +135,17 @@ fn prune_inner(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneResult
     }
     repo.load_index()?;
     let used = used_blobs(repo)?;
+    // A used blob missing from the index may sit in a pack that now looks
+    // unreferenced: deleting that pack would lose it for good.
+    let missing = used
+        .iter()
+        .filter(|(t, id)| !repo.index().contains(*t, id))
+        .count();
+    if missing > 0 {
+        return Err(Error::integrity(format!(
+            "prune stops: {missing} blobs that snapshots use are in no index file (run `cairn check`); nothing was deleted"
+        )));
+    }
 
     let on_disk: HashMap<PackId, u64> = repo
         .backend()
