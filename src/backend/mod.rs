@@ -6,6 +6,7 @@
 
 pub mod local;
 pub mod mem;
+pub mod remote;
 
 use crate::error::Result;
 
@@ -91,8 +92,10 @@ pub fn validate_object_name(name: &str) -> Result<()> {
     }
 }
 
-/// Conformance tests that every backend must pass unchanged.
-#[cfg(any(test, feature = "testing"))]
+/// Conformance tests that every backend must pass unchanged (used by the
+/// unit tests here and by `tests/backends.rs` against SFTP and S3).
+#[doc(hidden)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod conformance {
     use super::*;
 

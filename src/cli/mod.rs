@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cairn::backend::Backend;
-use cairn::backend::local::LocalBackend;
 use cairn::repo::Repository;
 use cairn::{Error, ErrorKind};
 use clap::{Parser, Subcommand};
@@ -81,6 +80,9 @@ pub struct GlobalArgs {
     /// Print less.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Requests in flight at most, for SFTP and S3 repositories.
+    #[arg(long, global = true, default_value_t = 4, value_name = "N")]
+    connections: usize,
     /// Wait up to DURATION for a lock held by another process (e.g. "5m").
     #[arg(long, global = true, value_name = "DURATION")]
     retry_lock: Option<String>,
@@ -187,7 +189,13 @@ impl GlobalArgs {
             .repo
             .as_deref()
             .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))?;
-        Ok(Arc::new(LocalBackend::new(repo)))
+        Ok(cairn::backend::remote::open(
+            repo,
+            cairn::backend::remote::RemoteOptions {
+                connections: self.connections.max(1),
+                ..Default::default()
+            },
+        )?)
     }
 
     /// The passphrase, from the first source that is set: password file,

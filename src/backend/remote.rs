@@ -1,0 +1,474 @@
+//! Network backends through Apache OpenDAL: SFTP and S3-compatible storage.
+//!
+//! Owns: turning a repository URL into an OpenDAL operator, bounding the
+//! number of requests in flight (`--connections`), timeouts, and retrying
+//! transient failures with exponential backoff. Integrity is not this
+//! layer's business: it moves opaque bytes and never retries anything but
+//! transport failures.
+//!
+//! URLs:
+//! - `sftp:user@host:/path` or `sftp://user@host:port/path` — through the
+//!   system's `ssh` (its configuration, agent and keys); `CAIRN_SFTP_KEY`
+//!   names an identity file, `CAIRN_SFTP_KNOWN_HOSTS` (`strict`, `accept`,
+//!   `add`) how unknown host keys are treated (default `strict`).
+//! - `s3:https://host[:port]/bucket[/prefix]` — any S3-compatible store,
+//!   path-style addressing; credentials from `AWS_ACCESS_KEY_ID` and
+//!   `AWS_SECRET_ACCESS_KEY`, region from `AWS_DEFAULT_REGION` or
+//!   `AWS_REGION` (default `us-east-1`).
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use opendal::blocking;
+
+use super::{Backend, ObjectInfo, validate_object_name};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Options for network backends.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteOptions {
+    /// Requests in flight at most.
+    pub connections: usize,
+    /// Attempts per request (transient failures only).
+    pub attempts: u32,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            connections: 4,
+            attempts: 5,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What kind of store a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteUrl {
+    /// SFTP: endpoint for ssh (`user@host` or `ssh://user@host:port`) and path.
+    Sftp {
+        /// Endpoint as ssh understands it.
+        endpoint: String,
+        /// Directory on the server.
+        root: String,
+    },
+    /// S3-compatible storage.
+    S3 {
+        /// `https://host[:port]`.
+        endpoint: String,
+        /// Bucket name.
+        bucket: String,
+        /// Prefix inside the bucket (`/` for none).
+        root: String,
+    },
+}
+
+impl RemoteUrl {
+    /// Parse a repository URL; `None` if it is a local path.
+    pub fn parse(url: &str) -> Result<Option<RemoteUrl>> {
+        if let Some(rest) = url.strip_prefix("sftp://") {
+            let (auth, path) = rest.split_once('/').ok_or_else(|| {
+                Error::invalid(format!(
+                    "{url}: give a path, as in sftp://user@host:port/path"
+                ))
+            })?;
+            return Ok(Some(RemoteUrl::Sftp {
+                endpoint: format!("ssh://{auth}"),
+                root: format!("/{path}"),
+            }));
+        }
+        if let Some(rest) = url.strip_prefix("sftp:") {
+            let (auth, path) = rest.split_once(':').ok_or_else(|| {
+                Error::invalid(format!("{url}: give a path, as in sftp:user@host:/path"))
+            })?;
+            if auth.is_empty() || path.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{url}: expected sftp:user@host:/path"
+                )));
+            }
+            return Ok(Some(RemoteUrl::Sftp {
+                endpoint: auth.to_string(),
+                root: path.to_string(),
+            }));
+        }
+        if let Some(rest) = url.strip_prefix("s3:") {
+            let (scheme, after) = rest.split_once("://").ok_or_else(|| {
+                Error::invalid(format!(
+                    "{url}: expected s3:https://host[:port]/bucket[/prefix]"
+                ))
+            })?;
+            let (host, path) = after.split_once('/').ok_or_else(|| {
+                Error::invalid(format!("{url}: no bucket in s3:https://host/bucket"))
+            })?;
+            let mut parts = path.splitn(2, '/');
+            let bucket = parts.next().unwrap_or("").to_string();
+            if bucket.len() < 3 {
+                return Err(Error::invalid(format!(
+                    "{url}: bucket names have at least 3 characters"
+                )));
+            }
+            let prefix = parts.next().unwrap_or("").trim_matches('/');
+            return Ok(Some(RemoteUrl::S3 {
+                endpoint: format!("{scheme}://{host}"),
+                bucket,
+                root: format!("/{prefix}"),
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// A counting semaphore bounding requests in flight.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Slots {
+    fn take(&self) -> SlotGuard<'_> {
+        let mut n = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *n == 0 {
+            n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// A repository on SFTP or S3-compatible storage.
+pub struct RemoteBackend {
+    op: blocking::Operator,
+    // Keeps the runtime the operator's futures run on alive.
+    _rt: tokio::runtime::Runtime,
+    location: String,
+    /// SFTP writes are not atomic: write a temporary name, then rename.
+    write_via_rename: bool,
+    slots: Slots,
+    opts: RemoteOptions,
+}
+
+/// The S3 error code in an OpenDAL error's text (`code: "NoSuchBucket"`).
+fn s3_code(text: &str) -> Option<&str> {
+    let rest = &text[text.find("code: \"")? + 7..];
+    Some(&rest[..rest.find('"')?])
+}
+
+fn dal_error(what: String, e: opendal::Error) -> Error {
+    let kind = match e.kind() {
+        opendal::ErrorKind::NotFound => std::io::ErrorKind::NotFound,
+        opendal::ErrorKind::PermissionDenied => std::io::ErrorKind::PermissionDenied,
+        _ => std::io::ErrorKind::Other,
+    };
+    let full = e.to_string().replace('\n', " ");
+    // Say the likely cause in a few words; the details stay for debugging.
+    let msg = match (e.kind(), s3_code(&full)) {
+        (_, Some(code @ ("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied"))) => {
+            format!("access denied ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        }
+        (_, Some("NoSuchBucket")) => "the bucket does not exist (NoSuchBucket)".to_string(),
+        (opendal::ErrorKind::PermissionDenied, _) => format!("access denied: {full}"),
+        _ => full,
+    };
+    Error::io(what, std::io::Error::new(kind, msg))
+}
+
+impl RemoteBackend {
+    /// Connect to `url` (see the module documentation).
+    pub fn open(url: &RemoteUrl, location: &str, opts: RemoteOptions) -> Result<RemoteBackend> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.connections.clamp(1, 16))
+            .enable_all()
+            .thread_name("cairn-net")
+            .build()
+            .map_err(|e| Error::io("cannot start the network runtime", e))?;
+        let _enter = rt.enter();
+        // The HTTP transport (reqwest, rustls) is installed explicitly: the
+        // crate's auto-registration feature is off. First call wins.
+        opendal::install_default();
+        let (op, write_via_rename) = match url {
+            RemoteUrl::Sftp { endpoint, root } => {
+                let mut b = opendal::services::Sftp::default()
+                    .endpoint(endpoint)
+                    .root(root)
+                    .known_hosts_strategy(
+                        &std::env::var("CAIRN_SFTP_KNOWN_HOSTS")
+                            .unwrap_or_else(|_| "strict".into()),
+                    );
+                if let Ok(key) = std::env::var("CAIRN_SFTP_KEY") {
+                    b = b.key(&key);
+                }
+                let op = opendal::Operator::new(b)
+                    .map_err(|e| dal_error(format!("cannot use {location}"), e))?;
+                (op, true)
+            }
+            RemoteUrl::S3 {
+                endpoint,
+                bucket,
+                root,
+            } => {
+                let region = std::env::var("AWS_DEFAULT_REGION")
+                    .or_else(|_| std::env::var("AWS_REGION"))
+                    .unwrap_or_else(|_| "us-east-1".into());
+                let key_id = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| {
+                    Error::invalid(format!(
+                        "{location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    ))
+                })?;
+                let secret = std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| {
+                    Error::invalid(format!("{location}: set AWS_SECRET_ACCESS_KEY"))
+                })?;
+                let b = opendal::services::S3::default()
+                    .endpoint(endpoint)
+                    .bucket(bucket)
+                    .root(root)
+                    .region(&region)
+                    .access_key_id(&key_id)
+                    .secret_access_key(&secret)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                let op = opendal::Operator::new(b)
+                    .map_err(|e| dal_error(format!("cannot use {location}"), e))?
+                    .layer(
+                        opendal::layers::TimeoutLayer::new()
+                            .with_timeout(opts.timeout)
+                            .with_io_timeout(opts.timeout),
+                    );
+                (op, false)
+            }
+        };
+        let op = blocking::Operator::new(op)
+            .map_err(|e| dal_error(format!("cannot use {location}"), e))?;
+        drop(_enter);
+        Ok(RemoteBackend {
+            op,
+            _rt: rt,
+            location: location.to_string(),
+            write_via_rename,
+            slots: Slots {
+                free: Mutex::new(opts.connections.max(1)),
+                cv: Condvar::new(),
+            },
+            opts,
+        })
+    }
+
+    /// Run `f`, retrying transient failures with exponential backoff.
+    fn retry<T>(&self, what: &str, f: impl Fn() -> opendal::Result<T>) -> Result<T> {
+        let _slot = self.slots.take();
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_temporary() && attempt < self.opts.attempts => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let tries = if attempt > 1 {
+                        format!(" (after {attempt} attempts)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(dal_error(format!("{what} on {}{tries}", self.location), e));
+                }
+            }
+        }
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create(&self) -> Result<()> {
+        for d in super::local::DIRS {
+            self.retry("create", || self.op.create_dir(&format!("{d}/")))?;
+        }
+        if self.write_via_rename {
+            for i in 0..=255u8 {
+                let d = format!("data/{}/", hex::encode([i]));
+                self.retry("create", || self.op.create_dir(&d))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        validate_object_name(dir)?;
+        let entries = match self.retry(&format!("list {dir}"), || {
+            self.op.list_options(
+                &format!("{dir}/"),
+                opendal::options::ListOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            )
+        }) {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let path = e.path().trim_start_matches('/').to_string();
+            if path.ends_with('/') || path.contains(".tmp-") {
+                continue;
+            }
+            let mut size = e.metadata().content_length();
+            if size == 0 {
+                // Some listings do not carry sizes; ask.
+                size = self.stat(&path).unwrap_or(0);
+            }
+            out.push(ObjectInfo { name: path, size });
+        }
+        Ok(out)
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        validate_object_name(name)?;
+        self.retry(&format!("read {name}"), || self.op.read(name))
+            .map(|b| b.to_vec())
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        validate_object_name(name)?;
+        if len == 0 {
+            self.stat(name)?;
+            return Ok(Vec::new());
+        }
+        let buf = self.retry(&format!("read {name}"), || {
+            self.op.read_options(
+                name,
+                opendal::options::ReadOptions {
+                    range: (offset..offset + len).into(),
+                    ..Default::default()
+                },
+            )
+        })?;
+        let v = buf.to_vec();
+        if v.len() as u64 != len {
+            return Err(Error::io(
+                format!("read {name} on {}", self.location),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("wanted {len} bytes at {offset}, got {}", v.len()),
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        validate_object_name(name)?;
+        let bytes = bytes::Bytes::copy_from_slice(data);
+        if self.write_via_rename {
+            let tmp = format!("{name}.tmp-{}", hex::encode(rand::random::<[u8; 8]>()));
+            self.retry(&format!("write {name}"), || {
+                self.op.write(&tmp, bytes.clone())
+            })?;
+            let r = self.retry(&format!("rename {name}"), || self.op.rename(&tmp, name));
+            if r.is_err() {
+                let _ = self.op.delete(&tmp);
+            }
+            return r;
+        }
+        self.retry(&format!("write {name}"), || {
+            self.op.write(name, bytes.clone())
+        })
+        .map(|_| ())
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        validate_object_name(name)?;
+        match self.retry(&format!("delete {name}"), || self.op.delete(name)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    fn stat(&self, name: &str) -> Result<u64> {
+        validate_object_name(name)?;
+        self.retry(&format!("stat {name}"), || self.op.stat(name))
+            .map(|m| m.content_length())
+    }
+}
+
+/// Open a backend for a repository location: a local path, or a URL.
+pub fn open(location: &str, opts: RemoteOptions) -> Result<std::sync::Arc<dyn Backend>> {
+    match RemoteUrl::parse(location)? {
+        None => Ok(std::sync::Arc::new(super::local::LocalBackend::new(
+            location,
+        ))),
+        Some(url) => Ok(std::sync::Arc::new(RemoteBackend::open(
+            &url, location, opts,
+        )?)),
+    }
+}
+
+/// Keep the error kind of `e` when it says "not found".
+pub fn is_not_found(e: &Error) -> bool {
+    e.is_not_found() || e.kind() == ErrorKind::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(RemoteUrl::parse("/srv/backup").unwrap(), None);
+        assert_eq!(
+            RemoteUrl::parse("sftp:me@nas:/backups/cairn").unwrap(),
+            Some(RemoteUrl::Sftp {
+                endpoint: "me@nas".into(),
+                root: "/backups/cairn".into()
+            })
+        );
+        assert_eq!(
+            RemoteUrl::parse("sftp://me@127.0.0.1:2222/srv/repo").unwrap(),
+            Some(RemoteUrl::Sftp {
+                endpoint: "ssh://me@127.0.0.1:2222".into(),
+                root: "/srv/repo".into()
+            })
+        );
+        assert_eq!(
+            RemoteUrl::parse("s3:https://s3.example.com:9000/bucket/some/prefix/").unwrap(),
+            Some(RemoteUrl::S3 {
+                endpoint: "https://s3.example.com:9000".into(),
+                bucket: "bucket".into(),
+                root: "/some/prefix".into()
+            })
+        );
+        assert_eq!(
+            RemoteUrl::parse("s3:http://127.0.0.1:8333/cairn").unwrap(),
+            Some(RemoteUrl::S3 {
+                endpoint: "http://127.0.0.1:8333".into(),
+                bucket: "cairn".into(),
+                root: "/".into()
+            })
+        );
+        for bad in [
+            "sftp:nohostpath",
+            "s3:noscheme/bucket",
+            "s3:https://host",
+            "s3:https://h/ab",
+        ] {
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
