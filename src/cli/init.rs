@@ -14,16 +14,31 @@ pub struct Args {
     /// Default zstd compression level for new data (0 = off).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=22))]
     compression: i32,
+    /// Use the chunker parameters and blob ID key of --from-repo, so that
+    /// copies between the two send only what the other lacks.
+    #[arg(long, requires = "from_repo")]
+    copy_chunker_params: bool,
+    /// The repository to take chunker parameters from.
+    #[arg(long, value_name = "REPO")]
+    from_repo: Option<String>,
+    /// Read --from-repo's passphrase from this file.
+    #[arg(long, value_name = "FILE")]
+    from_password_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let backend = g.backend()?;
-    let pass = g.passphrase(true)?;
-    let opts = InitOptions {
+    let mut opts = InitOptions {
         pack_size: a.pack_size * 1024 * 1024,
         compression_level: a.compression,
         ..InitOptions::default()
     };
+    if let (true, Some(from)) = (a.copy_chunker_params, &a.from_repo) {
+        let src = super::copy::open_source(g, from, a.from_password_file.as_deref())?;
+        opts.chunker = Some(src.config().chunker);
+        opts.id_key = Some(src.config().id_key);
+    }
+    let backend = g.backend()?;
+    let pass = g.passphrase(true)?;
     let repo = Repository::init(backend, &pass, &opts)?;
     if g.json {
         println!(

@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod forget;
@@ -106,6 +107,8 @@ enum Command {
     Diff(diff::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
+    /// Copy snapshots from another repository into this one.
+    Copy(copy::Args),
     /// Remove snapshots by a retention policy (or by ID).
     Forget(forget::Args),
     /// Give back the space of data no snapshot references.
@@ -132,6 +135,7 @@ pub fn run() -> i32 {
         Command::Dump(a) => dump::run(&cli.global, a),
         Command::Diff(a) => diff::run(&cli.global, a),
         Command::Check(a) => check::run(&cli.global, a),
+        Command::Copy(a) => copy::run(&cli.global, a),
         Command::Forget(a) => forget::run(&cli.global, a),
         Command::Prune(a) => prune::run(&cli.global, a),
         Command::Unlock(a) => unlock::run(&cli.global, a),

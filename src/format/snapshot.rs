@@ -7,6 +7,10 @@ use crate::id::BlobId;
 const RECORD: &str = "snapshot";
 /// Version byte at the start of every snapshot record.
 pub const SNAPSHOT_VERSION: u8 = 1;
+/// Extension tag: the snapshot is a copy; the value is the source
+/// repository's ID (32 bytes) followed by the source snapshot's ID (32).
+pub const EXT_COPIED_FROM: u16 = 1;
+
 /// Most paths or tags one snapshot may list.
 pub const MAX_LIST_LEN: usize = 65535;
 

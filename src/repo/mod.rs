@@ -59,6 +59,10 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Chunker sizes and seed; `None` for the defaults with a random seed.
     pub chunker: Option<ChunkerParams>,
+    /// Blob ID key; `None` for a random one. Sharing another repository's
+    /// chunker parameters and ID key makes equal content have equal IDs in
+    /// both, so copies between them send only what the other lacks.
+    pub id_key: Option<[u8; 32]>,
 }
 
 impl Default for InitOptions {
@@ -68,6 +72,7 @@ impl Default for InitOptions {
             pack_size: 16 * 1024 * 1024,
             compression_level: 3,
             chunker: None,
+            id_key: None,
         }
     }
 }
@@ -192,7 +197,7 @@ impl Repository {
         let config = Config {
             repo_id: crypto::random_array(),
             chunker,
-            id_key: crypto::random_array(),
+            id_key: opts.id_key.unwrap_or_else(crypto::random_array),
             pack_size: opts.pack_size,
             compression_level: opts.compression_level,
             created: now_unix(),
