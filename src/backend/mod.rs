@@ -4,6 +4,7 @@
 //! "keys/<id>", "data/<2 hex>/<id>", …). Never touches: encryption, the
 //! record formats, keys. A backend only ever sees sealed bytes.
 
+pub mod cache;
 pub mod local;
 pub mod mem;
 pub mod remote;
@@ -43,6 +44,13 @@ pub trait Backend: Send + Sync {
     fn delete(&self, name: &str) -> Result<()>;
     /// The size of an object, or a NotFound error.
     fn stat(&self, name: &str) -> Result<u64>;
+    /// Drop any locally cached copy of an object (it failed authentication).
+    fn evict(&self, _name: &str) {}
+    /// A local directory where the layers above may cache sealed data, if
+    /// this backend is remote enough to deserve one.
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -72,6 +80,12 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn stat(&self, name: &str) -> Result<u64> {
         (**self).stat(name)
+    }
+    fn evict(&self, name: &str) {
+        (**self).evict(name)
+    }
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        (**self).cache_dir()
     }
 }
 

@@ -414,9 +414,14 @@ pub fn open(location: &str, opts: RemoteOptions) -> Result<std::sync::Arc<dyn Ba
         None => Ok(std::sync::Arc::new(super::local::LocalBackend::new(
             location,
         ))),
-        Some(url) => Ok(std::sync::Arc::new(RemoteBackend::open(
-            &url, location, opts,
-        )?)),
+        Some(url) => {
+            let remote: std::sync::Arc<dyn Backend> =
+                std::sync::Arc::new(RemoteBackend::open(&url, location, opts)?);
+            Ok(match super::cache::cache_dir(location) {
+                Some(dir) => std::sync::Arc::new(super::cache::CachedBackend::new(remote, dir)),
+                None => remote,
+            })
+        }
     }
 }
 

@@ -383,6 +383,9 @@ impl Ctx<'_> {
             .repo
             .seal_key()
             .seal(&aad::blob(t, compression, &id), plain);
+        if t == BlobType::Tree {
+            self.repo.cache_tree(&id, &sealed);
+        }
         add(&self.counters.bytes_added, data.len() as u64);
         add(&self.counters.bytes_stored, sealed.len() as u64);
         add(

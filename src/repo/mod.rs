@@ -108,6 +108,8 @@ pub struct Repository {
     lock_wait: std::time::Duration,
     /// Kept (zeroized on drop) so new key files can wrap it.
     master: Secret32,
+    /// Sealed tree blobs cached locally (remote repositories only).
+    tree_cache: Option<crate::backend::cache::DiskCache>,
 }
 
 fn host_and_user() -> (String, String) {
@@ -227,6 +229,9 @@ impl Repository {
     ) -> Self {
         let ids = IdKey::new(Secret32::from_bytes(config.id_key));
         let chunker = Chunker::new(config.chunker);
+        let tree_cache = backend
+            .cache_dir()
+            .map(|d| crate::backend::cache::DiskCache::new(d.join("trees")));
         Repository {
             backend,
             master,
@@ -237,6 +242,7 @@ impl Repository {
             index: Index::new(),
             key_id,
             lock_wait: std::time::Duration::ZERO,
+            tree_cache,
         }
     }
 
@@ -411,16 +417,22 @@ impl Repository {
         self.backend.put(name, &sealed)
     }
 
-    /// Load and open a named object.
+    /// Load and open a named object. A copy that fails authentication is
+    /// evicted from any local cache and fetched once more.
     pub fn load_object(
         &self,
         prefix: &'static [u8; 16],
         name: &str,
         id: &[u8; 32],
     ) -> Result<Vec<u8>> {
+        let aad = aad::object(prefix, id);
         let mut raw = self.backend.get(name)?;
-        self.seal
-            .open_in_place(&aad::object(prefix, id), &mut raw, name)?;
+        if self.seal.open_in_place(&aad, &mut raw, name).is_ok() {
+            return Ok(raw);
+        }
+        self.backend.evict(name);
+        let mut raw = self.backend.get(name)?;
+        self.seal.open_in_place(&aad, &mut raw, name)?;
         Ok(raw)
     }
 
@@ -517,15 +529,42 @@ impl Repository {
         self.read_blob_at(t, id, &loc)
     }
 
-    /// Read a blob from a known location.
+    /// Read a blob from a known location (tree blobs through the local
+    /// cache when there is one; cached bytes are authenticated like any).
     pub fn read_blob_at(&self, t: BlobType, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let cache = self.tree_cache.as_ref().filter(|_| t == BlobType::Tree);
+        let hex = id.to_hex();
+        let cache_name = format!("{}/{}", &hex[..2], hex);
+        if let Some(c) = cache
+            && let Some(mut buf) = c.get(&cache_name)
+        {
+            if self
+                .open_blob(t, id, loc.compression, loc.raw_len, &mut buf)
+                .is_ok()
+            {
+                return Ok(buf);
+            }
+            c.remove(&cache_name);
+        }
         let name = pack_name(&loc.pack);
         let mut buf =
             self.backend
                 .get_range(&name, u64::from(loc.offset), u64::from(loc.sealed_len))?;
+        if let Some(c) = cache {
+            c.put(&cache_name, &buf);
+        }
         self.open_blob(t, id, loc.compression, loc.raw_len, &mut buf)
             .map_err(|e| e.context(format!("pack {}", loc.pack)))?;
         Ok(buf)
+    }
+
+    /// Keep a just-written sealed tree blob in the local cache (if any), so
+    /// the next backup's parent walk needs no download.
+    pub fn cache_tree(&self, id: &BlobId, sealed: &[u8]) {
+        if let Some(c) = &self.tree_cache {
+            let hex = id.to_hex();
+            c.put(&format!("{}/{}", &hex[..2], hex), sealed);
+        }
     }
 
     /// Authenticate and decompress a sealed blob in place.
