@@ -15,6 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cairn::backend::remote::{RemoteOptions, open};
 use common::*;
 
+/// Say that a test did not run, past the test harness's output capture
+/// (which only catches the print macros), so a missing server is visible.
+fn skipped(what: &str) {
+    let _ = std::io::stderr().write_all(format!("SKIPPED {what}\n").as_bytes());
+}
+
 /// Each configured remote URL, with a fresh prefix for this test.
 fn remotes(test: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -24,9 +30,9 @@ fn remotes(test: &str) -> Vec<(String, String)> {
                 kind.to_string(),
                 format!("{base}/{test}-{}", hex::encode(rand::random::<[u8; 6]>())),
             )),
-            Err(_) => eprintln!(
-                "SKIPPED {test} on {kind}: {var} is not set (run `eval \"$(scripts/test-servers.sh start)\"`)"
-            ),
+            Err(_) => skipped(&format!(
+                "{test} on {kind}: {var} is not set (run `eval \"$(scripts/test-servers.sh start)\"`)"
+            )),
         }
     }
     out
@@ -161,7 +167,7 @@ impl Outage {
 #[test]
 fn a_server_lost_mid_backup_is_a_clear_error_and_the_repository_survives() {
     let Ok(base) = std::env::var("CAIRN_TEST_S3_URL") else {
-        eprintln!("SKIPPED server outage test: CAIRN_TEST_S3_URL is not set");
+        skipped("server outage test: CAIRN_TEST_S3_URL is not set");
         return;
     };
     // s3:http://127.0.0.1:PORT/bucket -> through the forwarder.

@@ -210,7 +210,12 @@ impl RemoteBackend {
                     b = b.key(&key);
                 }
                 let op = opendal::Operator::new(b)
-                    .map_err(|e| dal_error(format!("cannot use {location}"), e))?;
+                    .map_err(|e| dal_error(format!("cannot use {location}"), e))?
+                    .layer(
+                        opendal::layers::TimeoutLayer::new()
+                            .with_timeout(opts.timeout)
+                            .with_io_timeout(opts.timeout),
+                    );
                 (op, true)
             }
             RemoteUrl::S3 {

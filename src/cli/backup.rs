@@ -105,7 +105,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         tags: a.tag.clone(),
         host: a.host.clone(),
         compression_level: a.compression,
-        writers: None,
+        // Remote stores take several uploads at once; a local disk one.
+        writers: cairn::backend::remote::RemoteUrl::parse(g.repo.as_deref().unwrap_or(""))
+            .ok()
+            .flatten()
+            .map(|_| g.connections.max(1)),
         parent: None,
         force: a.force,
         ignore_inode: a.ignore_inode,
