@@ -25,7 +25,7 @@ use super::{Backend, ObjectInfo, validate_object_name};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Options for network backends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RemoteOptions {
     /// Requests in flight at most.
     pub connections: usize,
@@ -33,6 +33,20 @@ pub struct RemoteOptions {
     pub attempts: u32,
     /// Timeout of one request.
     pub timeout: Duration,
+    /// Settings that take precedence over the process environment
+    /// (`AWS_ACCESS_KEY_ID`, `CAIRN_SFTP_KEY`, …), as a configuration file's
+    /// `[repository.NAME.env]` gives them.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl RemoteOptions {
+    /// A setting: from `env` first, then the process environment.
+    fn var(&self, key: &str) -> Option<String> {
+        self.env
+            .get(key)
+            .cloned()
+            .or_else(|| std::env::var(key).ok())
+    }
 }
 
 impl Default for RemoteOptions {
@@ -41,6 +55,7 @@ impl Default for RemoteOptions {
             connections: 4,
             attempts: 5,
             timeout: Duration::from_secs(120),
+            env: Default::default(),
         }
     }
 }
@@ -203,10 +218,11 @@ impl RemoteBackend {
                     .endpoint(endpoint)
                     .root(root)
                     .known_hosts_strategy(
-                        &std::env::var("CAIRN_SFTP_KNOWN_HOSTS")
-                            .unwrap_or_else(|_| "strict".into()),
+                        &opts
+                            .var("CAIRN_SFTP_KNOWN_HOSTS")
+                            .unwrap_or_else(|| "strict".into()),
                     );
-                if let Ok(key) = std::env::var("CAIRN_SFTP_KEY") {
+                if let Some(key) = opts.var("CAIRN_SFTP_KEY") {
                     b = b.key(&key);
                 }
                 let op = opendal::Operator::new(b)
@@ -223,15 +239,16 @@ impl RemoteBackend {
                 bucket,
                 root,
             } => {
-                let region = std::env::var("AWS_DEFAULT_REGION")
-                    .or_else(|_| std::env::var("AWS_REGION"))
-                    .unwrap_or_else(|_| "us-east-1".into());
-                let key_id = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| {
+                let region = opts
+                    .var("AWS_DEFAULT_REGION")
+                    .or_else(|| opts.var("AWS_REGION"))
+                    .unwrap_or_else(|| "us-east-1".into());
+                let key_id = opts.var("AWS_ACCESS_KEY_ID").ok_or_else(|| {
                     Error::invalid(format!(
                         "{location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                     ))
                 })?;
-                let secret = std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| {
+                let secret = opts.var("AWS_SECRET_ACCESS_KEY").ok_or_else(|| {
                     Error::invalid(format!("{location}: set AWS_SECRET_ACCESS_KEY"))
                 })?;
                 let b = opendal::services::S3::default()

@@ -1,12 +1,12 @@
 //! `cairn backup`: back up paths into a new snapshot.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
-use cairn::ops::Progress;
 use cairn::ops::backup::{BackupOptions, StreamSource, backup};
 use cairn::source::exclude::ExcludeMatcher;
 
+use super::progress::Reporter;
 use super::{GlobalArgs, human_bytes};
 
 /// Arguments of `cairn backup`.
@@ -79,19 +79,13 @@ pub struct Args {
     compression: Option<i32>,
 }
 
-struct Warnings {
-    quiet: bool,
-}
-
-impl Progress for Warnings {
-    fn error(&self, _path: &Path, error: &cairn::Error) {
-        if !self.quiet {
-            eprintln!("warning: {error}");
-        }
-    }
-}
-
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    execute(g, a).map(|(code, _)| code)
+}
+
+/// Run the backup and print its result; the exit code and the new
+/// snapshot's ID.
+pub fn execute(g: &GlobalArgs, a: &Args) -> Result<(i32, cairn::id::SnapshotId)> {
     let mut excludes = a.exclude.clone();
     for f in &a.exclude_file {
         excludes.extend(ExcludeMatcher::read_file(f)?);
@@ -139,13 +133,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     if let Some(spec) = &a.parent {
         opts.parent = Some(repo.find_snapshot(spec)?.0);
     }
-    let r = backup(
-        &mut repo,
-        &opts,
-        &Warnings {
-            quiet: g.quiet || g.json,
-        },
-    )?;
+    let reporter = Reporter::new(g, "backup");
+    reporter.scan_sources(&opts.paths);
+    let r = backup(&mut repo, &opts, &reporter);
+    reporter.finish();
+    let r = r?;
     let s = &r.snapshot.summary;
     if g.json {
         let errors = super::errors_json(&r.errors);
@@ -197,7 +189,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
     }
     if r.errors.is_empty() {
-        Ok(super::exit::OK)
+        Ok((super::exit::OK, r.id))
     } else {
         if !g.json {
             eprintln!(
@@ -206,6 +198,6 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 r.id.short()
             );
         }
-        Ok(super::exit::PARTIAL)
+        Ok((super::exit::PARTIAL, r.id))
     }
 }

@@ -25,11 +25,10 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     };
     let mut repo = g.open()?;
     let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
-    let r = check(
-        &mut repo,
-        &CheckOptions { read_data },
-        &cairn::ops::NoProgress,
-    )?;
+    let reporter = super::progress::Reporter::new(g, "check");
+    let r = check(&mut repo, &CheckOptions { read_data }, &reporter);
+    reporter.finish();
+    let r = r?;
     if g.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

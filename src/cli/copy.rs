@@ -1,6 +1,6 @@
 //! `cairn copy`: copy snapshots from another repository into this one.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use cairn::ops::copy::copy;
 use cairn::repo::Repository;
 use cairn::repo::lock::RepoLock;
@@ -21,54 +21,79 @@ pub struct Args {
         hide_env_values = true
     )]
     from_password_file: Option<std::path::PathBuf>,
+    /// Run this shell command and read the source repository's passphrase
+    /// from its output.
+    #[arg(
+        long,
+        env = "CAIRN_FROM_PASSWORD_COMMAND",
+        value_name = "COMMAND",
+        hide_env_values = true,
+        conflicts_with = "from_password_file"
+    )]
+    pub(super) from_password_command: Option<String>,
+    /// Backend settings for the source (from a configuration file).
+    #[arg(skip)]
+    pub(super) from_env: std::collections::BTreeMap<String, String>,
     /// Snapshots to copy (default: all that pass the filters).
     snapshots: Vec<String>,
     #[command(flatten)]
     filter: super::FilterArgs,
 }
 
-/// Open the source repository of `copy` or `init --copy-chunker-params`.
+/// Where the source repository's passphrase comes from.
+pub struct SourcePass<'a> {
+    /// A file holding it.
+    pub file: Option<&'a std::path::Path>,
+    /// A shell command printing it.
+    pub command: Option<&'a str>,
+}
+
+/// Open the source repository of `copy` or `init --copy-chunker-params`:
+/// the passphrase from the file, the command, `CAIRN_FROM_PASSWORD`, or a
+/// prompt on a terminal.
 pub fn open_source(
     g: &GlobalArgs,
     repo: &str,
-    file: Option<&std::path::Path>,
+    pass: SourcePass<'_>,
+    env: &std::collections::BTreeMap<String, String>,
 ) -> Result<Repository> {
-    let pass = match (file, std::env::var_os("CAIRN_FROM_PASSWORD")) {
-        (Some(f), _) => {
-            let mut b = std::fs::read(f)
-                .with_context(|| format!("cannot read the password file {}", f.display()))?;
-            while b.last().is_some_and(|&c| c == b'\n' || c == b'\r') {
-                b.pop();
+    let mut src = g.clone();
+    src.repo = Some(repo.to_string());
+    src.env = env.clone();
+    src.password_file = pass.file.map(std::path::Path::to_path_buf);
+    src.password_command = pass.command.map(str::to_string);
+    if src.password_file.is_none() && src.password_command.is_none() {
+        let p = match std::env::var_os("CAIRN_FROM_PASSWORD") {
+            Some(p) => {
+                use std::os::unix::ffi::OsStringExt;
+                p.into_vec()
             }
-            b
-        }
-        (None, Some(p)) => {
-            use std::os::unix::ffi::OsStringExt;
-            p.into_vec()
-        }
-        (None, None) => {
-            use std::io::IsTerminal;
-            if !std::io::stdin().is_terminal() {
-                bail!(
-                    "no passphrase for the source repository: use --from-password-file or CAIRN_FROM_PASSWORD"
-                );
+            None => {
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    bail!(
+                        "no passphrase for the source repository: use --from-password-file, --from-password-command or CAIRN_FROM_PASSWORD"
+                    );
+                }
+                rpassword::prompt_password(format!("passphrase for {repo}: "))?.into_bytes()
             }
-            rpassword::prompt_password(format!("passphrase for {repo}: "))?.into_bytes()
-        }
-    };
-    let pass = zeroize::Zeroizing::new(pass);
-    let backend = cairn::backend::remote::open(
-        repo,
-        cairn::backend::remote::RemoteOptions {
-            connections: g.connections.max(1),
-            ..Default::default()
-        },
-    )?;
-    Ok(Repository::open(backend, &pass)?)
+        };
+        let pass = zeroize::Zeroizing::new(p);
+        return Ok(Repository::open(src.backend()?, &pass)?);
+    }
+    src.open()
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let mut src = open_source(g, &a.from_repo, a.from_password_file.as_deref())?;
+    let mut src = open_source(
+        g,
+        &a.from_repo,
+        SourcePass {
+            file: a.from_password_file.as_deref(),
+            command: a.from_password_command.as_deref(),
+        },
+        &a.from_env,
+    )?;
     let mut dst = g.open()?;
     let _l1 = RepoLock::acquire(&src, false)?;
     let _l2 = RepoLock::acquire(&dst, false)?;
@@ -86,7 +111,10 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             .map(|spec| src.select_snapshot(spec, &filter))
             .collect::<cairn::Result<Vec<_>>>()?
     };
-    let r = copy(&src, &mut dst, &snaps, &cairn::ops::NoProgress)?;
+    let reporter = super::progress::Reporter::new(g, "copy");
+    let r = copy(&src, &mut dst, &snaps, &reporter);
+    reporter.finish();
+    let r = r?;
     if g.json {
         println!("{}", serde_json::to_string(&r)?);
     } else if !g.quiet {

@@ -169,15 +169,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         println!("removed {} snapshots", doomed.len());
     }
     if a.prune {
+        let reporter = super::progress::Reporter::new(g, "prune");
         let r = cairn::ops::prune::prune(
             &mut repo,
             &cairn::ops::prune::PruneOptions {
                 max_unused,
                 dry_run: false,
             },
-            &cairn::ops::NoProgress,
-        )?;
-        super::prune::report(g, &r);
+            &reporter,
+        );
+        reporter.finish();
+        super::prune::report(g, &r?);
     }
     drop(lock);
     Ok(super::exit::OK)

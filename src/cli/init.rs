@@ -33,7 +33,15 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         ..InitOptions::default()
     };
     if let (true, Some(from)) = (a.copy_chunker_params, &a.from_repo) {
-        let src = super::copy::open_source(g, from, a.from_password_file.as_deref())?;
+        let src = super::copy::open_source(
+            g,
+            from,
+            super::copy::SourcePass {
+                file: a.from_password_file.as_deref(),
+                command: None,
+            },
+            &Default::default(),
+        )?;
         opts.chunker = Some(src.config().chunker);
         opts.id_key = Some(src.config().id_key);
     }

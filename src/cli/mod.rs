@@ -4,15 +4,22 @@
 mod backup;
 mod cat;
 mod check;
+mod completions;
+mod config;
 mod copy;
 mod diff;
 mod dump;
 mod forget;
 mod init;
+mod jobconfig;
 mod key;
 mod ls;
+mod progress;
 mod prune;
 mod restore;
+mod restore_test;
+mod run;
+mod schedule;
 mod snapshots;
 mod stats;
 mod unlock;
@@ -79,8 +86,23 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     json: bool,
     /// Print less.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Print more (`cairn run`: every step, and hook output).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Progress display: a bar on a terminal (auto), line-delimited JSON
+    /// status events on standard output (json), or none (off).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    progress: progress::ProgressMode,
+    /// Configuration file for `run`, `config check` and `schedule`
+    /// (default: $XDG_CONFIG_HOME/cairn/cairn.toml, then
+    /// /etc/cairn/cairn.toml).
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Backend settings from a configuration file's repository table.
+    #[arg(skip)]
+    env: std::collections::BTreeMap<String, String>,
     /// Requests in flight at most, for SFTP and S3 repositories.
     #[arg(long, global = true, default_value_t = 4, value_name = "N")]
     connections: usize,
@@ -121,31 +143,55 @@ enum Command {
     Stats(stats::Args),
     /// Print a repository object, decoded (for debugging).
     Cat(cat::Args),
+    /// Run jobs from the configuration file: hooks, backup, offsite copies,
+    /// retention, prune, a rotating data check, health pings.
+    Run(run::Args),
+    /// Check a configuration file.
+    Config(config::Args),
+    /// Print a systemd service and timer (and a crontab line) for a job.
+    Schedule(schedule::Args),
+    /// Restore a snapshot into a temporary directory and verify every file
+    /// and database against it.
+    RestoreTest(restore_test::Args),
+    /// Print a shell completion script.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man(completions::ManArgs),
 }
 
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Init(a) => init::run(&cli.global, a),
-        Command::Backup(a) => backup::run(&cli.global, a),
-        Command::Snapshots(a) => snapshots::run(&cli.global, a),
-        Command::Ls(a) => ls::run(&cli.global, a),
-        Command::Restore(a) => restore::run(&cli.global, a),
-        Command::Dump(a) => dump::run(&cli.global, a),
-        Command::Diff(a) => diff::run(&cli.global, a),
-        Command::Check(a) => check::run(&cli.global, a),
-        Command::Copy(a) => copy::run(&cli.global, a),
-        Command::Forget(a) => forget::run(&cli.global, a),
-        Command::Prune(a) => prune::run(&cli.global, a),
-        Command::Unlock(a) => unlock::run(&cli.global, a),
-        Command::Key(a) => key::run(&cli.global, a),
-        Command::Stats(a) => stats::run(&cli.global, a),
-        Command::Cat(a) => cat::run(&cli.global, a),
-    };
-    match result {
+    match dispatch(&cli.global, &cli.command) {
         Ok(code) => code,
         Err(e) => report(&e),
+    }
+}
+
+/// Run one command.
+fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
+    match command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
+        Command::Key(a) => key::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Cat(a) => cat::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Config(a) => config::run(g, a),
+        Command::Schedule(a) => schedule::run(g, a),
+        Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => completions::man(a),
     }
 }
 
@@ -197,6 +243,7 @@ impl GlobalArgs {
             repo,
             cairn::backend::remote::RemoteOptions {
                 connections: self.connections.max(1),
+                env: self.env.clone(),
                 ..Default::default()
             },
         )?)

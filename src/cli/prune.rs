@@ -66,14 +66,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let max_unused = parse_percent(&a.max_unused)?;
     let mut repo = g.open()?;
     let _lock = RepoLock::acquire(&repo, !a.dry_run)?;
+    let reporter = super::progress::Reporter::new(g, "prune");
     let r = prune(
         &mut repo,
         &PruneOptions {
             max_unused,
             dry_run: a.dry_run,
         },
-        &cairn::ops::NoProgress,
-    )?;
-    report(g, &r);
+        &reporter,
+    );
+    reporter.finish();
+    report(g, &r?);
     Ok(super::exit::OK)
 }

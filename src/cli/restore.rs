@@ -6,7 +6,9 @@ use anyhow::Result;
 use cairn::ops::restore::{RestoreOptions, RestoreRoot, restore};
 use cairn::ops::walk::{self, Found};
 
+use super::progress::Reporter;
 use super::{GlobalArgs, human_bytes, split_snapshot_path};
+use cairn::ops::Progress;
 
 /// Arguments of `cairn restore`.
 #[derive(clap::Args, Debug)]
@@ -38,7 +40,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         owners: None,
     };
     let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
-    let r = restore(&repo, &root, sub.as_bytes(), &opts, &cairn::ops::NoProgress)?;
+    let reporter = Reporter::new(g, "restore");
+    if sub == "/" && a.include.is_empty() {
+        reporter.start(
+            "restore",
+            Some(snap.summary.files),
+            Some(snap.summary.total_bytes),
+        );
+    }
+    let r = restore(&repo, &root, sub.as_bytes(), &opts, &reporter);
+    reporter.finish();
+    let r = r?;
     if g.json {
         let errors = super::errors_json(&r.errors);
         println!(

@@ -466,7 +466,6 @@ impl Ctx<'_> {
             let consumed: usize = cuts.iter().map(|c| c.len).sum();
             ids.extend(self.save_chunks(data, &cuts)?);
             pos += consumed as u64;
-            self.progress.file_done(path, 0);
         }
         Ok((ids, pos, None))
     }

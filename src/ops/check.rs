@@ -204,12 +204,16 @@ fn read_pack(repo: &Repository, id: &PackId) -> Result<PackRead> {
 pub fn check(
     repo: &mut Repository,
     opts: &CheckOptions,
-    _progress: &dyn Progress,
+    progress: &dyn Progress,
 ) -> Result<CheckResult> {
-    super::in_pool(|| check_inner(repo, opts))
+    super::in_pool(|| check_inner(repo, opts, progress))
 }
 
-fn check_inner(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckResult> {
+fn check_inner(
+    repo: &mut Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckResult> {
     let mut f = Findings {
         problems: Vec::new(),
         damaged: HashMap::new(),
@@ -333,9 +337,15 @@ fn check_inner(repo: &mut Repository, opts: &CheckOptions) -> Result<CheckResult
             .filter(|id| opts.read_data.selects(id))
             .copied()
             .collect();
+        let total: u64 = chosen.iter().map(|id| on_disk[id]).sum();
+        progress.start("read data", Some(chosen.len() as u64), Some(total));
         let outcomes: Vec<(PackId, Result<PackRead>)> = chosen
             .par_iter()
-            .map(|id| (*id, read_pack(repo, id)))
+            .map(|id| {
+                let r = read_pack(repo, id);
+                progress.advance(1, on_disk[id]);
+                (*id, r)
+            })
             .collect();
         for (id, r) in outcomes {
             match r {

@@ -44,6 +44,7 @@ struct Ctx<'a> {
     claimed: Mutex<HashSet<(BlobType, BlobId)>>,
     blobs_sent: std::sync::atomic::AtomicU64,
     bytes_sent: std::sync::atomic::AtomicU64,
+    progress: &'a dyn Progress,
 }
 
 impl Ctx<'_> {
@@ -76,6 +77,7 @@ impl Ctx<'_> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.bytes_sent
             .fetch_add(plain.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.progress.advance(0, plain.len() as u64);
         Ok(id)
     }
 
@@ -137,7 +139,7 @@ pub fn copy(
     src: &Repository,
     dst: &mut Repository,
     snapshots: &[(SnapshotId, Snapshot)],
-    _progress: &dyn Progress,
+    progress: &dyn Progress,
 ) -> Result<CopyResult> {
     let mut r = CopyResult::default();
     let present: HashSet<Vec<u8>> = dst
@@ -174,7 +176,9 @@ pub fn copy(
         claimed: Mutex::new(HashSet::new()),
         blobs_sent: Default::default(),
         bytes_sent: Default::default(),
+        progress,
     };
+    progress.start("copy", Some(todo.len() as u64), None);
     let mut new_snaps = Vec::new();
     let outcome = super::in_pool(|| -> Result<()> {
         for (id, s) in &todo {
@@ -186,6 +190,7 @@ pub fn copy(
             copy.extensions.push((EXT_COPIED_FROM, marker(src, id)));
             copy.extensions.sort_by_key(|(t, _)| *t);
             new_snaps.push(copy);
+            progress.advance(1, 0);
         }
         Ok(())
     });

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod forget;
 pub mod prune;
 pub mod restore;
+pub mod verify;
 pub mod walk;
 
 use std::path::Path;
@@ -57,6 +58,12 @@ pub trait Progress: Sync {
     fn file_done(&self, _path: &Path, _bytes: u64) {}
     /// An entry could not be processed; the operation goes on without it.
     fn error(&self, _path: &Path, _error: &Error) {}
+    /// A phase of the operation begins ("read data", "repack", "copy"),
+    /// with its totals when they are known. Later `advance` calls count
+    /// towards it.
+    fn start(&self, _phase: &str, _items: Option<u64>, _bytes: Option<u64>) {}
+    /// Items and bytes of the current phase are done.
+    fn advance(&self, _items: u64, _bytes: u64) {}
 }
 
 /// A progress sink that ignores everything.

@@ -111,12 +111,16 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, BlobId)>> {
 pub fn prune(
     repo: &mut Repository,
     opts: &PruneOptions,
-    _progress: &dyn Progress,
+    progress: &dyn Progress,
 ) -> Result<PruneResult> {
-    super::in_pool(|| prune_inner(repo, opts))
+    super::in_pool(|| prune_inner(repo, opts, progress))
 }
 
-fn prune_inner(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneResult> {
+fn prune_inner(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneResult> {
     let mut r = PruneResult {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -229,6 +233,11 @@ fn prune_inner(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneResult
             ..PackerOptions::new(repo.config().pack_size as usize)
         },
     );
+    progress.start(
+        "repack",
+        Some(repack.len() as u64),
+        Some(repack.iter().map(|(id, _)| on_disk[id]).sum()),
+    );
     for (id, blobs) in &repack {
         let name = pack_name(id);
         let copied: Vec<Result<SealedBlob>> = blobs
@@ -254,6 +263,7 @@ fn prune_inner(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneResult
         for c in copied {
             packer.add(c?)?;
         }
+        progress.advance(1, on_disk[id]);
     }
     // 3. New index files: the repacked packs (written by the packer) and
     //    every pack kept as it is; the old index files are superseded.

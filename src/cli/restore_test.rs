@@ -1,0 +1,175 @@
+//! `cairn restore-test`: restore a snapshot into a temporary directory,
+//! verify every file against the snapshot and every SQLite capture with
+//! `integrity_check`, report, and clean up.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use cairn::ops::Progress;
+use cairn::ops::restore::{RestoreOptions, RestoreRoot, restore};
+use cairn::ops::verify::{temp_target, verify};
+
+use super::progress::Reporter;
+use super::{GlobalArgs, human_bytes};
+
+/// Arguments of `cairn restore-test`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The snapshot to test (an ID, a prefix, or `latest`).
+    #[arg(default_value = "latest")]
+    snapshot: String,
+    /// Create the temporary directory here (default: $TMPDIR or /tmp). It
+    /// needs room for the whole snapshot.
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    filter: super::FilterArgs,
+}
+
+/// What a restore test found, for `cairn run` too.
+pub struct Outcome {
+    /// The snapshot tested.
+    pub snapshot: String,
+    /// Files verified and their bytes.
+    pub files: u64,
+    /// Bytes verified.
+    pub bytes: u64,
+    /// Databases and their `integrity_check` verdicts.
+    pub databases: Vec<(String, String)>,
+    /// Everything that is wrong, as (path, what).
+    pub problems: Vec<(String, String)>,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+/// Run the test without printing.
+pub fn test(
+    g: &GlobalArgs,
+    spec: &str,
+    filter: &super::FilterArgs,
+    tmp: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let repo = g.open_with_index()?;
+    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
+    let (id, snap) = repo.select_snapshot(spec, &filter.filter()?)?;
+    let dir = temp_target(tmp)?;
+    let reporter = Reporter::new(g, "restore-test");
+    reporter.start(
+        "restore",
+        Some(snap.summary.files),
+        Some(snap.summary.total_bytes),
+    );
+    let opts = RestoreOptions {
+        target: dir.path().to_path_buf(),
+        include: Vec::new(),
+        owners: None,
+    };
+    let root = RestoreRoot::Tree(snap.tree);
+    let mut problems = Vec::new();
+    let restored = restore(&repo, &root, b"/", &opts, &reporter);
+    let databases = match restored {
+        Ok(r) => {
+            for (p, e) in r.errors {
+                problems.push((
+                    p.to_string_lossy().into_owned(),
+                    format!("not restored: {e}"),
+                ));
+            }
+            r.databases
+                .into_iter()
+                .map(|(p, v)| {
+                    let rel = p
+                        .strip_prefix(dir.path())
+                        .map(|r| format!("/{}", r.display()))
+                        .unwrap_or_else(|_| p.display().to_string());
+                    if v != "ok" {
+                        problems.push((rel.clone(), format!("integrity_check: {v}")));
+                    }
+                    (rel, v)
+                })
+                .collect()
+        }
+        Err(e) => {
+            problems.push(("/".into(), format!("restore failed: {e}")));
+            Vec::new()
+        }
+    };
+    let v = verify(&repo, &snap.tree, b"/", dir.path(), &reporter);
+    reporter.finish();
+    let (files, bytes) = match v {
+        Ok(v) => {
+            problems.extend(v.problems);
+            (v.files, v.bytes)
+        }
+        Err(e) => {
+            problems.push(("/".into(), format!("cannot read the snapshot: {e}")));
+            (0, 0)
+        }
+    };
+    problems.sort();
+    problems.dedup();
+    dir.close().ok();
+    Ok(Outcome {
+        snapshot: id.to_hex(),
+        files,
+        bytes,
+        databases,
+        problems,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let o = test(g, &a.snapshot, &a.filter, a.tmp_dir.as_deref())?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "snapshot_id": o.snapshot,
+                "ok": o.problems.is_empty(),
+                "files": o.files,
+                "bytes": o.bytes,
+                "databases": o.databases.iter().map(|(p, v)| serde_json::json!({"path": p, "integrity_check": v})).collect::<Vec<_>>(),
+                "problems": o.problems.iter().map(|(p, w)| serde_json::json!({"path": p, "problem": w})).collect::<Vec<_>>(),
+                "duration_seconds": o.seconds,
+            })
+        );
+    } else {
+        for (p, w) in &o.problems {
+            println!("damaged: {p}: {w}");
+        }
+        if !g.quiet || !o.problems.is_empty() {
+            for (p, v) in &o.databases {
+                println!("database {p}: integrity_check {v}");
+            }
+            println!(
+                "restore test of snapshot {}: {} files ({}) restored and verified in {:.1}s, {} databases checked: {}",
+                &o.snapshot[..8],
+                o.files,
+                human_bytes(o.bytes),
+                o.seconds,
+                o.databases.len(),
+                if o.problems.is_empty() {
+                    "all sound".to_string()
+                } else {
+                    format!("{} problems", o.problems.len())
+                }
+            );
+        }
+    }
+    if o.problems.is_empty() {
+        Ok(super::exit::OK)
+    } else {
+        if !g.json {
+            eprintln!(
+                "cairn: the restore test of snapshot {} failed: {} problems (run `cairn check --read-data` to find the damaged packs)",
+                &o.snapshot[..8],
+                o.problems.len()
+            );
+        }
+        Ok(super::exit::FATAL)
+    }
+}

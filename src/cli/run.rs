@@ -1,0 +1,752 @@
+//! `cairn run JOB…`: one nightly job from the configuration file, start to
+//! end.
+//!
+//! The steps, in order: ping start; `before` hooks; backup; `after` hooks
+//! (right after the backup by default, so the services stopped for it are
+//! down no longer than needed; `after_hooks = "end"` moves them to the end);
+//! a copy of the new snapshot to each `copy_to` repository; `forget` by the
+//! job's policy on each repository; `prune` when `prune_every_days` have
+//! passed; a structure check with a rotating `--read-data-subset` slice; a
+//! restore test when `restore_test_every_days` have passed; then, if
+//! anything failed, the `on_failure` hooks; the `finally` hooks; and the
+//! success or failure ping carrying the reason.
+//!
+//! A step that fails stops the steps after it (hooks still run). A backup
+//! that skipped unreadable entries wrote a snapshot: it counts as a failure
+//! but the job goes on to copy and maintain it.
+//!
+//! Quiet on success unless `-v`; failures are plain lines on standard error
+//! (for cron mail and the systemd journal).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+
+use super::jobconfig::{self, JobConfig, Loaded, RepoConfig};
+use super::progress::ProgressMode;
+use super::{Cli, Command, GlobalArgs};
+
+/// Arguments of `cairn run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Jobs to run, in order (`[job.NAME]` tables of the configuration file).
+    #[arg(required_unless_present = "all", value_name = "JOB")]
+    jobs: Vec<String>,
+    /// Run every job of the configuration file.
+    #[arg(long, conflicts_with = "jobs")]
+    all: bool,
+}
+
+/// One step's outcome, for `--json` and the failure ping.
+#[derive(Debug, serde::Serialize)]
+struct Step {
+    step: String,
+    ok: bool,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One job's outcome.
+#[derive(Debug, serde::Serialize)]
+struct JobOutcome {
+    job: String,
+    ok: bool,
+    snapshot_id: Option<String>,
+    steps: Vec<Step>,
+    errors: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    let loaded = jobconfig::load(g.config.as_deref())?;
+    let names: Vec<String> = if a.all {
+        loaded.config.job.keys().cloned().collect()
+    } else {
+        for n in &a.jobs {
+            loaded.job(n)?;
+        }
+        a.jobs.clone()
+    };
+    if names.is_empty() {
+        bail!("{} defines no jobs", loaded.path.display());
+    }
+    let mut outcomes = Vec::new();
+    for name in &names {
+        let job = loaded.job(name)?;
+        outcomes.push(Runner::new(g, &loaded, name, job).run());
+    }
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"message_type": "summary", "jobs": outcomes})
+        );
+    }
+    if failed > 0 {
+        if !g.json {
+            eprintln!(
+                "cairn: {failed} of {} jobs failed: {}",
+                outcomes.len(),
+                outcomes
+                    .iter()
+                    .filter(|o| !o.ok)
+                    .map(|o| o.job.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(super::exit::FATAL)
+    } else {
+        Ok(super::exit::OK)
+    }
+}
+
+/// Where `cairn run` remembers when each job last pruned, checked and
+/// tested: `CAIRN_STATE_DIR`, `$XDG_STATE_HOME/cairn`,
+/// `~/.local/state/cairn`, or `/var/lib/cairn`.
+fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CAIRN_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("cairn");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/state/cairn");
+    }
+    PathBuf::from("/var/lib/cairn")
+}
+
+/// A job's remembered state.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct JobState {
+    /// Completed runs (picks the check slice).
+    runs: u64,
+    /// Unix seconds of the last successful prune.
+    last_prune: Option<i64>,
+    /// Unix seconds of the last successful restore test.
+    last_restore_test: Option<i64>,
+}
+
+impl JobState {
+    fn path(job: &str) -> PathBuf {
+        state_dir().join("jobs").join(format!("{job}.json"))
+    }
+
+    fn load(job: &str) -> JobState {
+        std::fs::read(Self::path(job))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, job: &str) -> Result<()> {
+        let p = Self::path(job);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
+        Ok(())
+    }
+
+    /// True when `days` have passed since `last` (an hour of slack, so a
+    /// nightly job whose start time drifts still runs on its day).
+    fn due(last: Option<i64>, days: u32, now: i64) -> bool {
+        match last {
+            None => true,
+            Some(t) => now - t >= i64::from(days) * 86_400 - 3_600,
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+struct Runner<'a> {
+    g: &'a GlobalArgs,
+    loaded: &'a Loaded,
+    name: &'a str,
+    job: &'a JobConfig,
+    steps: Vec<Step>,
+    errors: Vec<String>,
+    /// A step failed in a way that stops the steps after it.
+    stopped: bool,
+    snapshot: Option<String>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(g: &'a GlobalArgs, loaded: &'a Loaded, name: &'a str, job: &'a JobConfig) -> Self {
+        Runner {
+            g,
+            loaded,
+            name,
+            job,
+            steps: Vec::new(),
+            errors: Vec::new(),
+            stopped: false,
+            snapshot: None,
+        }
+    }
+
+    fn verbose(&self) -> bool {
+        self.g.verbose && !self.g.json
+    }
+
+    /// A progress line (only with -v).
+    fn say(&self, msg: &str) {
+        if self.verbose() {
+            eprintln!("job {}: {msg}", self.name);
+        }
+    }
+
+    /// Record a step's outcome; an error is printed at once (always).
+    fn record(&mut self, step: &str, started: Instant, r: Result<()>, stops: bool) {
+        let seconds = started.elapsed().as_secs_f64();
+        let error = r.err().map(|e| {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            super::dedup_chain(&chain)
+        });
+        if let Some(e) = &error {
+            if !self.g.json {
+                eprintln!("job {}: {step} failed: {e}", self.name);
+            }
+            self.errors.push(format!("{step}: {e}"));
+            if stops {
+                self.stopped = true;
+            }
+        } else {
+            self.say(&format!("{step} done in {seconds:.1}s"));
+        }
+        self.steps.push(Step {
+            step: step.to_string(),
+            ok: error.is_none(),
+            seconds: (seconds * 1000.0).round() / 1000.0,
+            error,
+        });
+    }
+
+    /// Global options for a repository of the configuration file.
+    fn globals_for(&self, repo: &str) -> Result<(GlobalArgs, &'a RepoConfig)> {
+        let rc =
+            self.loaded.config.repository.get(repo).ok_or_else(|| {
+                anyhow!("no [repository.{repo}] in {}", self.loaded.path.display())
+            })?;
+        let mut g = self.g.clone();
+        g.repo = Some(rc.url.clone());
+        if rc.password_file.is_some() || rc.password_command.is_some() {
+            g.password_file = rc.password_file.clone();
+            g.password_command = rc.password_command.clone();
+        }
+        if let Some(c) = rc.connections {
+            g.connections = c;
+        }
+        g.env = rc.env.clone();
+        g.json = false;
+        g.quiet = !self.verbose();
+        g.progress = ProgressMode::Off;
+        // Another job's prune may hold the repository: wait for it.
+        if g.retry_lock.is_none() {
+            g.retry_lock = Some("1h".into());
+        }
+        Ok((g, rc))
+    }
+
+    /// Parse a command line as the CLI would.
+    fn parse(argv: Vec<String>) -> Result<Command> {
+        let cli = Cli::try_parse_from(std::iter::once("cairn".to_string()).chain(argv))
+            .map_err(|e| anyhow!("{}", e.to_string().trim()))?;
+        Ok(cli.command)
+    }
+
+    /// Run a command on a repository; a non-zero exit code is an error.
+    fn command(&self, repo: &str, argv: Vec<String>) -> Result<()> {
+        let (g, _) = self.globals_for(repo)?;
+        let what = argv.first().cloned().unwrap_or_default();
+        let code = super::dispatch(&g, &Self::parse(argv)?)?;
+        if code != super::exit::OK {
+            bail!("`cairn {what}` on [repository.{repo}] exited with {code}");
+        }
+        Ok(())
+    }
+
+    /// Run hooks in order; the first failure stops the rest of that list.
+    fn hooks(&self, kind: &str, cmds: &[String], status: Option<&str>) -> Result<()> {
+        for cmd in cmds {
+            self.say(&format!("{kind} hook: {cmd}"));
+            let mut p = Proc::new("sh");
+            p.arg("-c").arg(cmd).env("CAIRN_JOB", self.name);
+            if let Some(id) = &self.snapshot {
+                p.env("CAIRN_SNAPSHOT_ID", id);
+            }
+            if let Some(s) = status {
+                p.env("CAIRN_STATUS", s);
+                p.env("CAIRN_ERROR", self.errors.join("; "));
+            }
+            let out = if self.verbose() {
+                p.stdin(Stdio::null()).status().map(|s| (s, String::new()))
+            } else {
+                p.stdin(Stdio::null()).output().map(|o| {
+                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    (o.status, text)
+                })
+            }
+            .with_context(|| format!("cannot run the {kind} hook {cmd:?}"))?;
+            if !out.0.success() {
+                let tail: Vec<&str> = out.1.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                if tail.is_empty() {
+                    bail!("{kind} hook {cmd:?} failed ({})", out.0);
+                }
+                bail!(
+                    "{kind} hook {cmd:?} failed ({}): {}",
+                    out.0,
+                    tail.join(" / ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn backup_argv(&self) -> Vec<String> {
+        let j = self.job;
+        let mut v: Vec<String> = vec!["backup".into()];
+        v.extend(j.paths.iter().map(|p| p.to_string_lossy().into_owned()));
+        for e in &j.exclude {
+            v.push(format!("--exclude={e}"));
+        }
+        for f in &j.exclude_file {
+            v.push(format!("--exclude-file={}", f.to_string_lossy()));
+        }
+        for n in &j.exclude_if_present {
+            v.push(format!("--exclude-if-present={n}"));
+        }
+        if j.exclude_caches {
+            v.push("--exclude-caches".into());
+        }
+        if j.one_file_system {
+            v.push("--one-file-system".into());
+        }
+        for t in self.tags() {
+            v.push(format!("--tag={t}"));
+        }
+        if let Some(h) = &j.host {
+            v.push(format!("--host={h}"));
+        }
+        if let Some(s) = &j.sqlite {
+            v.push(format!("--sqlite={s}"));
+        }
+        if let Some(t) = j.sqlite_timeout {
+            v.push(format!("--sqlite-timeout={t}"));
+        }
+        if !j.stdin_command.is_empty() {
+            v.push("--stdin-from-command".into());
+            v.push(format!(
+                "--stdin-filename={}",
+                j.stdin_filename.as_deref().unwrap_or("stdin")
+            ));
+            v.push("--".into());
+            v.extend(j.stdin_command.iter().cloned());
+        }
+        v
+    }
+
+    /// The job's tags: its own and `job:NAME`, which ties its snapshots to
+    /// it for retention.
+    fn tags(&self) -> Vec<String> {
+        let mut t = vec![format!("job:{}", self.name)];
+        t.extend(self.job.tags.iter().cloned());
+        t
+    }
+
+    fn backup(&mut self) {
+        let started = Instant::now();
+        self.say("backup");
+        let r = (|| -> Result<()> {
+            let (g, _) = self.globals_for(&self.job.repository)?;
+            let Command::Backup(a) = Self::parse(self.backup_argv())? else {
+                bail!("internal: not a backup command");
+            };
+            let (code, id) = super::backup::execute(&g, &a)?;
+            self.snapshot = Some(id.to_hex());
+            if code == super::exit::PARTIAL {
+                bail!(
+                    "snapshot {} was saved without entries that could not be read (see above)",
+                    id.short()
+                );
+            }
+            Ok(())
+        })();
+        // A partial snapshot exists: copy and maintain it anyway.
+        let stops = self.snapshot.is_none();
+        self.record("backup", started, r, stops);
+    }
+
+    /// The job's retention options, empty when it has no policy.
+    fn keep_argv(&self) -> Vec<String> {
+        let j = self.job;
+        let mut v = Vec::new();
+        for (flag, n) in [
+            ("last", j.keep_last),
+            ("hourly", j.keep_hourly),
+            ("daily", j.keep_daily),
+            ("weekly", j.keep_weekly),
+            ("monthly", j.keep_monthly),
+            ("yearly", j.keep_yearly),
+        ] {
+            if let Some(n) = n {
+                v.push(format!("--keep-{flag}={n}"));
+            }
+        }
+        if let Some(w) = &j.keep_within {
+            v.push(format!("--keep-within={w}"));
+        }
+        for t in &j.keep_tags {
+            v.push(format!("--keep-tag={t}"));
+        }
+        v
+    }
+
+    /// Every repository the job writes to: its own, then its copies.
+    fn repositories(&self) -> Vec<String> {
+        std::iter::once(self.job.repository.clone())
+            .chain(self.job.copy_to.iter().cloned())
+            .collect()
+    }
+
+    fn copy(&mut self) {
+        let Some(id) = self.snapshot.clone() else {
+            return;
+        };
+        for target in self.job.copy_to.clone() {
+            if self.stopped {
+                return;
+            }
+            let started = Instant::now();
+            self.say(&format!("copy to {target}"));
+            let r = (|| -> Result<()> {
+                let (_, src) = self.globals_for(&self.job.repository)?;
+                if src.password_file.is_none() && src.password_command.is_none() {
+                    bail!(
+                        "copy_to needs password_file or password_command in [repository.{}]",
+                        self.job.repository
+                    );
+                }
+                let mut argv = vec![
+                    "copy".to_string(),
+                    format!("--from-repo={}", src.url),
+                    id.clone(),
+                ];
+                if let Some(f) = &src.password_file {
+                    argv.push(format!("--from-password-file={}", f.to_string_lossy()));
+                }
+                if let Some(c) = &src.password_command {
+                    argv.push(format!("--from-password-command={c}"));
+                }
+                let (g, _) = self.globals_for(&target)?;
+                let Command::Copy(mut a) = Self::parse(argv)? else {
+                    bail!("internal: not a copy command");
+                };
+                a.from_env = src.env.clone();
+                let code = super::dispatch(&g, &Command::Copy(a))?;
+                if code != super::exit::OK {
+                    bail!("copy exited with {code}");
+                }
+                Ok(())
+            })();
+            self.record(&format!("copy to {target}"), started, r, true);
+        }
+    }
+
+    fn forget(&mut self) {
+        let keep = self.keep_argv();
+        if keep.is_empty() {
+            return;
+        }
+        for repo in self.repositories() {
+            if self.stopped {
+                return;
+            }
+            let started = Instant::now();
+            self.say(&format!("forget on {repo}"));
+            let mut argv = vec!["forget".to_string(), format!("--tag=job:{}", self.name)];
+            if let Some(h) = &self.job.host {
+                argv.push(format!("--host={h}"));
+            }
+            argv.extend(keep.iter().cloned());
+            let r = self.command(&repo, argv);
+            self.record(&format!("forget on {repo}"), started, r, true);
+        }
+    }
+
+    fn prune(&mut self, state: &mut JobState) {
+        let days = self.job.prune_every_days.unwrap_or(7);
+        if self.keep_argv().is_empty() || !JobState::due(state.last_prune, days, now_unix()) {
+            return;
+        }
+        for repo in self.repositories() {
+            if self.stopped {
+                return;
+            }
+            let started = Instant::now();
+            self.say(&format!("prune on {repo}"));
+            let r = self.command(&repo, vec!["prune".into()]);
+            self.record(&format!("prune on {repo}"), started, r, true);
+        }
+        if !self.stopped {
+            state.last_prune = Some(now_unix());
+        }
+    }
+
+    fn check(&mut self, state: &JobState) {
+        if self.stopped {
+            return;
+        }
+        let slices = self.job.check_slices.unwrap_or(7);
+        let mut argv = vec!["check".to_string()];
+        let step = if slices == 0 {
+            "check".to_string()
+        } else {
+            let n = state.runs % u64::from(slices) + 1;
+            argv.push(format!("--read-data-subset={n}/{slices}"));
+            format!("check (data slice {n}/{slices})")
+        };
+        let started = Instant::now();
+        self.say(&step);
+        let r = self.command(&self.job.repository.clone(), argv);
+        self.record(&step, started, r, true);
+    }
+
+    fn restore_test(&mut self, state: &mut JobState) {
+        let Some(days) = self.job.restore_test_every_days else {
+            return;
+        };
+        let Some(id) = self.snapshot.clone() else {
+            return;
+        };
+        if self.stopped || !JobState::due(state.last_restore_test, days, now_unix()) {
+            return;
+        }
+        let started = Instant::now();
+        self.say("restore test");
+        let mut argv = vec!["restore-test".to_string(), id];
+        if let Some(d) = &self.job.restore_test_dir {
+            argv.push(format!("--tmp-dir={}", d.to_string_lossy()));
+        }
+        let r = self.command(&self.job.repository.clone(), argv);
+        if r.is_ok() {
+            state.last_restore_test = Some(now_unix());
+        }
+        self.record("restore test", started, r, true);
+    }
+
+    fn run(mut self) -> JobOutcome {
+        let mut state = JobState::load(self.name);
+        let after_at_end = self.job.after_hooks.as_deref() == Some("end");
+        self.ping(Ping::Start);
+        let started = Instant::now();
+        let r = self.hooks("before", &self.job.before, None);
+        if !self.job.before.is_empty() {
+            self.record("before hooks", started, r, true);
+        }
+        if !self.stopped {
+            self.backup();
+        }
+        if !after_at_end {
+            self.after_hooks();
+        }
+        self.copy();
+        self.forget();
+        self.prune(&mut state);
+        self.check(&state);
+        self.restore_test(&mut state);
+        if after_at_end {
+            self.after_hooks();
+        }
+        if !self.errors.is_empty() && !self.job.on_failure.is_empty() {
+            let started = Instant::now();
+            let r = self.hooks("on_failure", &self.job.on_failure, Some("failure"));
+            self.record("on_failure hooks", started, r, false);
+        }
+        if !self.job.finally.is_empty() {
+            let started = Instant::now();
+            let status = if self.errors.is_empty() {
+                "success"
+            } else {
+                "failure"
+            };
+            let r = self.hooks("finally", &self.job.finally, Some(status));
+            self.record("finally hooks", started, r, false);
+        }
+        state.runs += 1;
+        if let Err(e) = state.save(self.name) {
+            eprintln!("job {}: warning: {e:#}", self.name);
+        }
+        if self.errors.is_empty() {
+            self.ping(Ping::Success);
+        } else {
+            self.ping(Ping::Failure);
+        }
+        JobOutcome {
+            job: self.name.to_string(),
+            ok: self.errors.is_empty(),
+            snapshot_id: self.snapshot.clone(),
+            steps: self.steps,
+            errors: self.errors,
+        }
+    }
+
+    /// The after hooks run whatever happened before them: they restart what
+    /// the before hooks stopped.
+    fn after_hooks(&mut self) {
+        if self.job.after.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let r = self.hooks("after", &self.job.after, None);
+        self.record("after hooks", started, r, true);
+    }
+
+    fn ping(&self, kind: Ping) {
+        let Some(base) = &self.job.healthcheck else {
+            return;
+        };
+        let url = kind.url(base);
+        let body = match kind {
+            Ping::Failure => Some(self.failure_report()),
+            _ => None,
+        };
+        if let Err(e) = send_ping(&url, body.as_deref()) {
+            eprintln!(
+                "job {}: warning: health-check ping {url} failed: {e}",
+                self.name
+            );
+        }
+    }
+
+    /// The failure ping's body: what failed, then every step.
+    fn failure_report(&self) -> String {
+        let mut s = format!("cairn job {} failed:\n", self.name);
+        for e in &self.errors {
+            s.push_str(&format!("- {e}\n"));
+        }
+        s.push_str("\nsteps:\n");
+        for st in &self.steps {
+            s.push_str(&format!(
+                "  {} {} ({:.1}s)\n",
+                if st.ok { "ok    " } else { "FAILED" },
+                st.step,
+                st.seconds
+            ));
+        }
+        // Healthchecks.io keeps the first 100 kB of a ping body.
+        if s.len() > 90_000 {
+            let mut end = 90_000;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ping {
+    Start,
+    Success,
+    Failure,
+}
+
+impl Ping {
+    /// Healthchecks.io's convention: URL/start, URL, URL/fail (before any
+    /// query string).
+    fn url(self, base: &str) -> String {
+        let suffix = match self {
+            Ping::Start => "/start",
+            Ping::Success => "",
+            Ping::Failure => "/fail",
+        };
+        let (path, query) = match base.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (base, None),
+        };
+        let mut u = format!("{}{suffix}", path.trim_end_matches('/'));
+        if let Some(q) = query {
+            u.push('?');
+            u.push_str(q);
+        }
+        u
+    }
+}
+
+/// GET (no body) or POST (a body) with a short timeout and three attempts:
+/// a monitoring hiccup must not fail a backup, nor hold it up for long.
+fn send_ping(url: &str, body: Option<&str>) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(1 << attempt));
+        }
+        let r = match body {
+            Some(b) => agent
+                .post(url)
+                .content_type("text/plain; charset=utf-8")
+                .send(b),
+            None => agent.get(url).call(),
+        };
+        match r {
+            Ok(mut resp) => {
+                let mut sink = Vec::new();
+                let _ = resp
+                    .body_mut()
+                    .as_reader()
+                    .take(64 * 1024)
+                    .read_to_end(&mut sink);
+                return Ok(());
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    bail!("{last}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_urls_follow_healthchecks() {
+        let b = "https://hc-ping.com/abc";
+        assert_eq!(Ping::Start.url(b), "https://hc-ping.com/abc/start");
+        assert_eq!(Ping::Success.url(b), "https://hc-ping.com/abc");
+        assert_eq!(Ping::Failure.url(b), "https://hc-ping.com/abc/fail");
+        assert_eq!(
+            Ping::Failure.url("http://h/p/?rid=1"),
+            "http://h/p/fail?rid=1"
+        );
+    }
+
+    #[test]
+    fn cadence() {
+        assert!(JobState::due(None, 7, 0));
+        let day = 86_400;
+        assert!(!JobState::due(Some(0), 7, 6 * day));
+        // A run a little earlier than a week later still counts.
+        assert!(JobState::due(Some(0), 7, 7 * day - 600));
+        assert!(JobState::due(Some(0), 0, 0));
+    }
+}

@@ -1,0 +1,526 @@
+//! Nightly jobs from a configuration file: `cairn run` with hooks, a
+//! source tree, a live SQLite database, a stdin command, retention and
+//! health pings received by a real HTTP server; configuration errors;
+//! `restore-test` on healthy and damaged repositories.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+/// A request the ping server received.
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    path: String,
+    body: String,
+}
+
+/// A small HTTP server on loopback recording every request.
+struct PingServer {
+    url: String,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl PingServer {
+    fn start() -> PingServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ping/abc", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                log.lock().unwrap().push(Request {
+                    method,
+                    path,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                );
+            }
+        });
+        PingServer { url, seen }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A source tree with a live SQLite database (held open in WAL mode with
+/// uncheckpointed writes while the job runs).
+fn source(env: &Env) -> (std::path::PathBuf, rusqlite::Connection) {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("docs/deep")).unwrap();
+    std::fs::create_dir_all(src.join("icon_cache")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            src.join(format!("docs/f{i}.bin")),
+            random_bytes(1000 + i * 7919, i as u64),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("docs/deep/big.bin"), random_bytes(3 << 20, 99)).unwrap();
+    std::fs::write(src.join("icon_cache/x.png"), b"not worth keeping").unwrap();
+    let db = rusqlite::Connection::open(src.join("app.sqlite3")).unwrap();
+    db.pragma_update(None, "journal_mode", "WAL").unwrap();
+    db.execute_batch("CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);")
+        .unwrap();
+    for i in 0..500 {
+        db.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(300, i)],
+        )
+        .unwrap();
+    }
+    (src, db)
+}
+
+/// Write the job file; `stdin` is the stdin command's shell text.
+fn job_file(env: &Env, src: &Path, ping: &str, stdin: &str) -> std::path::PathBuf {
+    let d = env.dir.path().display();
+    std::fs::write(env.path("pass"), format!("{PASSWORD}\n")).unwrap();
+    let text = format!(
+        r#"
+[repository.main]
+url = "{repo}"
+password_file = "{d}/pass"
+
+[job.app]
+repository = "main"
+paths = ["{src}"]
+exclude = ["icon_cache/"]
+stdin_command = ["sh", "-c", "{stdin}"]
+stdin_filename = "dump.sql"
+before = ["echo before >> {d}/hooks.log", "touch {d}/marker"]
+after = ["echo after >> {d}/hooks.log"]
+on_failure = ["echo \"on_failure $CAIRN_ERROR\" >> {d}/hooks.log"]
+finally = ["echo finally $CAIRN_STATUS >> {d}/hooks.log"]
+healthcheck = "{ping}"
+keep_last = 2
+prune_every_days = 0
+"#,
+        repo = env.repo.display(),
+        src = src.display(),
+    );
+    let p = env.path("cairn.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_job(env: &Env, config: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--config", config.to_str().unwrap(), "run", "app"];
+    args.extend_from_slice(extra);
+    env.cmd()
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_STATE_DIR", env.path("state"))
+        .env("CAIRN_CACHE_DIR", "off")
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
+fn hooks_log(env: &Env) -> Vec<String> {
+    std::fs::read_to_string(env.path("hooks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn snapshot_count(env: &Env) -> usize {
+    let out = env.ok(&["snapshots", "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_job_backs_up_applies_retention_runs_hooks_and_pings() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo dump of the night");
+
+    for night in 0..3 {
+        db.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(300, 1000 + night)],
+        )
+        .unwrap();
+        let out = run_job(&env, &config, &[]);
+        assert!(
+            out.status.success(),
+            "night {night}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Quiet on success: cron mails nothing.
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(env.path("marker").exists(), "the before hook ran");
+    assert_eq!(
+        hooks_log(&env),
+        ["before", "after", "finally success"].repeat(3),
+        "hooks ran in order every night"
+    );
+    // Retention: keep_last = 2 of three nights.
+    assert_eq!(snapshot_count(&env), 2);
+    let pings: Vec<String> = server
+        .requests()
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(pings, ["GET /ping/abc/start", "GET /ping/abc"].repeat(3));
+
+    // The latest snapshot holds the tree (without the excluded cache), the
+    // database with the last night's row, and the command's output.
+    let target = env.path("restore");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let back = restored(&target, &src);
+    assert!(!back.join("icon_cache").exists());
+    std::fs::remove_dir_all(src.join("icon_cache")).unwrap();
+    for f in ["docs/deep/big.bin", "docs/f3.bin", "docs/f19.bin"] {
+        assert_eq!(
+            std::fs::read(src.join(f)).unwrap(),
+            std::fs::read(back.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("dump.sql")).unwrap(),
+        "dump of the night\n"
+    );
+    let copy = rusqlite::Connection::open(back.join("app.sqlite3")).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 503);
+    // The snapshots carry the job's tag.
+    let snaps = env.ok(&["snapshots", "--tag", "job:app", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&snaps)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    drop(db);
+}
+
+#[test]
+fn a_failing_source_command_pings_failure_and_still_runs_after_and_finally() {
+    let env = Env::new();
+    let (src, _db) = source(&env);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo partial; exit 7");
+    let out = run_job(&env, &config, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("job app: backup failed"), "{stderr}");
+    assert!(
+        stderr.contains("exit status: 7") || stderr.contains("exited"),
+        "{stderr}"
+    );
+
+    let log = hooks_log(&env);
+    assert_eq!(log[0], "before");
+    assert_eq!(log[1], "after", "after hooks restart what before stopped");
+    assert!(log[2].starts_with("on_failure backup:"), "{log:?}");
+    assert_eq!(log[3], "finally failure");
+    assert_eq!(log.len(), 4);
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("GET", "/ping/abc/start")
+    );
+    assert_eq!(
+        (reqs[1].method.as_str(), reqs[1].path.as_str()),
+        ("POST", "/ping/abc/fail")
+    );
+    assert!(reqs[1].body.contains("backup:"), "{}", reqs[1].body);
+    assert!(reqs[1].body.contains("FAILED backup"), "{}", reqs[1].body);
+    // No snapshot from a failed command.
+    assert_eq!(snapshot_count(&env), 0);
+}
+
+#[test]
+fn a_failing_before_hook_skips_the_backup_but_not_the_after_hooks() {
+    let env = Env::new();
+    let (src, _db) = source(&env);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo x");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"touch ", "\"false && touch ");
+    std::fs::write(&config, text).unwrap();
+    let out = run_job(&env, &config, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = &v["jobs"][0];
+    assert_eq!(job["ok"], false);
+    assert_eq!(job["steps"][0]["step"], "before hooks");
+    assert_eq!(job["steps"][0]["ok"], false);
+    assert!(
+        job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "backup"),
+        "{job}"
+    );
+    assert_eq!(hooks_log(&env)[1], "after");
+    assert_eq!(snapshot_count(&env), 0);
+    assert_eq!(server.requests().last().unwrap().path, "/ping/abc/fail");
+}
+
+#[test]
+fn configuration_errors_name_the_file_line_and_key() {
+    let env = Env::uninit();
+    let (src, _db) = {
+        std::fs::create_dir_all(env.path("src")).unwrap();
+        (env.path("src"), ())
+    };
+    let config = job_file(&env, &src, "http://127.0.0.1:9/x", "true");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let line_of = |needle: &str| good.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let cases = [
+        ("keep_last = 2", "keep_lsat = 2", "keep_lsat"),
+        ("keep_last = 2", "keep_last = \"two\"", "keep_last"),
+        (
+            "repository = \"main\"",
+            "repository = \"nas\"",
+            "repository",
+        ),
+        (
+            "prune_every_days = 0",
+            "prune_every_days = -1",
+            "prune_every_days",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let line = line_of(from);
+        std::fs::write(&config, good.replace(from, to)).unwrap();
+        let out = env
+            .cmd()
+            .args(["config", "check", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{to}: {err}");
+        assert!(
+            err.contains(&format!("{}:{line}:", config.display())),
+            "{to}: names file and line {line}: {err}"
+        );
+        assert!(
+            err.contains(&format!("`{key}`")),
+            "{to}: names the key: {err}"
+        );
+    }
+    std::fs::write(&config, &good).unwrap();
+    let out = env
+        .cmd()
+        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("jobs: app"));
+}
+
+#[test]
+fn schedule_print_emits_a_service_a_timer_and_a_crontab_line() {
+    let env = Env::uninit();
+    std::fs::create_dir_all(env.path("src")).unwrap();
+    let config = job_file(&env, &env.path("src"), "http://127.0.0.1:9/x", "true");
+    let out = env
+        .cmd()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "schedule",
+            "print",
+            "app",
+            "--at",
+            "02:30",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("[Service]\nType=oneshot\nExecStart="),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--config {} run app", config.display())),
+        "{text}"
+    );
+    assert!(text.contains("OnCalendar=*-*-* 02:30:00"), "{text}");
+    assert!(text.contains("Persistent=true"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("30 2 * * * ") && l.ends_with(" run app")),
+        "{text}"
+    );
+    let out = env
+        .cmd()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "schedule",
+            "print",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn restore_test_passes_on_a_sound_repository_and_fails_on_a_damaged_pack() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.ok(&["restore-test"]);
+    assert!(out.contains("app.sqlite3: integrity_check ok"), "{out}");
+    assert!(out.contains("all sound"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["restore-test", "latest", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["files"], 23);
+    // The temporary directory is removed afterwards.
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.ok(&["restore-test", "--tmp-dir", tmp.to_str().unwrap()]);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "cleaned up");
+
+    // Damage the biggest pack: a flipped byte inside its first blob.
+    let mut packs: Vec<std::path::PathBuf> = walk(&env.repo.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = packs.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(victim, bytes).unwrap();
+    let out = env.run(&["restore-test", "--tmp-dir", tmp.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("damaged: {}/", src.display())),
+        "names the damaged file: {stdout}"
+    );
+    assert!(stdout.contains("authentication failed"), "{stdout}");
+    assert!(stderr.contains("restore test"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "cleaned up");
+    drop(db);
+}
+
+/// The verification behind `restore-test` hashes the restored bytes itself:
+/// a restored file changed on disk afterwards, a wrong mode or a missing
+/// file is reported with its snapshot path.
+#[test]
+fn verify_finds_restored_files_that_differ_from_the_snapshot() {
+    use cairn::ops::restore::{RestoreOptions, RestoreRoot, restore};
+    use cairn::ops::verify::verify;
+    use std::os::unix::fs::PermissionsExt;
+
+    let env = Env::new();
+    let (src, db) = source(&env);
+    drop(db);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let backend = std::sync::Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
+    let mut repo = cairn::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let target = env.path("restored");
+    let opts = RestoreOptions {
+        target: target.clone(),
+        include: Vec::new(),
+        owners: None,
+    };
+    let root = RestoreRoot::Tree(snap.tree);
+    restore(&repo, &root, b"/", &opts, &cairn::ops::NoProgress).unwrap();
+    let clean = verify(&repo, &snap.tree, b"/", &target, &cairn::ops::NoProgress).unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    assert_eq!(clean.files, 23);
+
+    let back = restored(&target, &src);
+    // Same size, one byte different, times put back as they were.
+    let big = back.join("docs/deep/big.bin");
+    let times = std::fs::metadata(&big).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&big).unwrap();
+    bytes[2_000_000] ^= 1;
+    std::fs::write(&big, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(times)
+        .unwrap();
+    std::fs::set_permissions(
+        back.join("docs/f1.bin"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(back.join("docs/f2.bin")).unwrap();
+    let r = verify(&repo, &snap.tree, b"/", &target, &cairn::ops::NoProgress).unwrap();
+    let mut found: Vec<(String, String)> = r.problems.clone();
+    found.sort();
+    let name = |f: &str| format!("{}/{f}", src.display());
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found[0].0, name("docs/deep/big.bin"));
+    assert!(found[0].1.starts_with("content differs"), "{found:?}");
+    assert_eq!(found[1].0, name("docs/f1.bin"));
+    assert!(found[1].1.starts_with("mode 600"), "{found:?}");
+    assert_eq!(found[2].0, name("docs/f2.bin"));
+    assert!(found[2].1.starts_with("missing"), "{found:?}");
+}
