@@ -165,6 +165,7 @@ fn diff_lists_added_removed_modified_and_database_pages() {
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &serde_json::Value| l["message_type"] == "change")
         .collect();
     let db_line = lines
         .iter()
@@ -173,5 +174,13 @@ fn diff_lists_added_removed_modified_and_database_pages() {
     let changed = db_line["sqlite_pages_changed"].as_u64().unwrap();
     assert!((1..=3).contains(&changed), "{db_line}");
     // Identical snapshots have no differences.
-    assert!(env.ok(&["diff", "--json", &b, &b]).trim().is_empty());
+    let same = env.ok(&["diff", "--json", &b, &b]);
+    let same: Vec<serde_json::Value> = same
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
+    assert_eq!(same[0]["message_type"], "summary");
+    assert_eq!(same[0]["added"], 0);
+    assert_eq!(same[0]["modified"], 0);
 }

@@ -8,6 +8,7 @@ use cairn::source::exclude::ExcludeMatcher;
 
 use super::progress::Reporter;
 use super::{GlobalArgs, human_bytes};
+use cairn::ops::Progress;
 
 /// Arguments of `cairn backup`.
 #[derive(clap::Args, Debug)]
@@ -134,6 +135,7 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<(i32, cairn::id::SnapshotId)>
         opts.parent = Some(repo.find_snapshot(spec)?.0);
     }
     let reporter = Reporter::new(g, "backup");
+    reporter.start("backup", None, None);
     reporter.scan_sources(&opts.paths);
     let r = backup(&mut repo, &opts, &reporter);
     reporter.finish();

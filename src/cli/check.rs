@@ -30,7 +30,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     reporter.finish();
     let r = r?;
     if g.json {
-        println!("{}", serde_json::to_string(&r)?);
+        super::print_summary(&r)?;
     } else {
         for p in &r.problems {
             let tag = match p.severity {

@@ -33,6 +33,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
+                "message_type": "summary",
                 "file": loaded.path.to_string_lossy(),
                 "repositories": loaded.config.repository.keys().collect::<Vec<_>>(),
                 "jobs": loaded.config.job.keys().collect::<Vec<_>>(),

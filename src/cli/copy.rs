@@ -116,7 +116,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     reporter.finish();
     let r = r?;
     if g.json {
-        println!("{}", serde_json::to_string(&r)?);
+        super::print_summary(&r)?;
     } else if !g.quiet {
         println!(
             "copied {} snapshots ({} already there); sent {} blobs, {}",

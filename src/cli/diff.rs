@@ -35,6 +35,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         let line = if g.json {
             serde_json::json!({
+                "message_type": "change",
                 "change": c.kind,
                 "path": lossy(&c.path),
                 "type": c.new.as_ref().or(c.old.as_ref()).map(|n| n.kind.name()),
@@ -64,7 +65,24 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         };
         writeln!(out, "{line}").map_err(|e| cairn::Error::io("cannot write the listing", e))
     })?;
-    if !g.json && !g.quiet {
+    if g.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "message_type": "summary",
+                "from": ida.to_hex(),
+                "to": idb.to_hex(),
+                "added": counts[ChangeKind::Added as usize],
+                "added_bytes": added_bytes,
+                "removed": counts[ChangeKind::Removed as usize],
+                "removed_bytes": removed_bytes,
+                "modified": counts[ChangeKind::Modified as usize],
+                "metadata_only": counts[ChangeKind::Metadata as usize],
+                "type_changed": counts[ChangeKind::TypeChanged as usize],
+            })
+        )?;
+    } else if !g.quiet {
         writeln!(
             out,
             "\n{} -> {}: {} added ({}), {} removed ({}), {} modified, {} metadata only, {} type changes",

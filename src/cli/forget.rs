@@ -149,12 +149,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         if g.json {
             println!(
                 "{}",
-                serde_json::json!({"groups": json_groups, "dry_run": a.dry_run})
+                serde_json::json!({"message_type": "plan", "groups": json_groups, "dry_run": a.dry_run})
             );
         }
     }
+    let ids: Vec<String> = doomed.iter().map(|(id, _)| id.to_hex()).collect();
     if a.dry_run {
-        if !g.json && !g.quiet {
+        if g.json {
+            super::print_summary(&serde_json::json!({
+                "dry_run": true, "removed": [], "would_remove": ids, "prune": null,
+            }))?;
+        } else if !g.quiet {
             println!(
                 "would remove {} snapshots (dry run: nothing changed)",
                 doomed.len()
@@ -168,6 +173,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     if !g.json && !g.quiet {
         println!("removed {} snapshots", doomed.len());
     }
+    let mut pruned = None;
     if a.prune {
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = cairn::ops::prune::prune(
@@ -179,7 +185,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             &reporter,
         );
         reporter.finish();
-        super::prune::report(g, &r?);
+        let r = r?;
+        if !g.json {
+            super::prune::report(g, &r);
+        }
+        pruned = Some(r);
+    }
+    if g.json {
+        super::print_summary(&serde_json::json!({
+            "dry_run": false, "removed": ids, "would_remove": [], "prune": pruned,
+        }))?;
     }
     drop(lock);
     Ok(super::exit::OK)

@@ -111,21 +111,33 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         Action::Add => {
             let pass = new_passphrase(a)?;
             let id = repo.add_key(&pass, kdf_from_env())?;
-            if !g.quiet {
+            if g.json {
+                super::print_summary(
+                    &serde_json::json!({"action": "added", "key_id": id.to_hex()}),
+                )?;
+            } else if !g.quiet {
                 println!("added key {}", id.short());
             }
         }
         Action::Remove { id } => {
             let id = resolve(&repo, id)?;
             repo.remove_key(&id)?;
-            if !g.quiet {
+            if g.json {
+                super::print_summary(
+                    &serde_json::json!({"action": "removed", "key_id": id.to_hex()}),
+                )?;
+            } else if !g.quiet {
                 println!("removed key {}", id.short());
             }
         }
         Action::Passwd => {
             let pass = new_passphrase(a)?;
             let id = repo.change_passphrase(&pass, kdf_from_env())?;
-            if !g.quiet {
+            if g.json {
+                super::print_summary(
+                    &serde_json::json!({"action": "passphrase changed", "key_id": id.to_hex()}),
+                )?;
+            } else if !g.quiet {
                 println!("passphrase changed (new key {})", id.short());
             }
         }

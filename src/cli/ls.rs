@@ -58,6 +58,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut emit = |path: &[u8], n: &Node| -> cairn::Result<()> {
         let line = if g.json {
             let mut v = serde_json::json!({
+                "message_type": "node",
                 "path": lossy(path),
                 "name": lossy(&n.name),
                 "type": n.kind.name(),

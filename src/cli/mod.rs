@@ -376,6 +376,19 @@ pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Print a command's final JSON object with `"message_type": "summary"`
+/// (the last line of its output; `--progress json` status events come
+/// before it).
+pub fn print_summary<T: serde::Serialize>(r: &T) -> Result<()> {
+    let mut v = serde_json::to_value(r)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("message_type")
+            .or_insert_with(|| serde_json::Value::String("summary".into()));
+    }
+    println!("{v}");
+    Ok(())
+}
+
 /// Per-entry errors as JSON: `[{"path": …, "error": …}]`.
 pub fn errors_json(errors: &[(PathBuf, String)]) -> serde_json::Value {
     errors

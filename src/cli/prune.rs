@@ -33,7 +33,7 @@ pub fn parse_percent(s: &str) -> Result<f64> {
 /// Print a prune result.
 pub fn report(g: &GlobalArgs, r: &PruneResult) {
     if g.json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        let _ = super::print_summary(r);
         return;
     }
     if g.quiet {

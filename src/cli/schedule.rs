@@ -65,9 +65,8 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         quote(job)
     );
     let unit = format!("cairn-{job}");
-    print!(
+    let service = format!(
         "\
-# /etc/systemd/system/{unit}.service
 [Unit]
 Description=Cairn backup job {job}
 Wants=network-online.target
@@ -81,8 +80,10 @@ Nice=10
 IOSchedulingClass=idle
 # Cairn's cache of repository metadata (speeds up remote repositories).
 Environment=XDG_CACHE_HOME=/var/cache
-
-# /etc/systemd/system/{unit}.timer
+"
+    );
+    let timer = format!(
+        "\
 [Unit]
 Description=Run the Cairn backup job {job} every night
 
@@ -94,7 +95,26 @@ Persistent=true
 
 [Install]
 WantedBy=timers.target
-
+"
+    );
+    let crontab = format!("{m} {h} * * * {command}");
+    if g.json {
+        super::print_summary(&serde_json::json!({
+            "job": job,
+            "service_name": format!("{unit}.service"),
+            "service": service,
+            "timer_name": format!("{unit}.timer"),
+            "timer": timer,
+            "crontab": crontab,
+        }))?;
+        return Ok(super::exit::OK);
+    }
+    print!(
+        "\
+# /etc/systemd/system/{unit}.service
+{service}
+# /etc/systemd/system/{unit}.timer
+{timer}
 # Enable with:
 #   systemctl daemon-reload && systemctl enable --now {unit}.timer
 # Its output goes to the journal: journalctl -u {unit}.service
@@ -102,7 +122,7 @@ WantedBy=timers.target
 # Or, without systemd, this crontab line (crontab -e) runs the same job at
 # the same time; cron mails any output, and `cairn run` prints only on
 # failure:
-{m} {h} * * * {command}
+{crontab}
 "
     );
     Ok(super::exit::OK)

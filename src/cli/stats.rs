@@ -37,6 +37,7 @@ pub fn run(g: &GlobalArgs, _a: &Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
+                "message_type": "summary",
                 "snapshots": snaps.len(),
                 "hosts": hosts.len(),
                 "logical_bytes": logical,

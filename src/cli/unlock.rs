@@ -22,6 +22,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let host = cairn::repo::hostname();
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
     let mut removed = 0;
+    let mut json = Vec::new();
     for o in repo.backend().list("locks")? {
         let Some(id) = o
             .name
@@ -40,7 +41,13 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         if let Some(why) = why.or_else(|| a.remove_all.then(|| "--remove-all".to_string())) {
             repo.backend().delete(&lock_name(&id))?;
             removed += 1;
-            if !g.quiet {
+            json.push(serde_json::json!({
+                "id": id.to_hex(),
+                "pid": lock.as_ref().ok().map(|l| l.pid),
+                "hostname": lock.as_ref().ok().map(|l| l.hostname.clone()),
+                "reason": why,
+            }));
+            if !g.quiet && !g.json {
                 match &lock {
                     Ok(l) => println!(
                         "removed lock {} of PID {} on {} ({why})",
@@ -53,7 +60,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             }
         }
     }
-    if !g.quiet {
+    if g.json {
+        super::print_summary(&serde_json::json!({ "removed": json }))?;
+    } else if !g.quiet {
         println!("{removed} locks removed");
     }
     Ok(super::exit::OK)

@@ -3,7 +3,9 @@
 //! independent of the restore code that wrote them; sizes, permissions,
 //! modification times and symlink targets are compared too.
 
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -62,11 +64,11 @@ pub fn verify(
         entries
             .par_iter()
             .map(|(p, n)| {
-                let rel = &p[prefix.len().min(p.len())..];
-                let rel = String::from_utf8_lossy(rel)
-                    .trim_start_matches('/')
-                    .to_string();
-                let o = check_entry(repo, &target.join(&rel), n);
+                let mut rel = &p[prefix.len().min(p.len())..];
+                while let [b'/', rest @ ..] = rel {
+                    rel = rest;
+                }
+                let o = check_entry(repo, &target.join(OsStr::from_bytes(rel)), n);
                 if let Outcome::File(bytes, _) = &o {
                     progress.advance(1, *bytes);
                 }
