@@ -524,3 +524,39 @@ fn verify_finds_restored_files_that_differ_from_the_snapshot() {
     assert_eq!(found[2].0, name("docs/f2.bin"));
     assert!(found[2].1.starts_with("missing"), "{found:?}");
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_commands() {
+    let env = Env::uninit();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = env.ok(&["completions", shell]);
+        for word in ["restore-test", "schedule", "read-data-subset", "keep-daily"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // The bash script is valid bash.
+    let bash = env.path("cairn.bash");
+    std::fs::write(&bash, env.ok(&["completions", "bash"])).unwrap();
+    let st = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(!env.run(&["completions", "tcsh"]).status.success());
+
+    let page = env.ok(&["man"]);
+    assert!(page.starts_with(".ie"), "roff");
+    assert!(page.contains("restore\\-test"), "lists the subcommands");
+    let dir = env.path("man");
+    env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    for f in [
+        "cairn.1",
+        "cairn-backup.1",
+        "cairn-run.1",
+        "cairn-config-check.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains(".TH"), "{f}");
+    }
+}
