@@ -351,3 +351,85 @@ fn with_a_warm_cache_an_incremental_backup_downloads_almost_nothing() {
     .unwrap();
     assert_eq!(c.errors(), 0, "{:?}", c.problems);
 }
+
+/// A job copying offsite to SFTP and S3 repositories whose credentials come
+/// only from the configuration file's `env` tables (the process has none).
+#[test]
+fn a_job_copies_offsite_with_credentials_from_the_configuration_file() {
+    let targets = remotes("job-offsite");
+    if targets.is_empty() {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), random_bytes(300_000, 7)).unwrap();
+    std::fs::write(env.path("pass"), PASSWORD).unwrap();
+    let mut text = format!(
+        "[repository.main]\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        env.repo.display(),
+        env.path("pass").display()
+    );
+    let mut names = Vec::new();
+    for (kind, url) in &targets {
+        let vars: &[&str] = if kind == "s3" {
+            &[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION",
+            ]
+        } else {
+            &["CAIRN_SFTP_KEY", "CAIRN_SFTP_KNOWN_HOSTS"]
+        };
+        // The remote repository exists already (made with the process env).
+        env_for(url).ok(&["init"]);
+        text.push_str(&format!(
+            "\n[repository.{kind}]\nurl = \"{url}\"\npassword_file = \"{}\"\n[repository.{kind}.env]\n",
+            env.path("pass").display()
+        ));
+        for v in vars {
+            if let Ok(val) = std::env::var(v) {
+                text.push_str(&format!("{v} = \"{val}\"\n"));
+            }
+        }
+        names.push(format!("\"{kind}\""));
+    }
+    text.push_str(&format!(
+        "\n[job.offsite]\nrepository = \"main\"\npaths = [\"{}\"]\ncopy_to = [{}]\nkeep_last = 1\n",
+        src.display(),
+        names.join(", ")
+    ));
+    let config = env.path("cairn.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = env.cmd();
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "CAIRN_SFTP_KEY",
+        "CAIRN_SFTP_KNOWN_HOSTS",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .env("CAIRN_STATE_DIR", env.path("state"))
+        .args(["--config", config.to_str().unwrap(), "run", "offsite"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (kind, url) in &targets {
+        let remote = env_for(url);
+        let target = env.path(&format!("restore-{kind}"));
+        remote.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read(restored(&target, &src).join("a")).unwrap(),
+            std::fs::read(src.join("a")).unwrap(),
+            "{kind}"
+        );
+    }
+}

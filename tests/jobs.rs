@@ -560,3 +560,64 @@ fn completions_and_manual_pages_come_from_the_commands() {
         assert!(text.contains(".TH"), "{f}");
     }
 }
+
+/// An offsite copy that fails one night (the offsite repository is not
+/// there) fails the job but keeps the local snapshot; the next night copies
+/// both snapshots, and retention applies on both repositories.
+#[test]
+fn a_missed_offsite_copy_is_caught_up_the_next_night() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    drop(db);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo dump");
+    let offsite = env.path("offsite");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[job.app]\n",
+        &format!(
+            "[repository.offsite]\nurl = \"{}\"\npassword_file = \"{}\"\n\n[job.app]\ncopy_to = [\"offsite\"]\n",
+            offsite.display(),
+            env.path("pass").display()
+        ),
+    );
+    std::fs::write(&config, text.replace("keep_last = 2", "keep_last = 3")).unwrap();
+    let out = run_job(&env, &config, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("copy to offsite failed"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(snapshot_count(&env), 1, "the local snapshot stays");
+    assert!(
+        server
+            .requests()
+            .last()
+            .unwrap()
+            .body
+            .contains("copy to offsite")
+    );
+
+    let off = Env {
+        dir: tempfile::tempdir().unwrap(),
+        repo: offsite.clone(),
+    };
+    off.ok(&["init"]);
+    for night in 0..4 {
+        let out = run_job(&env, &config, &[]);
+        assert!(
+            out.status.success(),
+            "night {night}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if night == 0 {
+            assert_eq!(snapshot_count(&off), 2, "caught up");
+        }
+    }
+    assert_eq!(snapshot_count(&env), 3);
+    assert_eq!(snapshot_count(&off), 3, "retention offsite too");
+    let target = env.path("r");
+    off.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(restored(&target, &src).join("docs/deep/big.bin")).unwrap(),
+        std::fs::read(src.join("docs/deep/big.bin")).unwrap()
+    );
+}

@@ -27,7 +27,13 @@ pub struct ManArgs {
 /// Print the completion script for a shell.
 pub fn run(a: &Args) -> Result<i32> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "cairn", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "cairn", &mut script);
+    // A closed pipe (`| head`) ends quietly, through the common error path.
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&script)
+        .context("cannot write the completion script")?;
     Ok(super::exit::OK)
 }
 
@@ -41,9 +47,16 @@ pub fn man(a: &ManArgs) -> Result<i32> {
             clap_mangen::generate_to(cmd, dir)
                 .with_context(|| format!("cannot write manual pages into {}", dir.display()))?;
         }
-        None => clap_mangen::Man::new(cmd)
-            .render(&mut std::io::stdout())
-            .context("cannot write the manual page")?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&page)
+                .context("cannot write the manual page")?;
+        }
     }
     Ok(super::exit::OK)
 }

@@ -19,11 +19,26 @@ pub struct Args {
     #[arg(long, requires = "from_repo")]
     copy_chunker_params: bool,
     /// The repository to take chunker parameters from.
-    #[arg(long, value_name = "REPO")]
+    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "REPO")]
     from_repo: Option<String>,
     /// Read --from-repo's passphrase from this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "CAIRN_FROM_PASSWORD_FILE",
+        value_name = "FILE",
+        hide_env_values = true
+    )]
     from_password_file: Option<std::path::PathBuf>,
+    /// Run this shell command and read --from-repo's passphrase from its
+    /// output.
+    #[arg(
+        long,
+        env = "CAIRN_FROM_PASSWORD_COMMAND",
+        value_name = "COMMAND",
+        hide_env_values = true,
+        conflicts_with = "from_password_file"
+    )]
+    from_password_command: Option<String>,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -38,7 +53,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             from,
             super::copy::SourcePass {
                 file: a.from_password_file.as_deref(),
-                command: None,
+                command: a.from_password_command.as_deref(),
             },
             &Default::default(),
         )?;

@@ -306,6 +306,13 @@ fn validate(c: &FileConfig, text: &str, path: &Path) -> Result<()> {
         if j.stdin_filename.is_some() && j.stdin_command.is_empty() {
             return Err(err(&table, "stdin_filename", "needs stdin_command".into()));
         }
+        if j.check_slices.is_some_and(|n| n > 256) {
+            return Err(err(
+                &table,
+                "check_slices",
+                "at most 256 (slices are chosen by a pack ID's first byte)".into(),
+            ));
+        }
         if let Some(w) = &j.keep_within {
             w.parse::<jiff::Span>()
                 .map_err(|e| err(&table, "keep_within", format!("{w:?}: {e}")))?;

@@ -95,13 +95,13 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 );
                 for (id, k) in &keys {
                     println!(
-                        "{}{:<8}  {:<19}  {:<12}  {:<10}  Argon2id {} MiB, t={}, p={}",
+                        "{}{:<8}  {:<19}  {:<12}  {:<10}  Argon2id {}, t={}, p={}",
                         if *id == repo.key_id() { "*" } else { " " },
                         id.short(),
                         super::format_time(k.created.saturating_mul(1_000_000_000), 0),
                         k.hostname,
                         k.username,
-                        k.kdf.memory_kib / 1024,
+                        super::human_bytes(u64::from(k.kdf.memory_kib) * 1024),
                         k.kdf.iterations,
                         k.kdf.parallelism
                     );

@@ -63,7 +63,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location (a local directory).
+    /// Repository location: a local directory, `sftp:user@host:/path`,
+    /// `sftp://user@host:port/path` or `s3:https://host/bucket/prefix`.
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     repo: Option<String>,
     /// Read the passphrase from this file.

@@ -145,19 +145,25 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             for (p, v) in &o.databases {
                 println!("database {p}: integrity_check {v}");
             }
-            println!(
-                "restore test of snapshot {}: {} files ({}) restored and verified in {:.1}s, {} databases checked: {}",
-                &o.snapshot[..8],
-                o.files,
-                human_bytes(o.bytes),
-                o.seconds,
-                o.databases.len(),
-                if o.problems.is_empty() {
-                    "all sound".to_string()
-                } else {
-                    format!("{} problems", o.problems.len())
-                }
-            );
+            if o.problems.is_empty() {
+                println!(
+                    "restore test of snapshot {}: {} files ({}) restored and verified in {:.1}s, {} databases pass integrity_check: all sound",
+                    &o.snapshot[..8],
+                    o.files,
+                    human_bytes(o.bytes),
+                    o.seconds,
+                    o.databases.len(),
+                );
+            } else {
+                println!(
+                    "restore test of snapshot {}: FAILED: {} problems in {} files ({}) and {} databases",
+                    &o.snapshot[..8],
+                    o.problems.len(),
+                    o.files,
+                    human_bytes(o.bytes),
+                    o.databases.len(),
+                );
+            }
         }
     }
     if o.problems.is_empty() {

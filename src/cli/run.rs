@@ -106,11 +106,15 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 }
 
 /// Where `cairn run` remembers when each job last pruned, checked and
-/// tested: `CAIRN_STATE_DIR`, `$XDG_STATE_HOME/cairn`,
-/// `~/.local/state/cairn`, or `/var/lib/cairn`.
+/// tested: `CAIRN_STATE_DIR`; for root `/var/lib/cairn` (the same under
+/// cron and systemd, which set different environments); else
+/// `$XDG_STATE_HOME/cairn` or `~/.local/state/cairn`.
 fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CAIRN_STATE_DIR") {
         return PathBuf::from(d);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/cairn");
     }
     if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(d).join("cairn");
@@ -422,10 +426,12 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
+    /// Copy the job's snapshots that a `copy_to` repository lacks: the new
+    /// one, and any that a failed night left behind.
     fn copy(&mut self) {
-        let Some(id) = self.snapshot.clone() else {
+        if self.snapshot.is_none() {
             return;
-        };
+        }
         for target in self.job.copy_to.clone() {
             if self.stopped {
                 return;
@@ -443,8 +449,11 @@ impl<'a> Runner<'a> {
                 let mut argv = vec![
                     "copy".to_string(),
                     format!("--from-repo={}", src.url),
-                    id.clone(),
+                    format!("--tag=job:{}", self.name),
                 ];
+                if let Some(h) = &self.job.host {
+                    argv.push(format!("--host={h}"));
+                }
                 if let Some(f) = &src.password_file {
                     argv.push(format!("--from-password-file={}", f.to_string_lossy()));
                 }

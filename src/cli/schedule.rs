@@ -78,8 +78,10 @@ ExecStart={command}
 # Backups yield to the applications they protect.
 Nice=10
 IOSchedulingClass=idle
-# Cairn's cache of repository metadata (speeds up remote repositories).
+# Cairn's cache of repository metadata (speeds up remote repositories);
+# job state (prune cadence, check slices) is kept in /var/lib/cairn.
 Environment=XDG_CACHE_HOME=/var/cache
+StateDirectory=cairn
 "
     );
     let timer = format!(
