@@ -621,3 +621,53 @@ fn a_missed_offsite_copy_is_caught_up_the_next_night() {
         std::fs::read(src.join("docs/deep/big.bin")).unwrap()
     );
 }
+
+/// A backup that had to leave out a database (busy past the timeout) wrote
+/// a snapshot: the job fails and says so, but still applies retention and
+/// runs its checks on that snapshot.
+#[test]
+fn a_partial_backup_fails_the_job_but_keeps_and_maintains_the_snapshot() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo dump");
+    let text = std::fs::read_to_string(&config).unwrap() + "sqlite_timeout = 0\n";
+    std::fs::write(&config, text).unwrap();
+    db.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE; INSERT INTO items(body) VALUES (x'00');")
+        .unwrap();
+    let out = run_job(&env, &config, &["--json"]);
+    db.execute_batch("COMMIT;").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = &v["jobs"][0];
+    assert!(job["snapshot_id"].is_string(), "{job}");
+    let steps: Vec<(&str, bool)> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(steps[1], ("backup", false), "{steps:?}");
+    assert!(steps.contains(&("forget on main", true)), "{steps:?}");
+    assert!(
+        steps.iter().any(|(s, ok)| s.starts_with("check") && *ok),
+        "{steps:?}"
+    );
+    assert!(
+        job["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("without 1 entries that could not be read"),
+        "{job}"
+    );
+    assert_eq!(snapshot_count(&env), 1);
+    let fail = server.requests().pop().unwrap();
+    assert_eq!(fail.path, "/ping/abc/fail");
+    assert!(
+        fail.body
+            .contains(&format!("{}/app.sqlite3", src.display())),
+        "the failure ping names the entry: {}",
+        fail.body
+    );
+}

@@ -81,12 +81,21 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    execute(g, a).map(|(code, _)| code)
+    execute(g, a).map(|r| r.code)
 }
 
-/// Run the backup and print its result; the exit code and the new
-/// snapshot's ID.
-pub fn execute(g: &GlobalArgs, a: &Args) -> Result<(i32, cairn::id::SnapshotId)> {
+/// A finished backup, for `cairn run`.
+pub struct Done {
+    /// Exit code: OK, or PARTIAL when entries were left out.
+    pub code: i32,
+    /// The new snapshot.
+    pub id: cairn::id::SnapshotId,
+    /// The entries left out, with the reason.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// Run the backup and print its result.
+pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
     let mut excludes = a.exclude.clone();
     for f in &a.exclude_file {
         excludes.extend(ExcludeMatcher::read_file(f)?);
@@ -191,7 +200,11 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<(i32, cairn::id::SnapshotId)>
         }
     }
     if r.errors.is_empty() {
-        Ok((super::exit::OK, r.id))
+        Ok(Done {
+            code: super::exit::OK,
+            id: r.id,
+            errors: r.errors,
+        })
     } else {
         if !g.json {
             eprintln!(
@@ -200,6 +213,10 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<(i32, cairn::id::SnapshotId)>
                 r.id.short()
             );
         }
-        Ok((super::exit::PARTIAL, r.id))
+        Ok(Done {
+            code: super::exit::PARTIAL,
+            id: r.id,
+            errors: r.errors,
+        })
     }
 }

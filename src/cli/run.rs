@@ -379,12 +379,23 @@ impl<'a> Runner<'a> {
             let Command::Backup(a) = Self::parse(self.backup_argv())? else {
                 bail!("internal: not a backup command");
             };
-            let (code, id) = super::backup::execute(&g, &a)?;
-            self.snapshot = Some(id.to_hex());
-            if code == super::exit::PARTIAL {
+            let done = super::backup::execute(&g, &a)?;
+            self.snapshot = Some(done.id.to_hex());
+            if done.code == super::exit::PARTIAL {
+                let mut list: Vec<String> = done
+                    .errors
+                    .iter()
+                    .take(5)
+                    .map(|(p, e)| format!("{}: {e}", p.display()))
+                    .collect();
+                if done.errors.len() > 5 {
+                    list.push(format!("and {} more", done.errors.len() - 5));
+                }
                 bail!(
-                    "snapshot {} was saved without entries that could not be read (see above)",
-                    id.short()
+                    "snapshot {} was saved without {} entries that could not be read ({})",
+                    done.id.short(),
+                    done.errors.len(),
+                    list.join("; ")
                 );
             }
             Ok(())
