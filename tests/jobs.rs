@@ -671,3 +671,61 @@ fn a_partial_backup_fails_the_job_but_keeps_and_maintains_the_snapshot() {
         fail.body
     );
 }
+
+/// Databases that arrive as streams (an rqlite `/db/backup` through
+/// `--stdin-from-command`) are not captures, but restore-test checks them
+/// with integrity_check too.
+#[test]
+fn restore_test_checks_databases_stored_as_streams() {
+    let env = Env::new();
+    let file = env.path("dump.sqlite");
+    {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.execute_batch("CREATE TABLE t(x TEXT); CREATE INDEX tx ON t(x);")
+            .unwrap();
+        for i in 0..2000 {
+            db.execute("INSERT INTO t VALUES (?1)", [format!("row {i:08}")])
+                .unwrap();
+        }
+    }
+    let f = file.to_str().unwrap();
+    env.ok(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-filename",
+        "rqlite.sqlite",
+        "--",
+        "cat",
+        f,
+    ]);
+    let out = env.ok(&["restore-test"]);
+    assert!(
+        out.contains("database /rqlite.sqlite: integrity_check ok"),
+        "{out}"
+    );
+
+    // The same database with a page of its index overwritten.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let pages = bytes.len() / 4096;
+    let last = (pages - 1) * 4096;
+    for b in &mut bytes[last + 100..last + 400] {
+        *b = 0x5a;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    env.ok(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-filename",
+        "rqlite.sqlite",
+        "--",
+        "cat",
+        f,
+    ]);
+    let out = env.run(&["restore-test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("damaged: /rqlite.sqlite: integrity_check"),
+        "{stdout}"
+    );
+}

@@ -43,6 +43,38 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
+/// Regular files below `dir` that start with the SQLite header, with their
+/// snapshot paths.
+fn sqlite_files(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.len() >= 512 {
+                let mut head = [0u8; 16];
+                let is_db = std::fs::File::open(&p)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                    .is_ok()
+                    && &head == cairn::source::sqlite::SQLITE_MAGIC;
+                if is_db && let Ok(rel) = p.strip_prefix(dir) {
+                    let rel = format!("/{}", rel.display());
+                    out.push((p, rel));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Run the test without printing.
 pub fn test(
     g: &GlobalArgs,
@@ -108,6 +140,26 @@ pub fn test(
             (0, 0)
         }
     };
+    // Databases stored as plain files or streams (an rqlite or `sqlite3
+    // .backup` dump through --stdin-from-command) are checked too, after
+    // the byte comparison, as opening them may add companion files.
+    let mut databases = databases;
+    let known: std::collections::HashSet<String> =
+        databases.iter().map(|(p, _)| p.clone()).collect();
+    for (path, rel) in sqlite_files(dir.path()) {
+        if known.contains(&rel) {
+            continue;
+        }
+        let verdict = match cairn::source::sqlite::check_restored(&path) {
+            Ok(v) => v,
+            Err(e) => e.to_string(),
+        };
+        if verdict != "ok" {
+            problems.push((rel.clone(), format!("integrity_check: {verdict}")));
+        }
+        databases.push((rel, verdict));
+    }
+    databases.sort();
     problems.sort();
     problems.dedup();
     dir.close().ok();
