@@ -417,11 +417,7 @@ fn a_job_copies_offsite_with_credentials_from_the_configuration_file() {
         .args(["--config", config.to_str().unwrap(), "run", "offsite"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    success(out);
     for (kind, url) in &targets {
         let remote = env_for(url);
         let target = env.path(&format!("restore-{kind}"));

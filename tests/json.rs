@@ -314,12 +314,7 @@ fn every_command_prints_documented_json() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = c.output("copy", &String::from_utf8(out.stdout).unwrap());
+    let lines = c.output("copy", &success(out));
     assert_eq!(lines.last().unwrap()["copied"], 2);
 
     let lines = c.output(
@@ -382,12 +377,7 @@ fn every_command_prints_documented_json() {
         .args(["--config", cfg, "run", "docs", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = c.output("run", &String::from_utf8(out.stdout).unwrap());
+    let lines = c.output("run", &success(out));
     assert_eq!(lines[0]["jobs"][0]["ok"], true);
 
     // Artifacts stay what they are under --json.
@@ -498,11 +488,7 @@ fn a_terminal_gets_a_progress_bar() {
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    success(out);
     let seen = std::fs::read(&log).unwrap();
     assert!(has_progress(&seen), "{}", String::from_utf8_lossy(&seen));
 }

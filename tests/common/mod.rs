@@ -87,6 +87,18 @@ impl Env {
     }
 }
 
+/// Require a finished command to have succeeded; returns its stdout.
+pub fn success(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Total size of the regular files below `dir`.
 pub fn dir_bytes(dir: &Path) -> u64 {
     let mut n = 0;
