@@ -452,6 +452,39 @@ fn progress_never_appears_without_a_terminal() {
     // is not vacuous.
     let out = env.run(&["backup", "--force", "--progress", "json", s]);
     assert!(has_progress(&out.stdout));
+
+    // The last status event accounts for every file and byte exactly once
+    // (large files report their bytes as they are read or written).
+    let last_status = |stdout: &[u8]| -> Value {
+        String::from_utf8_lossy(stdout)
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message_type"] == "status")
+            .unwrap()
+    };
+    let total = 4 * (24u64 << 20);
+    let out = env.run(&["backup", "--force", "--json", "--progress", "json", s]);
+    let st = last_status(&out.stdout);
+    assert_eq!(st["items_done"], 4, "{st}");
+    assert_eq!(st["bytes_done"], total, "{st}");
+    assert_eq!(st["bytes_total"], total, "{st}");
+    assert_eq!(st["percent_done"], 100.0, "{st}");
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--json",
+        "--progress",
+        "json",
+    ]);
+    let st = last_status(&out.stdout);
+    assert_eq!(
+        (st["items_done"].as_u64(), st["bytes_done"].as_u64()),
+        (Some(4), Some(total)),
+        "{st}"
+    );
 }
 
 /// On a terminal (a pseudo-terminal from `script`), a long backup draws a

@@ -140,6 +140,7 @@ impl Reporter {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            b.set_message(command);
             b
         });
         let r = Reporter {

@@ -414,13 +414,15 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// Read, chunk and store a file's content; returns its blob list and
-    /// the number of bytes read.
+    /// Read, chunk and store a file's content; returns its blob list, the
+    /// number of bytes read, and the capture details of a database. Large
+    /// files and captures report their bytes to the progress sink as they
+    /// go (`Progress::advance`); the caller's `file_done` adds the rest.
     fn save_file_content(
         &self,
         path: &Path,
         meta: &Metadata,
-    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>)> {
+    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>, u64)> {
         let mut file = File::open(path).map_err(|e| Error::source_io("cannot open", path, e))?;
         let size = meta.len();
         if self.sqlite && size >= 512 {
@@ -429,14 +431,15 @@ impl Ctx<'_> {
             if page.is_some() {
                 drop(file);
                 // The page size the read transaction sees is the one used.
-                return self.save_capture(path, meta);
+                let (ids, total, capture) = self.save_capture(path, meta)?;
+                return Ok((ids, total, capture, total));
             }
         }
         if size < MMAP_THRESHOLD {
             let data = sfs::read_small(&mut file, size, path)?;
             let cuts: Vec<Cut> = self.repo.chunker().cuts(&data).collect();
             let ids = self.save_chunks(&data, &cuts)?;
-            return Ok((ids, data.len() as u64, None));
+            return Ok((ids, data.len() as u64, None, 0));
         }
         let max = self.repo.chunker().params().max_len as u64;
         let page = 4096u64.max(rustix::param::page_size() as u64);
@@ -466,8 +469,9 @@ impl Ctx<'_> {
             let consumed: usize = cuts.iter().map(|c| c.len).sum();
             ids.extend(self.save_chunks(data, &cuts)?);
             pos += consumed as u64;
+            self.progress.advance(0, consumed as u64);
         }
-        Ok((ids, pos, None))
+        Ok((ids, pos, None, pos))
     }
 
     /// Capture a consistent state of a live SQLite database and store it
@@ -491,6 +495,7 @@ impl Ctx<'_> {
                 })
                 .collect();
             ids.extend(self.save_chunks(buf, &cuts)?);
+            self.progress.advance(0, buf.len() as u64);
             Ok(())
         })?;
         reader.finish(path)?;
@@ -564,10 +569,12 @@ impl Ctx<'_> {
                 }
                 None => cached.map(|c| (c, meta.len())),
             };
+            let mut streamed = 0;
             let (content, len) = match found {
                 Some(found) => found,
                 None => match self.save_file_content(path, &meta) {
-                    Ok((c, len, capture)) => {
+                    Ok((c, len, capture, s)) => {
+                        streamed = s;
                         capture_ext = capture.map(CaptureInfo::to_bytes);
                         add(&self.counters.files_read, 1);
                         add(&self.counters.bytes_read, len);
@@ -586,7 +593,7 @@ impl Ctx<'_> {
                     Err(e) => return Err(e),
                 },
             };
-            self.progress.file_done(path, len);
+            self.progress.file_done(path, len.saturating_sub(streamed));
             add(&self.counters.files, 1);
             add(&self.counters.total_bytes, len);
             let mut n =

@@ -54,7 +54,9 @@ pub fn depth(rel: &[u8]) -> usize {
 /// Receives progress events from long operations. Every method has a
 /// no-op default; the CLI implements what it shows.
 pub trait Progress: Sync {
-    /// A file's content was processed (`bytes` of it).
+    /// A file is done; `bytes` of its content were not already reported
+    /// through `advance` (large files and databases report theirs as they
+    /// are read or written).
     fn file_done(&self, _path: &Path, _bytes: u64) {}
     /// An entry could not be processed; the operation goes on without it.
     fn error(&self, _path: &Path, _error: &Error) {}

@@ -406,6 +406,7 @@ impl Ctx<'_> {
             }
             .map_err(|e| Error::io_path("cannot write", display(path), e))?;
             self.bytes.fetch_add(written, Ordering::Relaxed);
+            self.progress.advance(0, data.len() as u64);
             Ok(())
         };
         if content.len() > 1 {
@@ -421,7 +422,8 @@ impl Ctx<'_> {
             file.set_len(off)
                 .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
         }
-        self.progress.file_done(&display(path), off);
+        // Its bytes were reported blob by blob.
+        self.progress.file_done(&display(path), 0);
         let skip = fresh && owner_ok && exact_mode;
         self.set_meta_fd(file.as_fd(), n, path, skip)
     }
