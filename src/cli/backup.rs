@@ -181,11 +181,11 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
                 println!("using parent snapshot {}", &hex::encode(p)[..8]);
             }
             println!(
-                "processed {} files, {} dirs, {} in {:.2}s ({} files read, {} unchanged)",
+                "processed {} files, {} dirs, {} in {} ({} files read, {} unchanged)",
                 s.files,
                 s.dirs,
                 human_bytes(s.total_bytes),
-                s.duration_ns as f64 / 1e9,
+                super::human_duration(s.duration_ns as f64 / 1e9),
                 s.files_read,
                 s.files.saturating_sub(s.files_read)
             );

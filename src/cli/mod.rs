@@ -354,6 +354,23 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Human-readable duration: "0.42s", "12.3s", "4m05s", "1h02m".
+pub fn human_duration(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 10.0 {
+        format!("{secs:.2}s")
+    } else if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let s = secs.round() as u64;
+        if s < 3600 {
+            format!("{}m{:02}s", s / 60, s % 60)
+        } else {
+            format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+        }
+    }
+}
+
 /// A snapshot time in its recorded UTC offset, `YYYY-MM-DD HH:MM:SS`.
 pub fn format_time(time_ns: i64, offset_s: i32) -> String {
     let ts = jiff::Timestamp::from_nanosecond(i128::from(time_ns)).unwrap_or_default();
@@ -482,5 +499,13 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.50 KiB");
         assert_eq!(human_bytes(5 << 30), "5.00 GiB");
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(0.4213), "0.42s");
+        assert_eq!(human_duration(12.34), "12.3s");
+        assert_eq!(human_duration(245.0), "4m05s");
+        assert_eq!(human_duration(3725.0), "1h02m");
     }
 }

@@ -199,11 +199,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             }
             if o.problems.is_empty() {
                 println!(
-                    "restore test of snapshot {}: {} files ({}) restored and verified in {:.1}s, {} databases pass integrity_check: all sound",
+                    "restore test of snapshot {}: {} files ({}) restored and verified in {}, {} databases pass integrity_check: all sound",
                     &o.snapshot[..8],
                     o.files,
                     human_bytes(o.bytes),
-                    o.seconds,
+                    super::human_duration(o.seconds),
                     o.databases.len(),
                 );
             } else {

@@ -227,7 +227,10 @@ impl<'a> Runner<'a> {
                 self.stopped = true;
             }
         } else {
-            self.say(&format!("{step} done in {seconds:.1}s"));
+            self.say(&format!(
+                "{step} done in {}",
+                super::human_duration(seconds)
+            ));
         }
         self.steps.push(Step {
             step: step.to_string(),
@@ -661,10 +664,10 @@ impl<'a> Runner<'a> {
         s.push_str("\nsteps:\n");
         for st in &self.steps {
             s.push_str(&format!(
-                "  {} {} ({:.1}s)\n",
+                "  {} {} ({})\n",
                 if st.ok { "ok    " } else { "FAILED" },
                 st.step,
-                st.seconds
+                super::human_duration(st.seconds)
             ));
         }
         // Healthchecks.io keeps the first 100 kB of a ping body.
