@@ -109,6 +109,60 @@ fn forget_keep_last_1_with_prune_shrinks_to_one_snapshot() {
     assert!(out.contains("0 packs deleted, 0 repacked"), "{out}");
 }
 
+/// `--max-unused` is a share of the whole repository, as restic's: a little
+/// waste spread over packs is left alone (nothing is rewritten, not even
+/// the index), and repacking starts with the most wasteful packs.
+#[test]
+fn prune_leaves_a_little_waste_alone_and_repacks_the_worst_packs_first() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    make_tree(&src, 60, 100_000, 1);
+    env.backup_json(&[&src], &[]);
+    // One file in sixty goes: under 2% of the data, about a tenth of its pack.
+    fs::remove_file(src.join("f007")).unwrap();
+    env.backup_json(&[&src], &[]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    // The first prune may delete a pack holding only the old snapshot's
+    // trees, but rewrites no pack.
+    let prune = || -> serde_json::Value {
+        serde_json::from_str(env.ok(&["prune", "--json"]).trim()).unwrap()
+    };
+    let r = prune();
+    assert_eq!(r["packs_repacked"], 0, "{r}");
+    // What is left is the file's blob: the next prune changes nothing at all.
+    let index_before = walk(&env.repo.join("index"));
+    let packs_before = walk(&env.repo.join("data"));
+    let r = prune();
+    assert_eq!(r["packs_repacked"], 0, "{r}");
+    assert_eq!(r["packs_deleted"], 0, "{r}");
+    assert_eq!(r["index_files_replaced"], 0, "{r}");
+    assert!(r["unused_blobs"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(
+        walk(&env.repo.join("index")),
+        index_before,
+        "index untouched"
+    );
+    assert_eq!(
+        walk(&env.repo.join("data")),
+        packs_before,
+        "packs untouched"
+    );
+    check_ok(&env, true);
+    // The waste is still seen (the file's blob and the old snapshot's
+    // trees): a stricter limit repacks their packs, and nothing unused is
+    // left.
+    let r: serde_json::Value =
+        serde_json::from_str(env.ok(&["prune", "--json", "--max-unused", "0%"]).trim()).unwrap();
+    assert!(r["packs_repacked"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["unused_blobs"].as_u64().unwrap() >= 1, "{r}");
+    let r: serde_json::Value =
+        serde_json::from_str(env.ok(&["prune", "--json", "--dry-run"]).trim()).unwrap();
+    assert_eq!(r["unused_blobs"], 0, "{r}");
+    check_ok(&env, true);
+    assert_eq!(all_snapshots_restore(&env, &src), 1);
+}
+
 #[test]
 fn prune_repacks_partly_used_packs() {
     let env = Env::uninit();

@@ -45,7 +45,8 @@ pub struct Args {
     /// Prune afterwards, to give the space back.
     #[arg(long)]
     prune: bool,
-    /// With --prune: repack packs with more than this share unused.
+    /// With --prune: unused data to tolerate, as a share of the repository
+    /// (see `cairn prune --help`).
     #[arg(long, default_value = "5%", value_name = "PERCENT")]
     max_unused: String,
     #[command(flatten)]

@@ -9,7 +9,9 @@ use super::{GlobalArgs, human_bytes};
 /// Arguments of `cairn prune`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Repack packs with more than this share unused (e.g. "5%", "0%").
+    /// Unused data to tolerate, as a share of the repository: partly used
+    /// packs are repacked, the most wasteful first, until no more than this
+    /// is unused ("5%"; "0%" repacks every partly used pack).
     #[arg(long, default_value = "5%", value_name = "PERCENT")]
     max_unused: String,
     /// Only say what would be done.

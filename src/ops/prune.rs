@@ -33,7 +33,9 @@ use crate::repo::{Repository, index_name, pack_name};
 /// Options for [`prune`].
 #[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
-    /// Repack a pack when more than this share of it is unused (0.0–1.0).
+    /// Unused data the repository may keep after the prune, as a share of
+    /// its packs (0.0–1.0): partly used packs are repacked, the most wasteful
+    /// first, until at most this share is unused (restic's `--max-unused`).
     pub max_unused: f64,
     /// Report what would be done, change nothing.
     pub dry_run: bool,
@@ -170,35 +172,68 @@ fn prune_inner(
     }
 
     // Decide, pack by pack. A blob indexed twice is kept once: the first
-    // pack (in ID order) that has it keeps it.
+    // pack (in ID order) that has it keeps it; the other copies are unused.
     let mut order: Vec<PackId> = packs.keys().copied().collect();
     order.sort();
-    let mut kept_blobs: HashSet<(BlobType, BlobId)> = HashSet::new();
+    let mut homed: HashSet<(BlobType, BlobId)> = HashSet::new();
+    let mut duplicates = 0u64;
     let mut keep_as_is: Vec<IndexPack> = Vec::new();
     let mut repack: Vec<(PackId, Vec<IndexBlob>)> = Vec::new();
     let mut delete: Vec<PackId> = Vec::new();
+    // Partly used packs: (unused share, unused bytes, pack, live blobs, the
+    // index entries it keeps if it is not repacked).
+    type Partial = (f64, u64, PackId, Vec<IndexBlob>, Vec<IndexBlob>);
+    let mut partial: Vec<Partial> = Vec::new();
+    let mut used_bytes = 0u64;
     for id in order {
         let blobs = &packs[&id];
         let mut live = Vec::new();
+        // Entries a pack kept as it is goes on listing: its used blobs and
+        // its unused ones (so later prunes still see that waste, and later
+        // backups may use them again), but no second copy of a blob.
+        let mut entries = Vec::new();
         let (mut live_bytes, mut all_bytes) = (0u64, 0u64);
         for b in blobs {
             all_bytes += u64::from(b.sealed_len);
             let key = (b.blob_type, b.id);
-            if used.contains(&key) && kept_blobs.insert(key) {
+            if !homed.insert(key) {
+                duplicates += 1;
+                continue;
+            }
+            entries.push(*b);
+            if used.contains(&key) {
                 live_bytes += u64::from(b.sealed_len);
                 live.push(*b);
             }
         }
         r.used_blobs += live.len() as u64;
         r.unused_blobs += (blobs.len() - live.len()) as u64;
+        used_bytes += live_bytes;
         if live.is_empty() {
             delete.push(id);
-        } else if live.len() == blobs.len()
-            || (all_bytes - live_bytes) as f64 <= opts.max_unused * all_bytes as f64
-        {
+        } else if live.len() == blobs.len() {
             keep_as_is.push(IndexPack { id, blobs: live });
         } else {
+            let unused = all_bytes - live_bytes;
+            partial.push((unused as f64 / all_bytes as f64, unused, id, live, entries));
+        }
+    }
+    // Repack the most wasteful packs until the unused data left is at most
+    // `max_unused` of what remains: a few percent spread over many packs
+    // is not worth rewriting them.
+    partial.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
+    let mut unused_left: u64 = partial.iter().map(|p| p.1).sum();
+    let allowed = if opts.max_unused >= 1.0 {
+        f64::INFINITY
+    } else {
+        opts.max_unused / (1.0 - opts.max_unused) * used_bytes as f64
+    };
+    for (_, unused, id, live, entries) in partial {
+        if unused_left as f64 > allowed {
+            unused_left -= unused;
             repack.push((id, live));
+        } else {
+            keep_as_is.push(IndexPack { id, blobs: entries });
         }
     }
     let unindexed: Vec<PackId> = on_disk
@@ -219,7 +254,9 @@ fn prune_inner(
     if opts.dry_run {
         return Ok(r);
     }
-    if delete.is_empty() && repack.is_empty() && unindexed.is_empty() && r.unused_blobs == 0 {
+    // Nothing to delete or rewrite: the index files stay as they are.
+    if delete.is_empty() && repack.is_empty() && unindexed.is_empty() && duplicates == 0 {
+        r.index_files_replaced = 0;
         return Ok(r);
     }
 
