@@ -154,10 +154,42 @@ pub fn make_key_file(master: &Secret32, passphrase: &[u8], kdf: KdfParams) -> Re
     Ok(kf)
 }
 
+/// The wrapping key of a passphrase under a key file's salt and cost,
+/// derived once per process: `cairn run` opens a repository once per step,
+/// and Argon2id is slow on purpose. Entries are found by a hash keyed with
+/// a random per-process key, so the table holds nothing a process that
+/// holds the master key does not already hold.
+fn wrapping_key(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<Secret32> {
+    type Memo = (
+        Secret32,
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], Secret32>>,
+    );
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let (hash_key, table) = MEMO.get_or_init(|| (Secret32::random(), Default::default()));
+    let mut h = blake3::Hasher::new_keyed(hash_key.expose());
+    for part in [passphrase, salt] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for n in [kdf.memory_kib, kdf.iterations, kdf.parallelism] {
+        h.update(&n.to_le_bytes());
+    }
+    let slot = *h.finalize().as_bytes();
+    if let Some(k) = table.lock().unwrap_or_else(|p| p.into_inner()).get(&slot) {
+        return Ok(k.clone());
+    }
+    let k = crypto::derive_wrapping_key(passphrase, salt, kdf)?;
+    table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(slot, k.clone());
+    Ok(k)
+}
+
 /// Unwrap the master secret from a key file, or `None` if the passphrase
 /// does not match.
 pub fn unwrap_key_file(kf: &KeyFile, passphrase: &[u8]) -> Result<Option<Secret32>> {
-    let wrapping = crypto::derive_wrapping_key(passphrase, &kf.salt, kf.kdf)?;
+    let wrapping = wrapping_key(passphrase, &kf.salt, kf.kdf)?;
     match SealKey::new(&wrapping).open(&kf.header_bytes(), &kf.wrapped, "key file") {
         Ok(mut pt) => {
             let mut bytes = [0u8; 32];
@@ -838,6 +870,46 @@ pub fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-process memo of wrapping keys gives what Argon2id gives, for
+    /// each distinct passphrase, salt and cost.
+    #[test]
+    fn remembered_wrapping_keys_are_the_derived_ones() {
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let direct =
+            |p: &[u8], s: &[u8], k| *crypto::derive_wrapping_key(p, s, k).unwrap().expose();
+        let memo = |p: &[u8], s: &[u8], k| *wrapping_key(p, s, k).unwrap().expose();
+        for _ in 0..2 {
+            assert_eq!(
+                memo(b"pw", b"salt-one-16bytes", kdf),
+                direct(b"pw", b"salt-one-16bytes", kdf)
+            );
+            assert_eq!(
+                memo(b"pw", b"salt-two-16bytes", kdf),
+                direct(b"pw", b"salt-two-16bytes", kdf)
+            );
+            assert_eq!(
+                memo(b"other", b"salt-one-16bytes", kdf),
+                direct(b"other", b"salt-one-16bytes", kdf)
+            );
+            let more = KdfParams {
+                iterations: 2,
+                ..kdf
+            };
+            assert_eq!(
+                memo(b"pw", b"salt-one-16bytes", more),
+                direct(b"pw", b"salt-one-16bytes", more)
+            );
+        }
+        assert_ne!(
+            memo(b"pw", b"salt-one-16bytes", kdf),
+            memo(b"pw", b"salt-two-16bytes", kdf)
+        );
+    }
 
     #[test]
     fn times_in_every_accepted_form() {
