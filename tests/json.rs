@@ -296,8 +296,19 @@ fn every_command_prints_documented_json() {
         &stdout_of(&env, &["key", "remove", &key_id, "--json"]),
     );
 
-    // Locks: a stale one from a killed process is removed.
-    c.output("unlock", &stdout_of(&env, &["unlock", "--json"]));
+    // Locks: a lock held by this process is kept by `unlock` and removed
+    // by `unlock --remove-all`.
+    let backend = std::sync::Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
+    let repo = cairn::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let lock = cairn::repo::lock::RepoLock::acquire(&repo, false).unwrap();
+    let kept = c.output("unlock", &stdout_of(&env, &["unlock", "--json"]));
+    assert_eq!(kept[0]["removed"].as_array().unwrap().len(), 0);
+    let removed = c.output(
+        "unlock",
+        &stdout_of(&env, &["unlock", "--json", "--remove-all"]),
+    );
+    assert_eq!(removed[0]["removed"][0]["pid"], std::process::id());
+    drop(lock);
 
     // Copy to a second repository.
     let other = Env::new();

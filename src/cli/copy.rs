@@ -13,24 +13,8 @@ pub struct Args {
     /// The repository to copy from.
     #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "REPO")]
     from_repo: String,
-    /// Read the source repository's passphrase from this file.
-    #[arg(
-        long,
-        env = "CAIRN_FROM_PASSWORD_FILE",
-        value_name = "FILE",
-        hide_env_values = true
-    )]
-    from_password_file: Option<std::path::PathBuf>,
-    /// Run this shell command and read the source repository's passphrase
-    /// from its output.
-    #[arg(
-        long,
-        env = "CAIRN_FROM_PASSWORD_COMMAND",
-        value_name = "COMMAND",
-        hide_env_values = true,
-        conflicts_with = "from_password_file"
-    )]
-    pub(super) from_password_command: Option<String>,
+    #[command(flatten)]
+    pass: SourcePass,
     /// Backend settings for the source (from a configuration file).
     #[arg(skip)]
     pub(super) from_env: std::collections::BTreeMap<String, String>,
@@ -40,12 +24,28 @@ pub struct Args {
     filter: super::FilterArgs,
 }
 
-/// Where the source repository's passphrase comes from.
-pub struct SourcePass<'a> {
-    /// A file holding it.
-    pub file: Option<&'a std::path::Path>,
-    /// A shell command printing it.
-    pub command: Option<&'a str>,
+/// Where the source repository's passphrase comes from (`copy`, and
+/// `init --copy-chunker-params`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SourcePass {
+    /// Read the source repository's passphrase from this file.
+    #[arg(
+        long,
+        env = "CAIRN_FROM_PASSWORD_FILE",
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    pub from_password_file: Option<std::path::PathBuf>,
+    /// Run this shell command and read the source repository's passphrase
+    /// from its output.
+    #[arg(
+        long,
+        env = "CAIRN_FROM_PASSWORD_COMMAND",
+        value_name = "COMMAND",
+        hide_env_values = true,
+        conflicts_with = "from_password_file"
+    )]
+    pub from_password_command: Option<String>,
 }
 
 /// Open the source repository of `copy` or `init --copy-chunker-params`:
@@ -54,14 +54,14 @@ pub struct SourcePass<'a> {
 pub fn open_source(
     g: &GlobalArgs,
     repo: &str,
-    pass: SourcePass<'_>,
+    pass: &SourcePass,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<Repository> {
     let mut src = g.clone();
     src.repo = Some(repo.to_string());
     src.env = env.clone();
-    src.password_file = pass.file.map(std::path::Path::to_path_buf);
-    src.password_command = pass.command.map(str::to_string);
+    src.password_file = pass.from_password_file.clone();
+    src.password_command = pass.from_password_command.clone();
     if src.password_file.is_none() && src.password_command.is_none() {
         let p = match std::env::var_os("CAIRN_FROM_PASSWORD") {
             Some(p) => {
@@ -85,15 +85,7 @@ pub fn open_source(
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let mut src = open_source(
-        g,
-        &a.from_repo,
-        SourcePass {
-            file: a.from_password_file.as_deref(),
-            command: a.from_password_command.as_deref(),
-        },
-        &a.from_env,
-    )?;
+    let mut src = open_source(g, &a.from_repo, &a.pass, &a.from_env)?;
     let mut dst = g.open()?;
     let _l1 = RepoLock::acquire(&src, false)?;
     let _l2 = RepoLock::acquire(&dst, false)?;

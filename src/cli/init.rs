@@ -21,24 +21,8 @@ pub struct Args {
     /// The repository to take chunker parameters from.
     #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "REPO")]
     from_repo: Option<String>,
-    /// Read --from-repo's passphrase from this file.
-    #[arg(
-        long,
-        env = "CAIRN_FROM_PASSWORD_FILE",
-        value_name = "FILE",
-        hide_env_values = true
-    )]
-    from_password_file: Option<std::path::PathBuf>,
-    /// Run this shell command and read --from-repo's passphrase from its
-    /// output.
-    #[arg(
-        long,
-        env = "CAIRN_FROM_PASSWORD_COMMAND",
-        value_name = "COMMAND",
-        hide_env_values = true,
-        conflicts_with = "from_password_file"
-    )]
-    from_password_command: Option<String>,
+    #[command(flatten)]
+    pass: super::copy::SourcePass,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -48,15 +32,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         ..InitOptions::default()
     };
     if let (true, Some(from)) = (a.copy_chunker_params, &a.from_repo) {
-        let src = super::copy::open_source(
-            g,
-            from,
-            super::copy::SourcePass {
-                file: a.from_password_file.as_deref(),
-                command: a.from_password_command.as_deref(),
-            },
-            &Default::default(),
-        )?;
+        let src = super::copy::open_source(g, from, &a.pass, &Default::default())?;
         opts.chunker = Some(src.config().chunker);
         opts.id_key = Some(src.config().id_key);
     }

@@ -205,7 +205,9 @@ fn locate(text: &str, table: &str, key: Option<&str>) -> usize {
             if l.trim_start().starts_with('[') {
                 break;
             }
-            if l.trim_start().starts_with(k) {
+            if l.split_once('=')
+                .is_some_and(|(key, _)| key.trim().trim_matches('"') == k)
+            {
                 line += i;
                 break;
             }

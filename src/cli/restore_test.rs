@@ -27,20 +27,20 @@ pub struct Args {
     filter: super::FilterArgs,
 }
 
-/// What a restore test found, for `cairn run` too.
-pub struct Outcome {
+/// What a restore test found.
+struct Outcome {
     /// The snapshot tested.
-    pub snapshot: String,
-    /// Files verified and their bytes.
-    pub files: u64,
+    snapshot: String,
+    /// Files verified.
+    files: u64,
     /// Bytes verified.
-    pub bytes: u64,
+    bytes: u64,
     /// Databases and their `integrity_check` verdicts.
-    pub databases: Vec<(String, String)>,
+    databases: Vec<(String, String)>,
     /// Everything that is wrong, as (path, what).
-    pub problems: Vec<(String, String)>,
+    problems: Vec<(String, String)>,
     /// Seconds taken.
-    pub seconds: f64,
+    seconds: f64,
 }
 
 /// Regular files below `dir` that start with the SQLite header, with their
@@ -76,7 +76,7 @@ fn sqlite_files(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
 }
 
 /// Run the test without printing.
-pub fn test(
+fn test(
     g: &GlobalArgs,
     spec: &str,
     filter: &super::FilterArgs,
@@ -162,7 +162,13 @@ pub fn test(
     databases.sort();
     problems.sort();
     problems.dedup();
-    dir.close().ok();
+    let path = dir.path().to_path_buf();
+    if let Err(e) = dir.close() {
+        eprintln!(
+            "warning: cannot remove the restore test's directory {}: {e}",
+            path.display()
+        );
+    }
     Ok(Outcome {
         snapshot: id.to_hex(),
         files,
