@@ -27,6 +27,7 @@ pub mod backend;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
+pub mod failpoint;
 pub mod format;
 pub mod id;
 pub mod index;

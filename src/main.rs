@@ -9,5 +9,6 @@
 mod cli;
 
 fn main() {
+    cairn::failpoint::setup_from_env();
     std::process::exit(cli::run());
 }

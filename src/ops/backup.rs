@@ -1057,6 +1057,7 @@ pub fn backup(
         },
         extensions: Vec::new(),
     };
+    crate::failpoint::hit("backup::before_snapshot")?;
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupResult {
         id,

@@ -316,6 +316,7 @@ fn prune_inner(
         new_index_bytes += n;
     }
     let _ = new_index_bytes;
+    crate::failpoint::hit("prune::before_delete")?;
     // 4. Old index files go.
     for id in &index_ids {
         repo.backend().delete(&index_name(id))?;

@@ -53,6 +53,30 @@ impl Env {
         c
     }
 
+    /// `cairn` as a plain process (for tests that stop, signal or race it),
+    /// with the same environment as [`Env::cmd`].
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
+        c.env("CAIRN_REPOSITORY", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_KDF_MEMORY_KIB", "64")
+            .env("CAIRN_KDF_ITERATIONS", "1")
+            .env_remove("CAIRN_PASSWORD_FILE")
+            .env_remove("CAIRN_PASSWORD_COMMAND");
+        c
+    }
+
+    /// Start `cairn ARGS` with extra environment variables (e.g.
+    /// `FAILPOINTS`), its output piped.
+    pub fn spawn(&self, args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+        let mut c = self.std_cmd();
+        c.args(args)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    }
+
     /// Run `cairn ARGS`, returning the output whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
@@ -230,4 +254,41 @@ pub fn name(b: &[u8]) -> &OsStr {
 /// True when the tests run as root (owner restore, chmod 000 still readable).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Wait until process `pid` has stopped itself at a failpoint configured
+/// with `return(stop)` (see `src/failpoint.rs`): its state in
+/// `/proc/PID/stat` is `T`. Panics if it exits instead, or after two
+/// minutes. This waits for a state, not for time to pass: the interleaving
+/// is fixed by the failpoint, whatever the machine's speed.
+pub fn wait_stopped(child: &mut std::process::Child) {
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            if let Some(state) = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                && state == "T"
+            {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("process {pid} exited ({status}) instead of stopping at its failpoint");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not reach its failpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Let a process stopped at a failpoint go on.
+pub fn resume(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
 }

@@ -1,0 +1,66 @@
+//! Test-only interleaving points.
+//!
+//! Races (a prune between a backup's last pack and its snapshot, a file
+//! rewritten between two reads, a process killed mid-commit) are tested by
+//! stopping Cairn at a named point, acting, and letting it go on — never by
+//! sleeping and hoping the window is hit. A point costs nothing unless the
+//! crate is built with the `failpoints` feature, which only the test suite
+//! enables (`Cargo.toml` dev-dependencies).
+//!
+//! With the feature, points are configured through the `fail` crate: the
+//! `FAILPOINTS` environment variable of the `cairn` binary
+//! (`FAILPOINTS='backup::before_snapshot=return(stop)'`), or `fail::cfg` and
+//! `fail::cfg_callback` in a test that runs the library in-process. A point
+//! configured with `return(ACTION)` acts:
+//!
+//! | action | effect |
+//! |---|---|
+//! | `stop` | the process stops itself with `SIGSTOP`; the test waits for the stopped state, acts, and sends `SIGCONT` |
+//! | `kill` | the process kills itself with `SIGKILL` (a crash: no destructor, no cleanup) |
+//! | `error` | the operation fails here with an I/O error |
+//!
+//! Never touches: anything else. Points are named `module::place`.
+
+use crate::error::Result;
+
+/// Evaluate the point `name`; see the module documentation.
+#[inline]
+pub fn hit(name: &str) -> Result<()> {
+    #[cfg(feature = "failpoints")]
+    if let Some(action) = fail::eval(name, |arg| arg.unwrap_or_default()) {
+        return act(name, &action);
+    }
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(feature = "failpoints")]
+fn act(name: &str, action: &str) -> Result<()> {
+    use rustix::process::{Signal, getpid, kill_process};
+    match action {
+        "stop" => {
+            let _ = kill_process(getpid(), Signal::STOP);
+            Ok(())
+        }
+        "kill" => {
+            let _ = kill_process(getpid(), Signal::KILL);
+            Ok(())
+        }
+        "error" => Err(crate::error::Error::io(
+            format!("failpoint {name}"),
+            std::io::Error::other("injected failure"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Read the `FAILPOINTS` environment variable (the binary calls this once
+/// at start). Without the `failpoints` feature it does nothing.
+pub fn setup_from_env() {
+    #[cfg(feature = "failpoints")]
+    {
+        // The scenario holds a process-wide guard; it lives as long as the
+        // process.
+        std::mem::forget(fail::FailScenario::setup());
+    }
+}
