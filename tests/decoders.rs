@@ -195,7 +195,8 @@ fn samples() -> Vec<Vec<u8>> {
         id: BlobId([4; 32]),
         sealed_len: 100,
         raw_len: 200,
-    }]);
+    }])
+    .unwrap();
     let key = KeyFile {
         kdf: KdfParams {
             memory_kib: 64,
@@ -225,13 +226,13 @@ fn samples() -> Vec<Vec<u8>> {
     };
     let sealed = SealKey::new(&Secret32::from_bytes([3; 32])).seal(b"aad", b"secret");
     vec![
-        tree.to_bytes(),
+        tree.to_bytes().unwrap(),
         pack,
-        key.to_bytes(),
-        config.to_bytes(),
-        lock.to_bytes(),
+        key.to_bytes_unchecked().unwrap(),
+        config.to_bytes().unwrap(),
+        lock.to_bytes().unwrap(),
         sealed,
-        IndexFile::default().to_bytes(),
+        IndexFile::default().to_bytes().unwrap(),
     ]
 }
 
@@ -255,19 +256,19 @@ proptest! {
 
     #[test]
     fn trees_round_trip(t in tree()) {
-        let b = t.to_bytes();
+        let b = t.to_bytes().unwrap();
         prop_assert_eq!(Tree::from_bytes(&b).unwrap(), t);
     }
 
     #[test]
     fn index_files_round_trip(f in index_file()) {
-        let b = f.to_bytes();
+        let b = f.to_bytes().unwrap();
         prop_assert_eq!(IndexFile::from_bytes(&b).unwrap(), f);
     }
 
     #[test]
     fn snapshots_round_trip(s in snapshot()) {
-        let b = s.to_bytes();
+        let b = s.to_bytes().unwrap();
         prop_assert_eq!(Snapshot::from_bytes(&b).unwrap(), s);
     }
 
@@ -279,4 +280,105 @@ proptest! {
         sealed[i / 8] ^= 1 << (i % 8);
         prop_assert!(key.open(b"ad", &sealed, "test").is_err());
     }
+}
+
+/// A string that may run past the 65 535-byte limit of a `string16`, built
+/// from a piece (non-ASCII included) repeated; multi-byte characters make
+/// any byte-count truncation land mid-character.
+fn long_text() -> impl Strategy<Value = String> {
+    (
+        prop_oneof!["[a-z]{1,3}", "[é中🎉]{1,3}", any::<String>()],
+        prop_oneof![
+            0usize..64,
+            16_380usize..16_400,
+            21_840usize..21_850,
+            65_530usize..65_540,
+            70_000usize..70_001
+        ],
+    )
+        .prop_map(|(piece, n)| piece.chars().cycle().take(n).collect())
+}
+
+/// Either `encoded` is an error of kind *invalid input*, or it decodes back
+/// to exactly `original`: an encoder never writes what its decoder rejects
+/// or reads differently.
+fn encodes_faithfully<T: PartialEq + std::fmt::Debug>(
+    original: &T,
+    encoded: cairn::Result<Vec<u8>>,
+    decode: fn(&[u8]) -> cairn::Result<T>,
+) -> Result<(), TestCaseError> {
+    match encoded {
+        Ok(b) => prop_assert_eq!(&decode(&b).unwrap(), original),
+        Err(e) => prop_assert_eq!(e.kind(), cairn::ErrorKind::InvalidInput, "{}", e),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Regression: a tag of 40 000 `é` was cut mid-character at 65 535
+    /// bytes and stored; the snapshot then failed to decode and every
+    /// command that lists snapshots failed with it.
+    #[test]
+    fn long_and_non_ascii_snapshot_fields_encode_faithfully_or_fail(
+        host in long_text(), user in long_text(), tag in long_text(), version in long_text(),
+        path in long_text(), tags in 0usize..3,
+    ) {
+        let mut s = snapshot_sample();
+        s.hostname = host;
+        s.username = user;
+        s.tags = vec![tag; tags];
+        s.program_version = version;
+        s.paths = vec![path.into_bytes()];
+        encodes_faithfully(&s, s.to_bytes(), Snapshot::from_bytes)?;
+    }
+
+    #[test]
+    fn long_and_non_ascii_lock_fields_encode_faithfully_or_fail(host in long_text(), user in long_text()) {
+        let l = Lock { exclusive: true, time_ns: 5, hostname: host, username: user, pid: 7 };
+        encodes_faithfully(&l, l.to_bytes(), Lock::from_bytes)?;
+    }
+
+    #[test]
+    fn long_and_non_ascii_tree_fields_encode_faithfully_or_fail(
+        name in long_text(), user in long_text(), target in long_text(), xattr in long_text(),
+    ) {
+        let mut n = Node::new(
+            name.into_bytes(),
+            NodeKind::Symlink { target: target.into_bytes() },
+        );
+        n.user = user.clone();
+        n.group = user;
+        n.xattrs = vec![Xattr { name: xattr.clone().into_bytes(), value: xattr.into_bytes() }];
+        let t = Tree { nodes: vec![n] };
+        encodes_faithfully(&t, t.to_bytes(), Tree::from_bytes)?;
+    }
+}
+
+fn snapshot_sample() -> Snapshot {
+    Snapshot {
+        time_ns: 1,
+        utc_offset_s: 0,
+        tree: BlobId([1; 32]),
+        parent: None,
+        hostname: String::new(),
+        username: String::new(),
+        paths: Vec::new(),
+        tags: Vec::new(),
+        program_version: String::new(),
+        summary: Summary::default(),
+        extensions: Vec::new(),
+    }
+}
+
+/// The exact tag of the report: 40 000 `é` (80 000 bytes) cannot be
+/// encoded, and the error says which field and why.
+#[test]
+fn a_tag_of_forty_thousand_e_acute_is_refused_by_the_encoder() {
+    let mut s = snapshot_sample();
+    s.tags = vec!["é".repeat(40_000)];
+    let e = s.to_bytes().unwrap_err();
+    assert_eq!(e.kind(), cairn::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("cannot encode snapshot"), "{e}");
 }

@@ -60,7 +60,7 @@ impl Crafter {
 
     fn tree(&self, nodes: Vec<Node>) -> BlobId {
         // Deliberately not sorted or validated: the encoder writes what it is given.
-        self.store(&[(BlobType::Tree, Tree { nodes }.to_bytes())])[0]
+        self.store(&[(BlobType::Tree, Tree { nodes }.to_bytes_unchecked().unwrap())])[0]
     }
 
     fn file(&self, name: &[u8], content: &[u8]) -> Node {
@@ -202,13 +202,17 @@ fn existing_symlinks_in_the_target_are_not_followed() {
 /// A chain of `levels` directories named `d`, with a file at the bottom.
 fn chain(c: &Crafter, levels: usize) -> BlobId {
     let leaf = c.file(b"leaf", b"bottom");
-    let mut blobs = vec![(BlobType::Tree, Tree { nodes: vec![leaf] }.to_bytes())];
+    let mut blobs = vec![(
+        BlobType::Tree,
+        Tree { nodes: vec![leaf] }.to_bytes().unwrap(),
+    )];
     let mut id = c.repo.id_key().blob_id(&blobs[0].1);
     for _ in 0..levels {
         let t = Tree {
             nodes: vec![dir(b"d", id)],
         }
-        .to_bytes();
+        .to_bytes()
+        .unwrap();
         id = c.repo.id_key().blob_id(&t);
         blobs.push((BlobType::Tree, t));
     }

@@ -9,14 +9,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(k) = KeyFile::from_bytes(data) {
-        assert_eq!(k.to_bytes(), data);
+        assert_eq!(k.to_bytes().unwrap(), data);
         assert!(k.kdf.validate().is_ok());
     }
     if let Ok(c) = Config::from_bytes(data) {
-        assert_eq!(c.to_bytes(), data);
+        assert_eq!(c.to_bytes().unwrap(), data);
     }
     let _ = Config::split_header(data);
     if let Ok(l) = Lock::from_bytes(data) {
-        assert_eq!(l.to_bytes(), data);
+        assert_eq!(l.to_bytes().unwrap(), data);
     }
 });

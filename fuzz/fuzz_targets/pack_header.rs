@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = header_from_bytes(data) {
-        assert_eq!(header_to_bytes(&entries), data);
+        assert_eq!(header_to_bytes(&entries).unwrap(), data);
         let total: u64 = entries.iter().map(|e| u64::from(e.sealed_len)).sum();
         assert!(entry_offsets(&entries, total).is_ok());
         assert!(entry_offsets(&entries, total + 1).is_err());

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(t) = Tree::from_bytes(data) {
-        assert_eq!(t.to_bytes(), data);
+        assert_eq!(t.to_bytes().unwrap(), data);
         for w in t.nodes.windows(2) {
             assert!(w[0].name < w[1].name);
         }

@@ -138,6 +138,9 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
         },
         sqlite_timeout: Some(std::time::Duration::from_secs(a.sqlite_timeout)),
     };
+    // Tags, host and paths the format cannot carry fail before the
+    // repository is opened or anything is written.
+    opts.validate()?;
     let mut repo = g.open()?;
     let mut opts = opts;
     if let Some(spec) = &a.parent {

@@ -108,9 +108,17 @@ impl Config {
         Ok((version, &buf[CONFIG_HEADER_LEN..]))
     }
 
-    /// Encode the sealed part.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(128);
+    /// Encode the sealed part, checked: the bytes are decoded again (every
+    /// parameter validated) before they are returned.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        Config::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(RECORD, 128);
         w.raw(&self.repo_id);
         w.u32(self.chunker.min_len);
         w.u32(self.chunker.avg_len);
@@ -172,7 +180,7 @@ mod tests {
             compression_level: 3,
             created: 5,
         };
-        let b = c.to_bytes();
+        let b = c.to_bytes().unwrap();
         assert_eq!(Config::from_bytes(&b).unwrap(), c);
         for cut in 0..b.len() {
             assert!(Config::from_bytes(&b[..cut]).is_err());

@@ -49,15 +49,23 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    /// Encode.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Encode, checked: the bytes are decoded again before they are
+    /// returned, so an index file its decoder would reject is an error here.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        IndexFile::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
         let n: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
-        let mut w = Writer::with_capacity(16 + self.packs.len() * 36 + n * INDEX_ENTRY_LEN);
+        let mut w = Writer::with_capacity(RECORD, 16 + self.packs.len() * 36 + n * INDEX_ENTRY_LEN);
         w.u8(INDEX_VERSION);
-        w.u32(self.packs.len() as u32);
+        w.len32(self.packs.len(), "the number of packs");
         for p in &self.packs {
             w.raw(p.id.as_bytes());
-            w.u32(p.blobs.len() as u32);
+            w.len32(p.blobs.len(), "the number of blobs in a pack");
             for b in &p.blobs {
                 w.u8(b.blob_type.to_byte());
                 w.u8(b.compression.to_byte());
@@ -67,7 +75,10 @@ impl IndexFile {
                 w.u32(b.raw_len);
             }
         }
-        w.u32(self.supersedes.len() as u32);
+        w.len32(
+            self.supersedes.len(),
+            "the number of superseded index files",
+        );
         for s in &self.supersedes {
             w.raw(s.as_bytes());
         }
@@ -143,7 +154,7 @@ mod tests {
             }],
             supersedes: vec![IndexId([5; 32])],
         };
-        let b = f.to_bytes();
+        let b = f.to_bytes().unwrap();
         assert_eq!(IndexFile::from_bytes(&b).unwrap(), f);
         for cut in 0..b.len() {
             assert!(IndexFile::from_bytes(&b[..cut]).is_err());

@@ -40,8 +40,8 @@ pub struct KeyFile {
 impl KeyFile {
     /// The header bytes (everything before the wrapped secret): the
     /// associated data of the sealed box.
-    pub fn header_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(128);
+    pub fn header_bytes(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(RECORD, 128);
         w.raw(KEY_MAGIC);
         w.u16(KEY_VERSION);
         w.u8(KDF_ARGON2ID);
@@ -55,11 +55,19 @@ impl KeyFile {
         w.finish()
     }
 
-    /// Encode.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.header_bytes();
+    /// Encode, checked: the bytes are decoded again before they are
+    /// returned.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        KeyFile::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
+        let mut out = self.header_bytes()?;
         out.extend_from_slice(&self.wrapped);
-        out
+        Ok(out)
     }
 
     /// Decode; rejects unknown versions and out-of-range KDF costs.
@@ -174,7 +182,7 @@ mod tests {
             username: "u".into(),
             wrapped: vec![7; WRAPPED_LEN],
         };
-        let b = k.to_bytes();
+        let b = k.to_bytes().unwrap();
         assert_eq!(KeyFile::from_bytes(&b).unwrap(), k);
         for cut in 0..b.len() {
             assert!(KeyFile::from_bytes(&b[..cut]).is_err());

@@ -23,9 +23,17 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Encode.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64);
+    /// Encode, checked: the bytes are decoded again before they are
+    /// returned.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        Lock::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(RECORD, 64);
         w.u8(LOCK_VERSION);
         w.u8(u8::from(self.exclusive));
         w.i64(self.time_ns);
@@ -75,7 +83,7 @@ mod tests {
             username: "u".into(),
             pid: 42,
         };
-        let b = l.to_bytes();
+        let b = l.to_bytes().unwrap();
         assert_eq!(Lock::from_bytes(&b).unwrap(), l);
         for cut in 0..b.len() {
             assert!(Lock::from_bytes(&b[..cut]).is_err());

@@ -3,7 +3,9 @@
 //! Owns: the byte layout described in `docs/FORMAT.md` (key file, config,
 //! pack header, index file, tree node, snapshot, lock). Every decoder
 //! rejects truncated, oversized or hostile input with an error and never
-//! panics. Never touches: I/O, backends, keys (sealing happens in `repo`).
+//! panics. Every encoder fails instead of truncating, and decodes its own
+//! output before returning it, so Cairn never stores a record it cannot
+//! read back. Never touches: I/O, backends, keys (sealing happens in `repo`).
 
 pub mod config;
 pub mod index;
@@ -13,6 +15,12 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 pub mod wire;
+
+/// An encoder's own output failed its decoder: the record holds a value the
+/// format cannot carry, which is the caller's input error.
+pub(crate) fn encode_error(record: &str, e: crate::error::Error) -> crate::error::Error {
+    crate::error::Error::invalid(format!("cannot encode {record}: {e}"))
+}
 
 /// The repository format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

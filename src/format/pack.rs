@@ -37,11 +37,19 @@ pub struct PackEntry {
     pub raw_len: u32,
 }
 
-/// Encode a pack header's plaintext.
-pub fn header_to_bytes(entries: &[PackEntry]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(5 + entries.len() * HEADER_ENTRY_LEN);
+/// Encode a pack header's plaintext, checked: the bytes are decoded again
+/// (every entry's limits validated) before they are returned.
+pub fn header_to_bytes(entries: &[PackEntry]) -> Result<Vec<u8>> {
+    let buf = header_to_bytes_unchecked(entries)?;
+    header_from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+    Ok(buf)
+}
+
+/// The encoding without the decode check (for tests of the decoder).
+pub fn header_to_bytes_unchecked(entries: &[PackEntry]) -> Result<Vec<u8>> {
+    let mut w = Writer::with_capacity(RECORD, 5 + entries.len() * HEADER_ENTRY_LEN);
     w.u8(PACK_HEADER_VERSION);
-    w.u32(entries.len() as u32);
+    w.len32(entries.len(), "the number of blobs");
     for e in entries {
         w.u8(e.blob_type.to_byte());
         w.u8(e.compression.to_byte());
@@ -167,7 +175,7 @@ mod tests {
                 raw_len: 10,
             },
         ];
-        let b = header_to_bytes(&e);
+        let b = header_to_bytes(&e).unwrap();
         assert_eq!(header_from_bytes(&b).unwrap(), e);
         for cut in 0..b.len() {
             assert!(header_from_bytes(&b[..cut]).is_err());

@@ -1,7 +1,7 @@
 //! Snapshot records: the commit point of a backup.
 
 use super::wire::{Reader, Writer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::BlobId;
 
 const RECORD: &str = "snapshot";
@@ -11,8 +11,84 @@ pub const SNAPSHOT_VERSION: u8 = 1;
 /// repository's ID (32 bytes) followed by the source snapshot's ID (32).
 pub const EXT_COPIED_FROM: u16 = 1;
 
-/// Most paths or tags one snapshot may list.
+/// Most paths or tags one snapshot may list (the format's `u16` count).
 pub const MAX_LIST_LEN: usize = 65535;
+
+/// Longest tag Cairn writes, in bytes of UTF-8. The format could carry
+/// 65 535; a tag is a label, and a label this long is a mistake.
+pub const MAX_TAG_LEN: usize = 256;
+/// Longest host name Cairn writes, in bytes (Linux allows 64).
+pub const MAX_HOSTNAME_LEN: usize = 256;
+/// Longest backed-up path Cairn writes, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+
+fn check_label(what: &str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(format!("an empty {what} is not allowed")));
+    }
+    if value.len() > max {
+        let shown: String = value.chars().take(24).collect();
+        return Err(Error::invalid(format!(
+            "the {what} {shown:?}… is {} bytes long; at most {max} are allowed",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "the {what} {value:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a tag before anything is written: 1 to [`MAX_TAG_LEN`] bytes, no
+/// control characters.
+pub fn check_tag(tag: &str) -> Result<()> {
+    check_label("tag", tag, MAX_TAG_LEN)
+}
+
+/// Check a host name before anything is written: at most
+/// [`MAX_HOSTNAME_LEN`] bytes, no control characters.
+pub fn check_hostname(host: &str) -> Result<()> {
+    // An empty host name is odd but not harmful (a container without one).
+    if host.is_empty() {
+        return Ok(());
+    }
+    check_label("host name", host, MAX_HOSTNAME_LEN)
+}
+
+/// Check a snapshot's lists before anything is written: at most
+/// [`MAX_LIST_LEN`] tags and paths, each path at most [`MAX_PATH_LEN`]
+/// bytes, each tag and the host name as [`check_tag`] and
+/// [`check_hostname`] say.
+pub fn check_labels(host: &str, tags: &[String], paths: &[Vec<u8>]) -> Result<()> {
+    check_hostname(host)?;
+    if tags.len() > MAX_LIST_LEN {
+        return Err(Error::invalid(format!(
+            "{} tags; a snapshot carries at most {MAX_LIST_LEN}",
+            tags.len()
+        )));
+    }
+    for t in tags {
+        check_tag(t)?;
+    }
+    if paths.len() > MAX_LIST_LEN {
+        return Err(Error::invalid(format!(
+            "{} paths; a snapshot lists at most {MAX_LIST_LEN}",
+            paths.len()
+        )));
+    }
+    for p in paths {
+        if p.len() > MAX_PATH_LEN {
+            return Err(Error::invalid(format!(
+                "the path {:?}… is {} bytes long; at most {MAX_PATH_LEN} are allowed",
+                String::from_utf8_lossy(&p[..64.min(p.len())]),
+                p.len()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// What a backup did, stored with its snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -71,9 +147,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Encode.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(512);
+    /// Encode, checked: the bytes are decoded again before they are
+    /// returned, so a snapshot its decoder would reject (an oversized tag, a
+    /// field cut mid-character) is an error here, before anything is stored.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        Snapshot::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(RECORD, 512);
         w.u8(SNAPSHOT_VERSION);
         w.i64(self.time_ns);
         w.u32(self.utc_offset_s as u32);
@@ -87,11 +172,11 @@ impl Snapshot {
         }
         w.bytes16(self.hostname.as_bytes());
         w.bytes16(self.username.as_bytes());
-        w.u16(self.paths.len() as u16);
+        w.len16(self.paths.len(), "the number of paths");
         for p in &self.paths {
             w.bytes16(p);
         }
-        w.u16(self.tags.len() as u16);
+        w.len16(self.tags.len(), "the number of tags");
         for t in &self.tags {
             w.bytes16(t.as_bytes());
         }
@@ -211,7 +296,7 @@ mod tests {
     #[test]
     fn round_trip_and_truncation() {
         let s = sample();
-        let b = s.to_bytes();
+        let b = s.to_bytes().unwrap();
         assert_eq!(Snapshot::from_bytes(&b).unwrap(), s);
         for cut in 0..b.len() {
             assert!(Snapshot::from_bytes(&b[..cut]).is_err());

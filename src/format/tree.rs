@@ -219,11 +219,22 @@ impl Tree {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    /// The canonical encoding. Entries must be sorted and valid.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.nodes.len() * 160);
+    /// The canonical encoding, checked: the bytes are decoded again before
+    /// they are returned, so a tree its decoder would reject (an unsafe or
+    /// duplicate name, unsorted entries, a field over its limit) is an error
+    /// here, before anything is stored.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let buf = self.to_bytes_unchecked()?;
+        Tree::from_bytes(&buf).map_err(|e| super::encode_error(RECORD, e))?;
+        Ok(buf)
+    }
+
+    /// The encoding without the decode check (for tests of the decoder).
+    /// Fails only if a field does not fit its length prefix.
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::with_capacity(RECORD, 64 + self.nodes.len() * 160);
         w.u8(TREE_VERSION);
-        w.u32(self.nodes.len() as u32);
+        w.len32(self.nodes.len(), "the number of entries");
         for n in &self.nodes {
             w.bytes16(&n.name);
             w.u8(n.kind.tag());
@@ -241,14 +252,14 @@ impl Tree {
             w.u64(n.nlink);
             w.u64(n.size);
             w.u8(n.flags);
-            w.u16(n.xattrs.len() as u16);
+            w.len16(n.xattrs.len(), "the number of extended attributes");
             for x in &n.xattrs {
                 w.bytes16(&x.name);
                 w.bytes32(&x.value);
             }
             match &n.kind {
                 NodeKind::File { content } => {
-                    w.u32(content.len() as u32);
+                    w.len32(content.len(), "the number of chunks");
                     for id in content {
                         w.raw(id.as_bytes());
                     }
@@ -410,13 +421,13 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = sample();
-        let b = t.to_bytes();
+        let b = t.to_bytes().unwrap();
         assert_eq!(Tree::from_bytes(&b).unwrap(), t);
     }
 
     #[test]
     fn truncations_fail() {
-        let b = sample().to_bytes();
+        let b = sample().to_bytes().unwrap();
         for cut in 0..b.len() {
             assert!(Tree::from_bytes(&b[..cut]).is_err(), "cut {cut}");
         }
@@ -428,7 +439,12 @@ mod tests {
             let t = Tree {
                 nodes: vec![Node::new(bad, NodeKind::Fifo)],
             };
-            assert!(Tree::from_bytes(&t.to_bytes()).is_err(), "{bad:?}");
+            assert!(
+                Tree::from_bytes(&t.to_bytes_unchecked().unwrap()).is_err(),
+                "{bad:?}"
+            );
+            // The checked encoder refuses to produce it in the first place.
+            assert!(t.to_bytes().is_err(), "{bad:?}");
         }
         let dup = Tree {
             nodes: vec![
@@ -436,14 +452,16 @@ mod tests {
                 Node::new("a", NodeKind::Fifo),
             ],
         };
-        assert!(Tree::from_bytes(&dup.to_bytes()).is_err());
+        assert!(Tree::from_bytes(&dup.to_bytes_unchecked().unwrap()).is_err());
+        assert!(dup.to_bytes().is_err());
         let unsorted = Tree {
             nodes: vec![
                 Node::new("b", NodeKind::Fifo),
                 Node::new("a", NodeKind::Fifo),
             ],
         };
-        assert!(Tree::from_bytes(&unsorted.to_bytes()).is_err());
+        assert!(Tree::from_bytes(&unsorted.to_bytes_unchecked().unwrap()).is_err());
+        assert!(unsorted.to_bytes().is_err());
     }
 
     #[test]
@@ -451,6 +469,6 @@ mod tests {
         let mut t = sample();
         t.nodes.reverse();
         t.sort();
-        assert_eq!(t.to_bytes(), sample().to_bytes());
+        assert_eq!(t.to_bytes().unwrap(), sample().to_bytes().unwrap());
     }
 }

@@ -6,20 +6,30 @@
 use crate::error::{Error, Result};
 
 /// Appends little-endian fields to a buffer.
-#[derive(Default)]
+///
+/// A field that does not fit its length prefix (a `bytes16` of more than
+/// 65 535 bytes, a count above its integer's range) is never truncated: the
+/// writer remembers the first such field and [`Writer::finish`] returns an
+/// error naming it, so no encoder can write a record its decoder rejects.
 pub struct Writer {
     buf: Vec<u8>,
+    record: &'static str,
+    error: Option<String>,
 }
 
 impl Writer {
-    /// An empty writer.
-    pub fn new() -> Self {
-        Writer { buf: Vec::new() }
-    }
-    /// An empty writer with room for `n` bytes.
-    pub fn with_capacity(n: usize) -> Self {
+    /// An empty writer for a record of kind `record` (named in errors), with
+    /// room for `n` bytes.
+    pub fn with_capacity(record: &'static str, n: usize) -> Self {
         Writer {
             buf: Vec::with_capacity(n),
+            record,
+            error: None,
+        }
+    }
+    fn fail(&mut self, problem: String) {
+        if self.error.is_none() {
+            self.error = Some(problem);
         }
     }
     /// One byte.
@@ -46,22 +56,44 @@ impl Writer {
     pub fn raw(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
-    /// Bytes with a u16 length prefix. The caller guarantees `v.len() <= u16::MAX`.
-    pub fn bytes16(&mut self, v: &[u8]) {
-        let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
-        self.u16(len);
-        self.buf.extend_from_slice(&v[..usize::from(len)]);
+    /// A count or length that must fit a `u16`; `what` names it in the error.
+    pub fn len16(&mut self, n: usize, what: &str) {
+        match u16::try_from(n) {
+            Ok(v) => self.u16(v),
+            Err(_) => {
+                self.fail(format!("{what} is {n}, more than the limit of 65535"));
+                self.u16(u16::MAX);
+            }
+        }
     }
-    /// Bytes with a u32 length prefix. The caller guarantees `v.len() <= u32::MAX`.
+    /// A count or length that must fit a `u32`; `what` names it in the error.
+    pub fn len32(&mut self, n: usize, what: &str) {
+        match u32::try_from(n) {
+            Ok(v) => self.u32(v),
+            Err(_) => {
+                self.fail(format!(
+                    "{what} is {n}, more than the limit of {}",
+                    u32::MAX
+                ));
+                self.u32(u32::MAX);
+            }
+        }
+    }
+    /// Bytes with a u16 length prefix; more than 65 535 bytes is an error
+    /// (at [`Writer::finish`]), never a truncation.
+    pub fn bytes16(&mut self, v: &[u8]) {
+        self.len16(v.len(), "the length of a field");
+        self.buf.extend_from_slice(v);
+    }
+    /// Bytes with a u32 length prefix; see [`Writer::bytes16`].
     pub fn bytes32(&mut self, v: &[u8]) {
-        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
-        self.u32(len);
-        self.buf.extend_from_slice(&v[..len as usize]);
+        self.len32(v.len(), "the length of a field");
+        self.buf.extend_from_slice(v);
     }
     /// Tagged extensions: a `u16` count, then each tag (`u16`) and value
     /// (`bytes32`).
     pub fn extensions(&mut self, ext: &[(u16, Vec<u8>)]) {
-        self.u16(ext.len() as u16);
+        self.len16(ext.len(), "the number of extensions");
         for (tag, value) in ext {
             self.u16(*tag);
             self.bytes32(value);
@@ -75,9 +107,16 @@ impl Writer {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
-    /// The finished buffer.
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
+    /// The finished buffer, or an error of kind *invalid input* naming the
+    /// first field that did not fit.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        match self.error {
+            None => Ok(self.buf),
+            Some(problem) => Err(Error::invalid(format!(
+                "cannot encode {}: {problem}",
+                self.record
+            ))),
+        }
     }
 }
 
@@ -209,7 +248,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_truncation() {
-        let mut w = Writer::new();
+        let mut w = Writer::with_capacity("test", 0);
         w.u8(1);
         w.u16(2);
         w.u32(3);
@@ -217,7 +256,7 @@ mod tests {
         w.i64(-5);
         w.bytes16(b"abc");
         w.bytes32(b"defg");
-        let buf = w.finish();
+        let buf = w.finish().unwrap();
         let mut r = Reader::new(&buf, "test");
         assert_eq!(r.u8().unwrap(), 1);
         assert_eq!(r.u16().unwrap(), 2);
@@ -241,6 +280,31 @@ mod tests {
             })();
             assert!(ok.is_err(), "cut at {cut} must fail");
         }
+    }
+
+    /// Regression: a field longer than its length prefix allows was cut at
+    /// 65 535 bytes (mid-character for a long non-ASCII tag) and written;
+    /// the decoder then rejected the whole record.
+    #[test]
+    fn an_oversized_field_is_an_error_not_a_truncation() {
+        let long = "\u{e9}".repeat(40_000);
+        let mut w = Writer::with_capacity("snapshot", 0);
+        w.bytes16(long.as_bytes());
+        let e = w.finish().unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("cannot encode snapshot"), "{e}");
+        assert!(e.to_string().contains("80000"), "{e}");
+        let mut w = Writer::with_capacity("t", 0);
+        w.bytes16(&vec![b'x'; 65_535]);
+        assert_eq!(w.finish().unwrap().len(), 65_537);
+        let mut w = Writer::with_capacity("t", 0);
+        w.len16(70_000, "the number of tags");
+        assert!(
+            w.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("number of tags")
+        );
     }
 
     #[test]

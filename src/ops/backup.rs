@@ -102,6 +102,27 @@ pub enum StreamSource {
     },
 }
 
+impl BackupOptions {
+    /// Check what the snapshot will record — tags, host name, paths, the
+    /// stream's file name — against the format's limits, before anything is
+    /// read or written (a tag the format cannot carry must fail here, not
+    /// after an hour of backup, and never be stored cut short).
+    pub fn validate(&self) -> Result<()> {
+        let host = self.host.clone().unwrap_or_else(crate::repo::hostname);
+        let mut paths = Vec::with_capacity(self.paths.len() + 1);
+        for p in &self.paths {
+            paths.push(clean_absolute(p)?.into_os_string().into_vec());
+        }
+        if let Some(s) = &self.stream {
+            crate::format::tree::validate_name(s.filename().as_bytes()).map_err(|_| {
+                Error::invalid(format!("invalid --stdin-filename {:?}", s.filename()))
+            })?;
+            paths.push(format!("/{}", s.filename()).into_bytes());
+        }
+        crate::format::snapshot::check_labels(&host, &self.tags, &paths)
+    }
+}
+
 impl StreamSource {
     fn filename(&self) -> &str {
         match self {
@@ -770,7 +791,7 @@ impl Ctx<'_> {
     }
 
     fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
-        self.save_blob(BlobType::Tree, &tree.to_bytes())
+        self.save_blob(BlobType::Tree, &tree.to_bytes()?)
     }
 
     /// Chunk and store a stream of unknown length, holding at most a window
@@ -941,6 +962,7 @@ pub fn backup(
     if paths.iter().any(|p| p == Path::new("/")) {
         paths.retain(|p| p == Path::new("/"));
     }
+    opts.validate()?;
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
     let _lock = RepoLock::acquire(repo, false)?;

@@ -117,7 +117,7 @@ impl Ctx<'_> {
                 Ok(n)
             })
             .collect::<Result<_>>()?;
-        let new = self.store(BlobType::Tree, &Tree { nodes }.to_bytes())?;
+        let new = self.store(BlobType::Tree, &Tree { nodes }.to_bytes()?)?;
         self.memo
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -172,7 +172,7 @@ impl RepoLock {
             username: super::username(),
             pid: std::process::id(),
         };
-        repo.save_object(aad::LOCK, &name, id.as_bytes(), &lock.to_bytes())?;
+        repo.save_object(aad::LOCK, &name, id.as_bytes(), &lock.to_bytes()?)?;
         // Another process may have locked at the same time: look again.
         if let Some(e) = conflict(&live_locks(repo, false)?, Some(&id)) {
             let _ = repo.backend().delete(&name);
@@ -220,8 +220,11 @@ fn refresh_loop(
         }
         if timeout.timed_out() {
             lock.time_ns = now_ns();
-            let sealed = seal.seal(&aad::object(aad::LOCK, id.as_bytes()), &lock.to_bytes());
-            if let Err(e) = backend.put(name, &sealed) {
+            let stored = lock.to_bytes().and_then(|plain| {
+                let sealed = seal.seal(&aad::object(aad::LOCK, id.as_bytes()), &plain);
+                backend.put(name, &sealed)
+            });
+            if let Err(e) = stored {
                 eprintln!("warning: cannot refresh lock {name}: {e}");
             }
         }

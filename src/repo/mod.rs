@@ -150,7 +150,7 @@ pub fn make_key_file(master: &Secret32, passphrase: &[u8], kdf: KdfParams) -> Re
         wrapped: Vec::new(),
     };
     let wrapping = crypto::derive_wrapping_key(passphrase, &salt, kdf)?;
-    kf.wrapped = SealKey::new(&wrapping).seal(&kf.header_bytes(), master.expose());
+    kf.wrapped = SealKey::new(&wrapping).seal(&kf.header_bytes()?, master.expose());
     Ok(kf)
 }
 
@@ -190,7 +190,7 @@ fn wrapping_key(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<Secret
 /// does not match.
 pub fn unwrap_key_file(kf: &KeyFile, passphrase: &[u8]) -> Result<Option<Secret32>> {
     let wrapping = wrapping_key(passphrase, &kf.salt, kf.kdf)?;
-    match SealKey::new(&wrapping).open(&kf.header_bytes(), &kf.wrapped, "key file") {
+    match SealKey::new(&wrapping).open(&kf.header_bytes()?, &kf.wrapped, "key file") {
         Ok(mut pt) => {
             let mut bytes = [0u8; 32];
             if pt.len() != 32 {
@@ -236,17 +236,18 @@ impl Repository {
             compression_level: opts.compression_level,
             created: now_unix(),
         };
-        // Validate through the decoder so init cannot write what open rejects.
-        Config::from_bytes(&config.to_bytes())?;
+        // Encoding validates through the decoder, so init cannot write what
+        // open rejects.
+        let config_bytes = config.to_bytes()?;
         backend.create()?;
         let master = Secret32::random();
         let kf = make_key_file(&master, passphrase, opts.kdf)?;
         let key_id = KeyId::random();
-        backend.put(&key_name(&key_id), &kf.to_bytes())?;
+        backend.put(&key_name(&key_id), &kf.to_bytes()?)?;
         let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
         let header = Config::header_bytes(FORMAT_VERSION);
         let mut obj = header.to_vec();
-        seal.seal_into(&config_aad(&header), &config.to_bytes(), &mut obj);
+        seal.seal_into(&config_aad(&header), &config_bytes, &mut obj);
         // The config is written last: it is what makes the location a repository.
         backend.put(CONFIG_NAME, &obj)?;
         Ok(Self::assemble(backend, master, seal, config, key_id))
@@ -383,7 +384,7 @@ impl Repository {
             return Err(Error::integrity("a freshly made key file does not open"));
         }
         let id = KeyId::random();
-        self.backend.put(&key_name(&id), &kf.to_bytes())?;
+        self.backend.put(&key_name(&id), &kf.to_bytes()?)?;
         Ok(id)
     }
 
@@ -486,7 +487,7 @@ impl Repository {
             aad::INDEX,
             &index_name(&id),
             id.as_bytes(),
-            &file.to_bytes(),
+            &file.to_bytes()?,
         )?;
         Ok(id)
     }
@@ -650,21 +651,50 @@ impl Repository {
             aad::SNAPSHOT,
             &snapshot_name(&id),
             id.as_bytes(),
-            &snap.to_bytes(),
+            &snap.to_bytes()?,
         )?;
         Ok(id)
     }
 
-    /// Every snapshot, oldest first.
-    pub fn load_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    /// Every readable snapshot, oldest first, and the snapshot objects that
+    /// cannot be read (garbage, bit rot, a half-uploaded file: integrity
+    /// errors), with why. A snapshot that vanished between the listing and
+    /// the read (a concurrent `forget`) is in neither list; any other
+    /// failure (I/O, network) is an error, so a transient outage never
+    /// looks like a missing snapshot.
+    pub fn load_snapshots_and_damage(&self) -> Result<(SnapshotList, Vec<(SnapshotId, Error)>)> {
         let ids = self.list_snapshot_ids()?;
-        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = ids
+        let loaded: Vec<(SnapshotId, Result<Snapshot>)> = ids
             .par_iter()
-            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+            .map(|id| (*id, self.load_snapshot(id)))
             .collect();
-        let mut out = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(loaded.len());
+        let mut damaged = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => out.push((id, s)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) if e.kind() == ErrorKind::Integrity => damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
+        }
         out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-        Ok(out)
+        damaged.sort_by_key(|(id, _)| *id);
+        Ok((out, damaged))
+    }
+
+    /// Every readable snapshot, oldest first. One unreadable snapshot object
+    /// must not stop every command: it is skipped with a warning naming it
+    /// (`check` names it too, and `prune` refuses to run while it is there).
+    pub fn load_snapshots(&self) -> Result<SnapshotList> {
+        let (ok, damaged) = self.load_snapshots_and_damage()?;
+        for (id, e) in damaged {
+            eprintln!(
+                "warning: skipping unreadable snapshot {}: {e}; run `cairn check`",
+                id.short()
+            );
+        }
+        Ok(ok)
     }
 
     /// Resolve `latest` or a unique hex prefix (at least 4 characters).
@@ -726,6 +756,9 @@ impl Repository {
         Ok((id, snap))
     }
 }
+
+/// Snapshots with their IDs, as loaded.
+pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 
 /// Which snapshots a command considers.
 #[derive(Debug, Clone, Default)]

@@ -131,7 +131,7 @@ pub fn write_index_file(
 ) -> Result<(IndexId, u64)> {
     let file = IndexFile { packs, supersedes };
     let id = IndexId::random();
-    let sealed = seal.seal(&aad::object(aad::INDEX, id.as_bytes()), &file.to_bytes());
+    let sealed = seal.seal(&aad::object(aad::INDEX, id.as_bytes()), &file.to_bytes()?);
     backend.put(&index_name(&id), &sealed)?;
     Ok((id, sealed.len() as u64))
 }
@@ -196,7 +196,7 @@ impl Packer {
     }
 
     fn send(&self, pack: OpenPack) -> Result<()> {
-        let finished = finish_pack(pack, &self.seal);
+        let finished = finish_pack(pack, &self.seal)?;
         let tx = self
             .tx
             .as_ref()
@@ -253,7 +253,7 @@ impl Drop for Packer {
     }
 }
 
-fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
+fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> Result<FinishedPack> {
     pack.blobs.shuffle(&mut rand::rng());
     let id = PackId::random();
     let mut entries = Vec::with_capacity(pack.blobs.len());
@@ -283,17 +283,17 @@ fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> FinishedPack {
     let mut trailer = Vec::with_capacity(entries.len() * 42 + 64);
     seal.seal_into(
         &aad::object(aad::PACK_HEADER, id.as_bytes()),
-        &header_to_bytes(&entries),
+        &header_to_bytes(&entries)?,
         &mut trailer,
     );
     let header_len = trailer.len() as u32;
     trailer.extend_from_slice(&header_len.to_le_bytes());
-    FinishedPack {
+    Ok(FinishedPack {
         id,
         blobs: parts,
         trailer,
         index: IndexPack { id, blobs: index },
-    }
+    })
 }
 
 fn writer_loop(
