@@ -230,7 +230,7 @@ fn check_inner(
     }
     for (id, by) in &files.superseded {
         f.warn(format!(
-            "index file {id} is superseded by index file {} and ignored (left by an interrupted prune, or copied back)",
+            "index file {id} is superseded by index file {} and ignored (left by an interrupted prune or repair, or copied back); `cairn repair index` deletes it",
             by.short()
         ));
     }
