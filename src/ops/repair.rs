@@ -13,10 +13,9 @@
 //!   lost becomes an empty directory with its metadata, a file with any
 //!   data blob lost is left out (a restored file is whole or absent). The
 //!   new snapshot keeps the original's time, host, paths, parent and tags,
-//!   adds the tag [`REPAIRED_TAG`] and the extension
-//!   [`EXT_REPAIRED_FROM`](crate::format::snapshot::EXT_REPAIRED_FROM), and
-//!   its summary counts what is left. With `forget`, the damaged originals
-//!   are deleted afterwards.
+//!   adds the tag [`REPAIRED_TAG`] and the extension [`EXT_REPAIRED_FROM`],
+//!   and its summary counts what is left. With `forget`, the damaged
+//!   originals are deleted afterwards.
 //!
 //! Write ordering is the backup's (FORMAT.md §7): new packs, then index
 //! files, then snapshots, and only then deletions. Run again after a crash,
