@@ -402,6 +402,36 @@ fn every_command_prints_documented_json() {
     );
     assert!(env.ok(&["man", "--json"]).starts_with(".ie"));
 
+    // Repair, after the biggest pack (file data) is lost.
+    let biggest = walk(&env.repo.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&biggest).unwrap();
+    let lines = c.output(
+        "repair-index",
+        &stdout_of(&env, &["repair", "index", "--json", "--progress", "json"]),
+    );
+    assert!(lines.iter().any(|l| l["phase"] == "read pack headers"));
+    assert_eq!(
+        lines.last().unwrap()["packs_missing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let lines = c.output(
+        "repair-snapshots",
+        &stdout_of(&env, &["repair", "snapshots", "--json", "--forget"]),
+    );
+    assert!(
+        !lines[0]["repaired"][0]["lost"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
     // Every documented schema was seen (nothing documented that no
     // command prints).
     let unused: Vec<&String> = c.schemas.keys().filter(|k| !c.used.contains(*k)).collect();

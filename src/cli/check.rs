@@ -68,7 +68,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     if r.errors() > 0 {
         if !g.json {
             eprintln!(
-                "cairn: the repository has {} errors (see above)",
+                "cairn: the repository has {} errors (see above); `cairn repair index` and `cairn repair snapshots` recover from lost packs and index files (docs/GUIDE.md, \"When check reports damage\")",
                 r.errors()
             );
         }

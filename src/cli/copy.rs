@@ -90,7 +90,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let _l1 = RepoLock::acquire(&src, false)?;
     let _l2 = RepoLock::acquire(&dst, false)?;
     src.load_index()?;
-    dst.load_index()?;
+    // The copy deduplicates against the destination: trust only its packs
+    // that are there.
+    dst.load_index_present()?;
     let filter = a.filter.filter()?;
     let snaps = if a.snapshots.is_empty() {
         src.load_snapshots()?

@@ -16,6 +16,7 @@ mod key;
 mod ls;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod restore_test;
 mod run;
@@ -136,6 +137,9 @@ enum Command {
     Forget(forget::Args),
     /// Give back the space of data no snapshot references.
     Prune(prune::Args),
+    /// Repair a damaged repository: rebuild the index from the packs,
+    /// rewrite damaged snapshots.
+    Repair(repair::Args),
     /// Remove stale locks.
     Unlock(unlock::Args),
     /// Manage the passphrases (keys) that open the repository.
@@ -183,6 +187,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Copy(a) => copy::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Stats(a) => stats::run(g, a),

@@ -10,6 +10,9 @@ pub const SNAPSHOT_VERSION: u8 = 1;
 /// Extension tag: the snapshot is a copy; the value is the source
 /// repository's ID (32 bytes) followed by the source snapshot's ID (32).
 pub const EXT_COPIED_FROM: u16 = 1;
+/// Extension tag: the snapshot is a repaired copy (`cairn repair
+/// snapshots`); the value is the damaged original's snapshot ID (32 bytes).
+pub const EXT_REPAIRED_FROM: u16 = 2;
 
 /// Most paths or tags one snapshot may list (the format's `u16` count).
 pub const MAX_LIST_LEN: usize = 65535;

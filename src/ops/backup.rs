@@ -966,7 +966,11 @@ pub fn backup(
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
     let _lock = RepoLock::acquire(repo, false)?;
-    repo.load_index()?;
+    // Deduplicate only against packs that are there: an index entry whose
+    // pack is gone (a replayed index file, a lost pack) would make this
+    // snapshot reference data that cannot be read. Such blobs count as not
+    // stored, and parent content lists that need them as not reusable.
+    repo.load_index_present()?;
 
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut raw_paths: Vec<Vec<u8>> = paths

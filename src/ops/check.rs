@@ -220,25 +220,26 @@ fn check_inner(
     };
     let mut result = CheckResult::default();
 
-    // 1. Index files.
-    let index_ids = repo.list_index_files()?;
-    let loaded: Vec<_> = index_ids
-        .par_iter()
-        .map(|id| (*id, repo.load_index_file(id)))
-        .collect();
+    // 1. Index files. Superseded ones are not part of the index (FORMAT.md
+    //    §5.4): a reader ignores them, so check does too, and says so.
+    let files = repo.load_index_files()?;
     let mut by_pack: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
     let mut seen_blob: HashMap<(BlobType, BlobId), u32> = HashMap::new();
-    for (id, r) in loaded {
-        match r {
-            Ok(file) => {
-                for p in file.packs {
-                    for b in &p.blobs {
-                        *seen_blob.entry((b.blob_type, b.id)).or_insert(0) += 1;
-                    }
-                    by_pack.entry(p.id).or_default().extend(p.blobs);
-                }
+    for (id, e) in &files.unreadable {
+        f.error(format!("index file {id} cannot be read: {e}"));
+    }
+    for (id, by) in &files.superseded {
+        f.warn(format!(
+            "index file {id} is superseded by index file {} and ignored (left by an interrupted prune or repair, or copied back); `cairn repair index` deletes it",
+            by.short()
+        ));
+    }
+    for (_, file) in files.live {
+        for p in file.packs {
+            for b in &p.blobs {
+                *seen_blob.entry((b.blob_type, b.id)).or_insert(0) += 1;
             }
-            Err(e) => f.error(format!("index file {id} cannot be read: {e}")),
+            by_pack.entry(p.id).or_default().extend(p.blobs);
         }
     }
     let dups = seen_blob.values().filter(|&&n| n > 1).count();
@@ -247,6 +248,7 @@ fn check_inner(
             "{dups} blobs are indexed more than once (concurrent or interrupted writers; prune removes the extra copies)"
         ));
     }
+    drop(seen_blob);
     repo.load_index()?;
 
     // 2. Packs on storage against the index.

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod diff;
 pub mod forget;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod verify;
 pub mod walk;

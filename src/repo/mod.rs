@@ -9,6 +9,7 @@
 pub mod lock;
 pub mod packer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -94,6 +95,21 @@ pub fn kdf_from_env() -> KdfParams {
         p.iterations = t;
     }
     p
+}
+
+/// Every index file of a repository, sorted by what a reader may trust
+/// (see [`Repository::load_index_files`]).
+#[derive(Debug, Default)]
+pub struct IndexFiles {
+    /// Readable index files that no readable index file supersedes: the
+    /// index.
+    pub live: Vec<(IndexId, IndexFile)>,
+    /// Readable index files that another readable one supersedes, each with
+    /// the one naming it: ignored.
+    pub superseded: Vec<(IndexId, IndexId)>,
+    /// Index files that failed authentication or decoding, or vanished
+    /// while being read: ignored.
+    pub unreadable: Vec<(IndexId, Error)>,
 }
 
 /// An open repository.
@@ -492,34 +508,126 @@ impl Repository {
         Ok(id)
     }
 
-    /// Load every index file (in parallel) into the in-memory index.
-    pub fn load_index(&mut self) -> Result<()> {
+    /// Read every index file (in parallel) and sort them by what a reader
+    /// may trust: index files named in the `supersedes` list of another
+    /// readable index file are set apart and must not be used (FORMAT.md
+    /// §5.4): they were replaced by a prune or `repair index`, and are
+    /// either left by one that was interrupted, or copied back. Damaged and
+    /// vanished index files are set apart too; other failures (I/O) fail.
+    pub fn load_index_files(&self) -> Result<IndexFiles> {
         let ids = self.list_index_files()?;
-        let files: Vec<Result<IndexFile>> =
+        let loaded: Vec<Result<IndexFile>> =
             ids.par_iter().map(|id| self.load_index_file(id)).collect();
-        let mut index = Index::new();
-        for (id, f) in ids.iter().zip(files) {
+        let mut files = Vec::with_capacity(ids.len());
+        let mut unreadable = Vec::new();
+        for (id, f) in ids.into_iter().zip(loaded) {
             match f {
-                Ok(f) => {
-                    for p in f.packs {
-                        index.add_pack(p.id, &p.blobs);
-                    }
-                }
-                // A damaged index file costs the blobs it lists (backups
-                // store them again, restores report the files that need
-                // them), not the whole repository.
+                Ok(f) => files.push((id, f)),
                 Err(e) if e.kind() == ErrorKind::Integrity || e.is_not_found() => {
-                    eprintln!(
-                        "warning: skipping index file {}: {e}; run `cairn check`",
-                        id.short()
-                    );
+                    unreadable.push((id, e));
                 }
                 Err(e) => return Err(e),
             }
         }
+        let mut superseded_by: HashMap<IndexId, IndexId> = HashMap::new();
+        for (id, f) in &files {
+            for old in &f.supersedes {
+                if old != id {
+                    superseded_by.entry(*old).or_insert(*id);
+                }
+            }
+        }
+        let mut live = Vec::with_capacity(files.len());
+        let mut superseded = Vec::new();
+        for (id, f) in files {
+            match superseded_by.get(&id) {
+                Some(by) => superseded.push((id, *by)),
+                None => live.push((id, f)),
+            }
+        }
+        superseded.sort();
+        Ok(IndexFiles {
+            live,
+            superseded,
+            unreadable,
+        })
+    }
+
+    /// Load every index file that is not superseded into the in-memory
+    /// index. A damaged index file is skipped with a warning: it costs the
+    /// blobs it lists (backups store them again, restores report the files
+    /// that need them), not the whole repository.
+    pub fn load_index(&mut self) -> Result<()> {
+        let files = self.load_index_files()?;
+        self.install_index(files, None);
+        Ok(())
+    }
+
+    /// Load the index as [`Repository::load_index`] does, but trust only
+    /// packs the storage lists now (one listing of `data/`): an index entry
+    /// whose pack is gone — a replayed old index file, a pack deleted by
+    /// hand or by a damaged disk — must not make a writer deduplicate
+    /// against it. Writers (backup, copy, repair) load the index this way;
+    /// a blob whose pack is missing is then simply not stored, and is
+    /// stored again. Returns the indexed packs that are missing, sorted.
+    pub fn load_index_present(&mut self) -> Result<Vec<PackId>> {
+        let files = self.load_index_files()?;
+        let present = self.list_packs()?;
+        let missing = self.install_index(files, Some(&present));
+        if !missing.is_empty() {
+            eprintln!(
+                "warning: {} packs listed in the index are missing from the repository (e.g. pack {}); their blobs are not trusted and are stored again when needed; run `cairn check`",
+                missing.len(),
+                missing[0].short()
+            );
+        }
+        Ok(missing)
+    }
+
+    /// Build the in-memory index from the live index files, skipping packs
+    /// not in `present` (when given); returns the skipped packs.
+    fn install_index(
+        &mut self,
+        files: IndexFiles,
+        present: Option<&HashMap<PackId, u64>>,
+    ) -> Vec<PackId> {
+        for (id, e) in &files.unreadable {
+            eprintln!(
+                "warning: skipping index file {}: {e}; run `cairn check`",
+                id.short()
+            );
+        }
+        let mut index = Index::new();
+        let mut missing = Vec::new();
+        for (_, f) in files.live {
+            for p in f.packs {
+                if present.is_some_and(|on_disk| !on_disk.contains_key(&p.id)) {
+                    missing.push(p.id);
+                    continue;
+                }
+                index.add_pack(p.id, &p.blobs);
+            }
+        }
         index.finalize();
         self.index = index;
-        Ok(())
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+
+    /// Every pack the storage lists, with its size (one listing of
+    /// `data/`; objects whose name is not a pack's are left out).
+    pub fn list_packs(&self) -> Result<HashMap<PackId, u64>> {
+        let mut out = HashMap::new();
+        for o in self.backend.list("data")? {
+            let file = o.name.rsplit('/').next().unwrap_or("");
+            if let Ok(id) = PackId::from_hex(file)
+                && pack_name(&id) == o.name
+            {
+                out.insert(id, o.size);
+            }
+        }
+        Ok(out)
     }
 
     /// Read and authenticate a pack's header; `size` is the pack's length.
