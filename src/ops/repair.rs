@@ -361,13 +361,13 @@ fn ancestors_of(paths: &[Vec<u8>]) -> HashSet<Vec<u8>> {
 
 impl Walker<'_> {
     /// Store-to-be a tree; returns its ID.
-    fn put_tree(&mut self, tree: &Tree) -> BlobId {
-        let bytes = tree.to_bytes();
+    fn put_tree(&mut self, tree: &Tree) -> Result<BlobId> {
+        let bytes = tree.to_bytes()?;
         let id = self.repo.id_key().blob_id(&bytes);
         if !self.repo.index().contains(BlobType::Tree, &id) {
             self.new_trees.entry(id).or_insert(bytes);
         }
-        id
+        Ok(id)
     }
 
     /// Load a tree, or say why it is lost. Failures that do not mean loss
@@ -399,7 +399,7 @@ impl Walker<'_> {
         }
         let out = match self.load(id, depth)? {
             Err(reason) => Repaired {
-                id: self.put_tree(&Tree::default()),
+                id: self.put_tree(&Tree::default())?,
                 lost: vec![LostPath {
                     path: Vec::new(),
                     reason: format!("directory emptied: {reason}"),
@@ -465,7 +465,7 @@ impl Walker<'_> {
                     nodes.push(n);
                 }
                 let id = if changed {
-                    self.put_tree(&Tree { nodes })
+                    self.put_tree(&Tree { nodes })?
                 } else {
                     *id
                 };
