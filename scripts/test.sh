@@ -15,6 +15,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== tools the race tests use (faketime; unshare comes with util-linux)"
+if ! command -v faketime >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
+    else
+        echo "faketime is not installed and this is not root: the clock tests will be skipped (and fail under CI=true)" >&2
+    fi
+fi
 echo "== test servers (SFTP, S3) on loopback"
 eval "$(scripts/test-servers.sh start)"
 trap 'scripts/test-servers.sh stop' EXIT

@@ -222,6 +222,8 @@ fn samples() -> Vec<Vec<u8>> {
         hostname: "h".into(),
         username: "u".into(),
         pid: 2,
+        boot_id: [4; 16],
+        pid_ns: 5,
     };
     let sealed = SealKey::new(&Secret32::from_bytes([3; 32])).seal(b"aad", b"secret");
     vec![

@@ -168,7 +168,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         return Ok(super::exit::OK);
     }
+    if !doomed.is_empty() {
+        lock.verify()?;
+    }
     for (id, _) in &doomed {
+        lock.check()?;
         repo.backend().delete(&cairn::repo::snapshot_name(id))?;
     }
     if !g.json && !g.quiet {
@@ -179,6 +183,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = cairn::ops::prune::prune(
             &mut repo,
+            &lock,
             &cairn::ops::prune::PruneOptions {
                 max_unused,
                 dry_run: false,
