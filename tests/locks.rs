@@ -331,3 +331,94 @@ fn an_unreadable_lock_stops_prune_and_only_unlock_remove_all_removes_it() {
     assert!(out.contains("1 locks removed"), "{out}");
     env.ok(&["prune"]);
 }
+
+/// The other commit points: a copy into a repository whose lock was
+/// removed under it writes neither index nor snapshot there, and a forget
+/// whose lock was removed deletes no snapshot.
+#[test]
+fn a_copy_or_forget_whose_lock_was_removed_commits_nothing() {
+    let src_env = Env::uninit();
+    src_env.ok(&["init"]);
+    let src = src_env.path("src");
+    make_tree(&src, 3, 200_000, 5);
+    src_env.backup_json(&[&src], &[]);
+    let dst = Env::uninit();
+    dst.ok(&["init"]);
+    let mut copy = dst.spawn(
+        &["copy", "--from-repo", src_env.repo.to_str().unwrap()],
+        &[
+            ("FAILPOINTS", BEFORE_INDEX),
+            ("CAIRN_FROM_PASSWORD", PASSWORD),
+        ],
+    );
+    wait_stopped(&mut copy);
+    dst.ok(&["unlock", "--remove-all"]);
+    resume(&copy);
+    let out = finish(copy);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(err.contains("was removed"), "{err}");
+    assert_eq!(snapshot_count(&dst), 0);
+    assert!(files_below(&dst.repo.join("index")).is_empty());
+
+    let mut forget = src_env.spawn(
+        &["forget", "--keep-last", "0"],
+        &[("FAILPOINTS", "forget::before_delete=return(stop)")],
+    );
+    wait_stopped(&mut forget);
+    src_env.ok(&["unlock", "--remove-all"]);
+    resume(&forget);
+    let out = finish(forget);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(err.contains("was removed"), "{err}");
+    assert_eq!(snapshot_count(&src_env), 1);
+    check_clean(&src_env, None);
+    assert_eq!(every_snapshot_restores(&src_env), 1);
+}
+
+/// A prune whose lock was removed while it was stopped between its new
+/// index files and its deletions deletes nothing; the repository stays
+/// whole (the new index files duplicate the old ones).
+#[test]
+fn a_prune_whose_lock_was_removed_deletes_nothing() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let keep = env.path("keep");
+    make_tree(&keep, 3, 300_000, 6);
+    env.backup_json(&[&keep], &[]);
+    let gone = env.path("gone");
+    make_tree(&gone, 3, 300_000, 7);
+    let g = env.backup_json(&[&gone], &[]);
+    env.ok(&["forget", g["snapshot_id"].as_str().unwrap()]);
+    age_past_prune_grace(&env.repo);
+    let packs = files_below(&env.repo.join("data"));
+    let index = files_below(&env.repo.join("index"));
+    let mut prune = env.spawn(
+        &["prune"],
+        &[("FAILPOINTS", "prune::before_delete=return(stop)")],
+    );
+    wait_stopped(&mut prune);
+    env.ok(&["unlock", "--remove-all"]);
+    resume(&prune);
+    let out = finish(prune);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("prune stopped before deleting anything more") && err.contains("was removed"),
+        "{err}"
+    );
+    assert!(deleted(&packs).is_empty(), "{err}");
+    assert!(
+        deleted(&index).is_empty(),
+        "{err}\n{:?}\n{:?}",
+        deleted(&index),
+        files_below(&env.repo.join("index"))
+    );
+    check_clean(&env, Some("indexed more than once"));
+    assert_eq!(every_snapshot_restores(&env), 1);
+    // The next prune finishes the job.
+    env.ok(&["prune"]);
+    check_clean(&env, None);
+    assert_eq!(every_snapshot_restores(&env), 1);
+}

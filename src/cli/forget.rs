@@ -169,10 +169,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         return Ok(super::exit::OK);
     }
     if !doomed.is_empty() {
-        lock.verify()?;
+        cairn::failpoint::hit("forget::before_delete")?;
+        lock.verify()
+            .map_err(|e| e.context("forget stopped, no snapshot was removed"))?;
     }
-    for (id, _) in &doomed {
-        lock.check()?;
+    for (n, (id, _)) in doomed.iter().enumerate() {
+        lock.check().map_err(|e| {
+            e.context(format!(
+                "forget stopped after removing {n} of {} snapshots",
+                doomed.len()
+            ))
+        })?;
         repo.backend().delete(&cairn::repo::snapshot_name(id))?;
     }
     if !g.json && !g.quiet {

@@ -132,6 +132,12 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, BlobId)>> {
     Ok(used)
 }
 
+/// Say what a lost lock means for a prune: what it did so far stays valid
+/// (new index files before old ones go, old ones before packs go).
+fn stopped(e: Error) -> Error {
+    e.context("prune stopped before deleting anything more")
+}
+
 /// Prune the repository under `lock`, which the caller took on it:
 /// exclusive, unless this is a dry run.
 pub fn prune(
@@ -396,9 +402,9 @@ fn prune_inner(
     //    every pack kept as it is; the old index files are superseded.
     let stored = packer.finish(&**repo.backend())?;
     let mut new_index_bytes = stored.bytes_written;
-    lock.verify()?;
+    lock.verify().map_err(stopped)?;
     for chunk in keep_as_is.chunks(4096) {
-        lock.check()?;
+        lock.check().map_err(stopped)?;
         let (_, n) = write_index_file(
             &**repo.backend(),
             repo.seal_key(),
@@ -410,9 +416,9 @@ fn prune_inner(
     let _ = new_index_bytes;
     crate::failpoint::hit("prune::before_delete")?;
     // 4. Old index files go.
-    lock.verify()?;
+    lock.verify().map_err(stopped)?;
     for id in &index_ids {
-        lock.check()?;
+        lock.check().map_err(stopped)?;
         repo.backend().delete(&index_name(id))?;
     }
     // 5. Unreferenced packs go.
@@ -421,11 +427,11 @@ fn prune_inner(
         .chain(repack.iter().map(|(id, _)| *id))
         .chain(unindexed)
         .collect();
-    lock.verify()?;
+    lock.verify().map_err(stopped)?;
     doomed
         .par_iter()
         .map(|id| {
-            lock.check()?;
+            lock.check().map_err(stopped)?;
             repo.backend().delete(&pack_name(id))
         })
         .collect::<Result<Vec<()>>>()?;
