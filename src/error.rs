@@ -20,6 +20,9 @@ pub enum ErrorKind {
     WrongPassphrase,
     /// A lock held by another process prevents the operation.
     Locked,
+    /// This operation's own lock can no longer be trusted (not refreshed in
+    /// time, removed, or a refresh failed): it stops before its next commit.
+    LockLost,
     /// Stored data failed authentication or could not be decoded: corrupt
     /// or tampered with. Never retried.
     Integrity,

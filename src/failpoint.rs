@@ -39,7 +39,14 @@ fn act(name: &str, action: &str) -> Result<()> {
     use rustix::process::{Signal, getpid, kill_process};
     match action {
         "stop" => {
-            let _ = kill_process(getpid(), Signal::STOP);
+            // Sent to this thread's ID, not the process's: the kernel then
+            // wakes this thread for it, and the whole process stops before
+            // `kill` returns here. Sent to the process ID, the signal may be
+            // taken by another thread (the main one, idle in a pool), and
+            // this thread would run on past the point until that thread
+            // stopped everyone: the test would act while the operation
+            // still goes on.
+            let _ = kill_process(rustix::thread::gettid(), Signal::STOP);
             Ok(())
         }
         "kill" => {

@@ -2,7 +2,8 @@
 //! set works against real SFTP and S3 servers on loopback.
 //!
 //! The servers come from `scripts/test-servers.sh` (CI starts them); a test
-//! whose server is not configured says so and passes without running.
+//! whose server is not configured says so and passes without running, or
+//! fails under `CI=true` (`common::skipped`).
 
 mod common;
 
@@ -14,12 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn::backend::remote::{RemoteOptions, open};
 use common::*;
-
-/// Say that a test did not run, past the test harness's output capture
-/// (which only catches the print macros), so a missing server is visible.
-fn skipped(what: &str) {
-    let _ = std::io::stderr().write_all(format!("SKIPPED {what}\n").as_bytes());
-}
 
 /// Each configured remote URL, with a fresh prefix for this test.
 fn remotes(test: &str) -> Vec<(String, String)> {

@@ -7,12 +7,6 @@ use std::fs;
 
 use common::*;
 
-/// Say that a part did not run, past the harness's output capture.
-fn skipped(what: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("SKIPPED {what}\n").as_bytes());
-}
-
 fn env_at(repo: String) -> Env {
     let env = Env::uninit();
     Env {

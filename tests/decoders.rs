@@ -223,6 +223,8 @@ fn samples() -> Vec<Vec<u8>> {
         hostname: "h".into(),
         username: "u".into(),
         pid: 2,
+        boot_id: [4; 16],
+        pid_ns: 5,
     };
     let sealed = SealKey::new(&Secret32::from_bytes([3; 32])).seal(b"aad", b"secret");
     vec![
@@ -336,7 +338,15 @@ proptest! {
 
     #[test]
     fn long_and_non_ascii_lock_fields_encode_faithfully_or_fail(host in long_text(), user in long_text()) {
-        let l = Lock { exclusive: true, time_ns: 5, hostname: host, username: user, pid: 7 };
+        let l = Lock {
+            exclusive: true,
+            time_ns: 5,
+            hostname: host,
+            username: user,
+            pid: 7,
+            boot_id: [3; 16],
+            pid_ns: 9,
+        };
         encodes_faithfully(&l, l.to_bytes(), Lock::from_bytes)?;
     }
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cairn::backend::Backend;
 use cairn::backend::mem::MemBackend;
@@ -86,6 +86,7 @@ fn forget_keep_last_1_with_prune_shrinks_to_one_snapshot() {
         env.backup_json(&[&src], &[]);
     }
     let before = env.data_bytes();
+    age_past_prune_grace(&env.repo);
     let out = env.ok(&[
         "forget",
         "--keep-last",
@@ -123,6 +124,7 @@ fn prune_leaves_a_little_waste_alone_and_repacks_the_worst_packs_first() {
     fs::remove_file(src.join("f007")).unwrap();
     env.backup_json(&[&src], &[]);
     env.ok(&["forget", "--keep-last", "1"]);
+    age_past_prune_grace(&env.repo);
     // The first prune may delete a pack holding only the old snapshot's
     // trees, but rewrites no pack.
     let prune = || -> serde_json::Value {
@@ -176,6 +178,7 @@ fn prune_repacks_partly_used_packs() {
     }
     env.backup_json(&[&src], &[]);
     env.ok(&["forget", "--keep-last", "1"]);
+    age_past_prune_grace(&env.repo);
     let out = env.ok(&["prune", "--json"]);
     let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(r["packs_repacked"].as_u64().unwrap() >= 1, "{r}");
@@ -279,7 +282,9 @@ fn backups_killed_at_twenty_moments_leave_a_healthy_repository() {
         assert_same_tree(src, &restored(&target, src));
         fs::remove_dir_all(&target).unwrap();
     }
-    // Prune tidies what the killed runs left.
+    // Prune tidies what the killed runs left, once it is older than the
+    // grace period (before, it may be a running backup's).
+    age_past_prune_grace(&env.repo);
     env.ok(&["prune"]);
     let out = env.run(&["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -298,6 +303,7 @@ fn prunes_killed_midway_leave_a_healthy_repository() {
     }
     env.backup_json(&[&src], &[]);
     env.ok(&["forget", "--keep-last", "1"]);
+    age_past_prune_grace(&env.repo);
     // Every attempt starts from the same unpruned repository.
     let pristine = env.path("pristine");
     copy_dir(&env.repo, &pristine);
@@ -325,42 +331,87 @@ fn prunes_killed_midway_leave_a_healthy_repository() {
     assert_eq!(all_snapshots_restore(&env, &src), 1);
 }
 
+/// Forget the snapshot taken of `src`.
+fn forget_snapshot_of(env: &Env, src: &Path) {
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let id = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["paths"][0].as_str() == src.to_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&["forget", &id]);
+}
+
+/// Two backups at once; then a backup and a prune racing, in both orders,
+/// each interleaving fixed by a failpoint and by waiting for the waiter to
+/// say it waits (not by sleeping): a prune that comes while a backup is
+/// stopped between its packs and its index waits for the backup; a backup
+/// that comes while a prune is stopped between its new index files and its
+/// deletions waits for the prune. Nothing is lost either way.
 #[test]
 fn concurrent_backups_and_a_racing_prune() {
     let env = Env::uninit();
     env.ok(&["init", "--pack-size", "1"]);
-    let a = env.path("a");
-    let b = env.path("b");
-    make_tree(&a, 20, 1_000_000, 1);
-    make_tree(&b, 20, 1_000_000, 2);
-    let ca = spawn(&env, &["backup", a.to_str().unwrap()]);
-    let cb = spawn(&env, &["backup", b.to_str().unwrap()]);
-    for c in [ca, cb] {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let s1 = env.path("s1");
+    let s2 = env.path("s2");
+    make_tree(&s1, 20, 1_000_000, 1);
+    make_tree(&s2, 20, 1_000_000, 2);
+    // Shared locks coexist.
+    let c1 = spawn(&env, &["backup", s1.to_str().unwrap()]);
+    let c2 = spawn(&env, &["backup", s2.to_str().unwrap()]);
+    for c in [c1, c2] {
+        success(c.wait_with_output().unwrap());
     }
-    // Old snapshots to prune, then a backup and a prune at the same time.
-    env.ok(&["forget", "--keep-last", "1", "--group-by", ""]);
-    make_tree(&a.join("new"), 10, 1_000_000, 3);
-    let backup = spawn(&env, &["backup", "--retry-lock", "2m", a.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(50));
-    let prune = spawn(&env, &["prune", "--retry-lock", "2m"]);
-    for c in [backup, prune] {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    check_ok(&env, true);
-    let target = env.path("t");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert_same_tree(&a, &restored(&target, &a));
+    // The next source holds s1's files and more: its backup uses s1's blobs.
+    let s3 = env.path("s3");
+    copy_dir(&s1, &s3);
+    make_tree(&s3.join("new"), 10, 1_000_000, 3);
+    forget_snapshot_of(&env, &s2);
+    age_past_prune_grace(&env.repo);
+
+    // 1. A prune while a backup is stopped with its packs stored and not
+    //    yet indexed: the prune waits, and deletes nothing meanwhile.
+    let mut backup = env.spawn(
+        &["backup", s3.to_str().unwrap()],
+        &[("FAILPOINTS", "packer::before_index=return(stop)")],
+    );
+    wait_stopped(&mut backup);
+    let packs = files_below(&env.repo.join("data"));
+    let mut prune = env.spawn(&["prune", "--retry-lock", "2m", "--max-unused", "0%"], &[]);
+    let mut prune_err = watch_stderr(&mut prune);
+    prune_err.wait_for("waiting for the repository lock");
+    assert!(packs.iter().all(|p| p.exists()), "prune deleted packs");
+    resume(&backup);
+    success(backup.wait_with_output().unwrap());
+    assert!(prune.wait().unwrap().success(), "{}", prune_err.all());
+
+    // 2. A backup while a prune is stopped with its new index files written
+    //    and the old ones not yet deleted: the backup waits.
+    let s4 = env.path("s4");
+    copy_dir(&s3, &s4);
+    make_tree(&s4.join("newer"), 5, 1_000_000, 4);
+    forget_snapshot_of(&env, &s1);
+    age_past_prune_grace(&env.repo);
+    let mut prune = env.spawn(
+        &["prune", "--max-unused", "0%"],
+        &[("FAILPOINTS", "prune::before_delete=return(stop)")],
+    );
+    wait_stopped(&mut prune);
+    let mut backup = env.spawn(&["backup", "--retry-lock", "2m", s4.to_str().unwrap()], &[]);
+    let mut backup_err = watch_stderr(&mut backup);
+    backup_err.wait_for("waiting for the repository lock");
+    assert_eq!(fs::read_dir(env.repo.join("snapshots")).unwrap().count(), 1);
+    resume(&prune);
+    success(prune.wait_with_output().unwrap());
+    assert!(backup.wait().unwrap().success(), "{}", backup_err.all());
+
+    let out = env.ok(&["check", "--read-data"]);
+    assert!(out.contains("0 errors, 0 warnings"), "{out}");
+    assert_eq!(every_snapshot_restores(&env), 2);
 }
 
 #[test]

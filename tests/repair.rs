@@ -229,6 +229,7 @@ fn superseded_index_files_copied_back_are_ignored_and_the_next_backup_restores()
     let s2 = backup(&env, &src);
     keep_copy(&src, &env.path("exp2"));
     env.ok(&["forget", &s1]);
+    age_past_prune_grace(&env.repo);
     env.ok(&["prune", "--max-unused", "0%"]);
     let after_prune = index_ids(&env);
 
@@ -294,6 +295,7 @@ fn an_index_file_two_prunes_old_copied_back_does_not_make_a_backup_reference_del
     let s2 = backup(&env, &src);
     keep_copy(&src, &env.path("exp2"));
     env.ok(&["forget", &s1]);
+    age_past_prune_grace(&env.repo);
     env.ok(&["prune", "--max-unused", "0%"]);
     // Prune 2 supersedes prune 1's index files, not the first ones.
     write_files(&src.join("c"), &["c0", "c1"], 200);
@@ -302,6 +304,7 @@ fn an_index_file_two_prunes_old_copied_back_does_not_make_a_backup_reference_del
     let s4 = backup(&env, &src);
     keep_copy(&src, &env.path("exp4"));
     env.ok(&["forget", &s3]);
+    age_past_prune_grace(&env.repo);
     env.ok(&["prune", "--max-unused", "0%"]);
 
     let now = index_ids(&env);

@@ -55,6 +55,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
         hostname: text(u)?,
         username: text(u)?,
         pid: u.arbitrary()?,
+        boot_id: u.arbitrary()?,
+        pid_ns: u.arbitrary()?,
     };
     check(&l, l.to_bytes(), Lock::from_bytes);
     let mut n = Node::new(

@@ -60,11 +60,14 @@ impl LocalBackend {
             if ft.is_dir() {
                 self.list_into(&entry.path(), &full, out)?;
             } else if ft.is_file() {
-                let size = entry
+                let meta = entry
                     .metadata()
-                    .map_err(|e| Error::io_path("cannot stat", entry.path(), e))?
-                    .len();
-                out.push(ObjectInfo { name: full, size });
+                    .map_err(|e| Error::io_path("cannot stat", entry.path(), e))?;
+                out.push(ObjectInfo {
+                    name: full,
+                    size: meta.len(),
+                    mtime: meta.modified().ok().and_then(super::system_time_ns),
+                });
             }
         }
         Ok(())

@@ -1,6 +1,10 @@
 //! An in-memory backend for tests and benchmarks, with optional fault
 //! injection: fail every write after a countdown, as a crashed or
 //! disconnected store would.
+//!
+//! Its storage clock: an object's time is this process's wall clock when it
+//! was written, made strictly increasing, and tests can move objects into
+//! the past ([`MemBackend::backdate`]) to simulate age.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,7 +16,10 @@ use crate::error::{Error, Result};
 /// Objects in a map.
 #[derive(Default)]
 pub struct MemBackend {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Each object's bytes and its modification time (ns, storage clock).
+    objects: Mutex<BTreeMap<String, (Vec<u8>, i64)>>,
+    /// The last time handed out, so times strictly increase.
+    clock: AtomicI64,
     /// Writes allowed before every further write fails; negative: no limit.
     writes_left: AtomicI64,
     /// Bytes that may still be written (a full disk); negative: no limit.
@@ -24,6 +31,7 @@ impl MemBackend {
     pub fn new() -> Self {
         MemBackend {
             objects: Mutex::new(BTreeMap::new()),
+            clock: AtomicI64::new(0),
             writes_left: AtomicI64::new(-1),
             bytes_left: AtomicI64::new(-1),
         }
@@ -42,15 +50,46 @@ impl MemBackend {
 
     /// A copy of every object (to inspect or to corrupt in tests).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        self.lock().clone()
+        self.lock()
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Replace an object's bytes directly, bypassing fault injection.
     pub fn set_raw(&self, name: &str, data: Vec<u8>) {
-        self.lock().insert(name.to_string(), data);
+        let t = self.tick();
+        self.lock().insert(name.to_string(), (data, t));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+    /// Move the time of every object whose name starts with `prefix` back
+    /// by `by`, as if it had been written that long ago.
+    pub fn backdate(&self, prefix: &str, by: std::time::Duration) {
+        let by = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        for (k, (_, t)) in self.lock().iter_mut() {
+            if k.starts_with(prefix) {
+                *t = t.saturating_sub(by);
+            }
+        }
+    }
+
+    /// The storage clock: now, but after every time handed out before.
+    fn tick(&self) -> i64 {
+        let now = super::system_time_ns(std::time::SystemTime::now()).unwrap_or(0);
+        let mut prev = self.clock.load(Ordering::SeqCst);
+        loop {
+            let t = now.max(prev.saturating_add(1));
+            match self
+                .clock
+                .compare_exchange(prev, t, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return t,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Vec<u8>, i64)>> {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -76,9 +115,10 @@ impl Backend for MemBackend {
             .lock()
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| ObjectInfo {
+            .map(|(k, (v, t))| ObjectInfo {
                 name: k.clone(),
                 size: v.len() as u64,
+                mtime: Some(*t),
             })
             .collect())
     }
@@ -86,13 +126,13 @@ impl Backend for MemBackend {
         validate_object_name(name)?;
         self.lock()
             .get(name)
-            .cloned()
+            .map(|(v, _)| v.clone())
             .ok_or_else(|| Self::not_found(name))
     }
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         validate_object_name(name)?;
         let objects = self.lock();
-        let obj = objects.get(name).ok_or_else(|| Self::not_found(name))?;
+        let (obj, _) = objects.get(name).ok_or_else(|| Self::not_found(name))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
         obj.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
@@ -125,7 +165,8 @@ impl Backend for MemBackend {
             self.bytes_left
                 .fetch_sub(data.len() as i64, Ordering::SeqCst);
         }
-        self.lock().insert(name.to_string(), data.to_vec());
+        let t = self.tick();
+        self.lock().insert(name.to_string(), (data.to_vec(), t));
         Ok(())
     }
     fn delete(&self, name: &str) -> Result<()> {
@@ -137,7 +178,7 @@ impl Backend for MemBackend {
         validate_object_name(name)?;
         self.lock()
             .get(name)
-            .map(|v| v.len() as u64)
+            .map(|(v, _)| v.len() as u64)
             .ok_or_else(|| Self::not_found(name))
     }
 }

@@ -11,13 +11,28 @@ pub mod remote;
 
 use crate::error::Result;
 
-/// An object's name and size, as listed.
+/// An object's name, size and modification time, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// Name relative to the repository root, `/`-separated.
     pub name: String,
     /// Size in bytes.
     pub size: u64,
+    /// When the object was last written, in nanoseconds since the Unix
+    /// epoch **by the storage's clock** (file mtime, S3 `LastModified`),
+    /// or `None` if the backend does not say. Only ever compared with the
+    /// time of another object on the same storage, never with this
+    /// machine's clock, which may be wrong (see `repo::lock`).
+    pub mtime: Option<i64>,
+}
+
+/// Nanoseconds since the Unix epoch of a storage timestamp (negative before
+/// it); `None` if it does not fit.
+pub fn system_time_ns(t: std::time::SystemTime) -> Option<i64> {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).ok(),
+        Err(e) => i64::try_from(e.duration().as_nanos()).ok().map(|n| -n),
+    }
 }
 
 /// Storage for named objects. Implementations must make `put` atomic (a
@@ -157,17 +172,26 @@ pub mod conformance {
         let mut l = b.list("snapshots").unwrap();
         l.sort_by(|x, y| x.name.cmp(&y.name));
         assert_eq!(
-            l,
-            vec![
-                ObjectInfo {
-                    name: "snapshots/01".into(),
-                    size: 1
-                },
-                ObjectInfo {
-                    name: "snapshots/02".into(),
-                    size: 2
-                },
-            ]
+            l.iter()
+                .map(|o| (o.name.as_str(), o.size))
+                .collect::<Vec<_>>(),
+            vec![("snapshots/01", 1), ("snapshots/02", 2)]
+        );
+        // Every backend gives modification times: locks and prune's grace
+        // period judge ages by the storage's clock, and without times they
+        // must assume everything is new (prune could then delete nothing).
+        for o in &l {
+            assert!(o.mtime.is_some(), "{} listed without a time", o.name);
+        }
+        // A rewrite moves the time forward (or keeps it, at a coarse
+        // granularity), never back.
+        let first = l[0].mtime;
+        b.put("snapshots/01", b"a2").unwrap();
+        let again = b.list("snapshots").unwrap();
+        let rewritten = again.iter().find(|o| o.name == "snapshots/01").unwrap();
+        assert!(
+            rewritten.mtime >= first,
+            "{rewritten:?} older than {first:?}"
         );
         let data = b.list("data").unwrap();
         assert!(data.iter().any(|o| o.name == "data/ab/abcd"), "{data:?}");

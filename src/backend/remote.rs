@@ -351,12 +351,21 @@ impl Backend for RemoteBackend {
             if path.ends_with('/') || path.contains(".tmp-") {
                 continue;
             }
-            let mut size = e.metadata().content_length();
-            if size == 0 {
-                // Some listings do not carry sizes; ask.
-                size = self.stat(&path).unwrap_or(0);
+            let meta = e.metadata();
+            let mut size = meta.content_length();
+            let mut mtime = meta.last_modified();
+            if size == 0 || mtime.is_none() {
+                // Some listings do not carry sizes or times; ask.
+                if let Ok(m) = self.retry(&format!("stat {path}"), || self.op.stat(&path)) {
+                    size = m.content_length();
+                    mtime = m.last_modified().or(mtime);
+                }
             }
-            out.push(ObjectInfo { name: path, size });
+            out.push(ObjectInfo {
+                name: path,
+                size,
+                mtime: mtime.and_then(|t| super::system_time_ns(t.into())),
+            });
         }
         Ok(out)
     }

@@ -88,7 +88,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut src = open_source(g, &a.from_repo, &a.pass, &a.from_env)?;
     let mut dst = g.open()?;
     let _l1 = RepoLock::acquire(&src, false)?;
-    let _l2 = RepoLock::acquire(&dst, false)?;
+    let dst_lock = RepoLock::acquire(&dst, false)?;
     src.load_index()?;
     // The copy deduplicates against the destination: trust only its packs
     // that are there.
@@ -106,7 +106,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             .collect::<cairn::Result<Vec<_>>>()?
     };
     let reporter = super::progress::Reporter::new(g, "copy");
-    let r = copy(&src, &mut dst, &snaps, &reporter);
+    let r = copy(&src, &mut dst, &dst_lock, &snaps, &reporter);
     reporter.finish();
     let r = r?;
     if g.json {

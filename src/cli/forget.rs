@@ -168,7 +168,18 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         return Ok(super::exit::OK);
     }
-    for (id, _) in &doomed {
+    if !doomed.is_empty() {
+        cairn::failpoint::hit("forget::before_delete")?;
+        lock.verify()
+            .map_err(|e| e.context("forget stopped, no snapshot was removed"))?;
+    }
+    for (n, (id, _)) in doomed.iter().enumerate() {
+        lock.check().map_err(|e| {
+            e.context(format!(
+                "forget stopped after removing {n} of {} snapshots",
+                doomed.len()
+            ))
+        })?;
         repo.backend().delete(&cairn::repo::snapshot_name(id))?;
     }
     if !g.json && !g.quiet {
@@ -179,6 +190,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = cairn::ops::prune::prune(
             &mut repo,
+            &lock,
             &cairn::ops::prune::PruneOptions {
                 max_unused,
                 dry_run: false,

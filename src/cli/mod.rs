@@ -45,7 +45,8 @@ pub mod exit {
     pub const PARTIAL: i32 = 3;
     /// The repository does not exist.
     pub const NO_REPOSITORY: i32 = 10;
-    /// The repository lock could not be taken.
+    /// The repository lock could not be taken, or was lost before the
+    /// operation could commit.
     pub const LOCKED: i32 = 11;
     /// Wrong passphrase.
     pub const WRONG_PASSWORD: i32 = 12;
@@ -218,7 +219,7 @@ fn report(e: &anyhow::Error) -> i32 {
     eprintln!("cairn: {}", dedup_chain(&msg));
     match kind {
         Some(ErrorKind::RepositoryNotFound) => exit::NO_REPOSITORY,
-        Some(ErrorKind::Locked) => exit::LOCKED,
+        Some(ErrorKind::Locked | ErrorKind::LockLost) => exit::LOCKED,
         Some(ErrorKind::WrongPassphrase) => exit::WRONG_PASSWORD,
         _ => exit::FATAL,
     }

@@ -51,6 +51,13 @@ pub fn report(g: &GlobalArgs, r: &PruneResult) {
         r.unindexed_packs_deleted,
         r.index_files_replaced
     );
+    if r.recent_packs_kept > 0 {
+        println!(
+            "{} packs with unused or unindexed data kept: younger than {} hours, they may belong to a backup still running",
+            r.recent_packs_kept,
+            cairn::ops::prune::PACK_GRACE.as_secs() / 3600
+        );
+    }
     println!(
         "packs {} {} -> {} ({} freed)",
         if r.dry_run {
@@ -67,10 +74,11 @@ pub fn report(g: &GlobalArgs, r: &PruneResult) {
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let max_unused = parse_percent(&a.max_unused)?;
     let mut repo = g.open()?;
-    let _lock = RepoLock::acquire(&repo, !a.dry_run)?;
+    let lock = RepoLock::acquire(&repo, !a.dry_run)?;
     let reporter = super::progress::Reporter::new(g, "prune");
     let r = prune(
         &mut repo,
+        &lock,
         &PruneOptions {
             max_unused,
             dry_run: a.dry_run,

@@ -56,9 +56,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 
 fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
-    let _lock = RepoLock::acquire(&repo, !dry_run)?;
+    let lock = RepoLock::acquire(&repo, !dry_run)?;
     let reporter = super::progress::Reporter::new(g, "repair index");
-    let r = repair_index(&mut repo, &RepairIndexOptions { dry_run }, &reporter);
+    let r = repair_index(&mut repo, &RepairIndexOptions { dry_run }, &lock, &reporter);
     reporter.finish();
     let r = r?;
     let hex = |v: &[cairn::id::PackId]| v.iter().map(|p| p.to_hex()).collect::<Vec<_>>();
@@ -127,7 +127,7 @@ fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
 
 fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
-    let _lock = RepoLock::acquire(&repo, forget && !dry_run)?;
+    let lock = RepoLock::acquire(&repo, forget && !dry_run)?;
     let mut ids: Vec<SnapshotId> = Vec::new();
     for spec in specs {
         let id = if spec == "latest" {
@@ -142,6 +142,7 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
         &mut repo,
         &ids,
         &RepairSnapshotsOptions { forget, dry_run },
+        &lock,
         &reporter,
     );
     reporter.finish();

@@ -1,62 +1,62 @@
 //! `cairn unlock`: remove stale locks (or all of them).
+//!
+//! Ages are judged by the storage's clock, as every lock holder judges
+//! them (`cairn::repo::lock`): a probe object is written to learn the
+//! storage's present time. A lock that cannot be read may be anyone's, so
+//! it is removed only with `--remove-all`.
 
 use anyhow::Result;
-use cairn::format::aad;
-use cairn::format::lock::Lock;
-use cairn::id::LockId;
-use cairn::repo::lock::{lock_name, stale_reason};
+use cairn::repo::lock::{Observer, list_locks, lock_name, stale_reason, storage_now};
 
 use super::GlobalArgs;
 
 /// Arguments of `cairn unlock`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Remove every lock, also live ones (only when you know no other
-    /// Cairn process uses the repository).
+    /// Remove every lock, also live and unreadable ones (only when you know
+    /// no other Cairn process uses the repository).
     #[arg(long)]
     remove_all: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let host = cairn::repo::hostname();
-    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let me = Observer::this_process();
+    let now = storage_now(&repo)?;
     let mut removed = 0;
     let mut json = Vec::new();
-    for o in repo.backend().list("locks")? {
-        let Some(id) = o
-            .name
-            .strip_prefix("locks/")
-            .and_then(|h| LockId::from_hex(h).ok())
-        else {
+    for l in list_locks(&repo)? {
+        let why = match &l.lock {
+            Ok(lock) => stale_reason(lock, l.mtime, now, &me),
+            Err(e) if a.remove_all => Some(format!("unreadable: {e}")),
+            Err(e) => {
+                eprintln!(
+                    "kept unreadable lock {} ({e}); if no Cairn process uses the repository, remove it with --remove-all",
+                    l.id.short()
+                );
+                None
+            }
+        };
+        let Some(why) = why.or_else(|| a.remove_all.then(|| "--remove-all".to_string())) else {
             continue;
         };
-        let lock = repo
-            .load_object(aad::LOCK, &lock_name(&id), id.as_bytes())
-            .and_then(|b| Lock::from_bytes(&b));
-        let why = match &lock {
-            Ok(l) => stale_reason(l, now, &host),
-            Err(e) => Some(format!("unreadable: {e}")),
-        };
-        if let Some(why) = why.or_else(|| a.remove_all.then(|| "--remove-all".to_string())) {
-            repo.backend().delete(&lock_name(&id))?;
-            removed += 1;
-            json.push(serde_json::json!({
-                "id": id.to_hex(),
-                "pid": lock.as_ref().ok().map(|l| l.pid),
-                "hostname": lock.as_ref().ok().map(|l| l.hostname.clone()),
-                "reason": why,
-            }));
-            if !g.quiet && !g.json {
-                match &lock {
-                    Ok(l) => println!(
-                        "removed lock {} of PID {} on {} ({why})",
-                        id.short(),
-                        l.pid,
-                        l.hostname
-                    ),
-                    Err(_) => println!("removed lock {} ({why})", id.short()),
-                }
+        repo.backend().delete(&lock_name(&l.id))?;
+        removed += 1;
+        json.push(serde_json::json!({
+            "id": l.id.to_hex(),
+            "pid": l.lock.as_ref().ok().map(|l| l.pid),
+            "hostname": l.lock.as_ref().ok().map(|l| l.hostname.clone()),
+            "reason": why,
+        }));
+        if !g.quiet && !g.json {
+            match &l.lock {
+                Ok(lock) => println!(
+                    "removed lock {} of PID {} on {} ({why})",
+                    l.id.short(),
+                    lock.pid,
+                    lock.hostname
+                ),
+                Err(_) => println!("removed lock {} ({why})", l.id.short()),
             }
         }
     }

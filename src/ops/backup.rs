@@ -10,7 +10,11 @@
 //! behind, so memory stays flat whatever the input.
 //!
 //! Write ordering: packs are stored, then the index files listing them,
-//! then the snapshot. A crash at any point leaves a valid repository.
+//! then the snapshot. A crash at any point leaves a valid repository. Each
+//! index file and the snapshot are written only after the backup's lock is
+//! verified (`repo::lock`): a backup whose lock was lost (not refreshed in
+//! time, removed) stops with no snapshot rather than commit over data a
+//! prune may have deleted meanwhile.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -938,6 +942,15 @@ pub fn find_parent(
         .rfind(|(_, s)| s.hostname == host && s.paths == paths))
 }
 
+/// Say what a lost lock means for a backup.
+fn aborted(e: Error) -> Error {
+    if e.kind() == crate::error::ErrorKind::LockLost {
+        e.context("backup aborted, no snapshot was written")
+    } else {
+        e
+    }
+}
+
 /// Run a backup and commit its snapshot.
 pub fn backup(
     repo: &mut Repository,
@@ -965,7 +978,7 @@ pub fn backup(
     opts.validate()?;
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
-    let _lock = RepoLock::acquire(repo, false)?;
+    let lock = RepoLock::acquire(repo, false)?;
     // Deduplicate only against packs that are there: an index entry whose
     // pack is gone (a replayed index file, a lost pack) would make this
     // snapshot reference data that cannot be read. Such blobs count as not
@@ -992,7 +1005,12 @@ pub fn backup(
     if let Some(w) = opts.writers {
         popts.writers = w.max(1);
     }
-    let packer = Packer::new(repo.backend().clone(), repo.seal_key().clone(), popts);
+    let packer = Packer::with_gate(
+        repo.backend().clone(),
+        repo.seal_key().clone(),
+        popts,
+        lock.gate(),
+    );
     let ctx = Ctx {
         repo,
         packer: &packer,
@@ -1043,11 +1061,11 @@ pub fn backup(
     let Ctx {
         counters, errors, ..
     } = ctx;
-    let tree = tree?;
+    let tree = tree.map_err(aborted)?;
     // Packs, then their index files (inside `finish`), then the snapshot.
     // The repository's in-memory index is left as loaded: it is reloaded at
     // the start of every operation that needs it.
-    let stored = packer.finish(&**repo.backend())?;
+    let stored = packer.finish(&**repo.backend()).map_err(aborted)?;
 
     let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     let c = counters;
@@ -1084,7 +1102,9 @@ pub fn backup(
         extensions: Vec::new(),
     };
     crate::failpoint::hit("backup::before_snapshot")?;
+    lock.verify().map_err(aborted)?;
     let id = repo.save_snapshot(&snapshot)?;
+    drop(lock);
     Ok(BackupResult {
         id,
         snapshot,

@@ -327,7 +327,8 @@ fn check_inner(
     unindexed.sort();
     for id in unindexed {
         f.warn(format!(
-            "pack {id} is in no index file (left by an interrupted backup or prune; prune removes it)"
+            "pack {id} is in no index file (left by an interrupted backup or prune, or a backup still running; prune removes it once it is {} hours old)",
+            crate::ops::prune::PACK_GRACE.as_secs() / 3600
         ));
     }
 

@@ -20,6 +20,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::Repository;
+use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
 
 /// What a copy did.
@@ -134,10 +135,13 @@ fn marker(src: &Repository, id: &SnapshotId) -> Vec<u8> {
 }
 
 /// Copy `snapshots` of `src` into `dst`. Both indexes must be loaded; the
-/// caller holds a shared lock on each.
+/// caller holds a shared lock on each, `dst_lock` on `dst`: every index
+/// file and snapshot written to `dst` is committed only after that lock is
+/// verified.
 pub fn copy(
     src: &Repository,
     dst: &mut Repository,
+    dst_lock: &RepoLock,
     snapshots: &[(SnapshotId, Snapshot)],
     progress: &dyn Progress,
 ) -> Result<CopyResult> {
@@ -160,10 +164,11 @@ pub fn copy(
     if todo.is_empty() {
         return Ok(r);
     }
-    let packer = Packer::new(
+    let packer = Packer::with_gate(
         dst.backend().clone(),
         dst.seal_key().clone(),
         PackerOptions::new(dst.config().pack_size as usize),
+        dst_lock.gate(),
     );
     let same_ids =
         src.config().id_key == dst.config().id_key && src.config().chunker == dst.config().chunker;
@@ -200,6 +205,7 @@ pub fn copy(
     // Packs and their index first, then the snapshots.
     packer.finish(&**dst.backend())?;
     for s in &new_snaps {
+        dst_lock.verify()?;
         dst.save_snapshot(s)?;
         r.copied += 1;
     }

@@ -2,7 +2,18 @@
 //!
 //! Runs under an exclusive lock, so no backup can add references while the
 //! set of used blobs is computed (a backup waits for the lock or fails with
-//! "locked"). Steps, in an order that survives a crash at any point:
+//! "locked"). The lock is verified before every commit: the new index
+//! files, the deletion of the old ones, the deletion of packs.
+//!
+//! Defence in depth against a lock that failed anyway (a backup paused past
+//! the stale age): a pack is deleted or repacked only if it is older than
+//! [`PACK_GRACE`], or listed by an index file that is, judged by the
+//! storage's own clock (the times the backend lists, against the time of
+//! prune's own lock object) — never by this machine's clock. A younger pack
+//! may belong to a backup that has not written its index or snapshot yet:
+//! it is kept as it is, with all its index entries.
+//!
+//! Steps, in an order that survives a crash at any point:
 //!
 //! 1. mark every blob reachable from any snapshot (a snapshot or tree that
 //!    cannot be read stops the prune: nothing is deleted on a guess);
@@ -18,6 +29,7 @@
 //! packs. Both are harmless and the next prune finishes the job.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -27,8 +39,17 @@ use crate::format::BlobType;
 use crate::format::index::{IndexBlob, IndexPack};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId};
+use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
 use crate::repo::{Repository, index_name, pack_name};
+
+/// Packs younger than this by the storage's clock, and not listed by an
+/// index file older than this, are never deleted or repacked: they may
+/// belong to a backup still running. Much longer than the lock stale age
+/// (30 minutes), so that a backup whose lock was wrongly taken for stale
+/// has stopped (its lock is no longer trusted after 22.5 minutes) long
+/// before its packs could go.
+pub const PACK_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// Options for [`prune`].
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +86,9 @@ pub struct PruneResult {
     pub unindexed_packs_deleted: u64,
     /// Index files replaced.
     pub index_files_replaced: u64,
+    /// Packs with unused or unindexed data kept because they are younger
+    /// than the grace period ([`PACK_GRACE`]).
+    pub recent_packs_kept: u64,
     /// Bytes of packs before.
     pub bytes_before: u64,
     /// Bytes of packs after.
@@ -108,18 +132,31 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, BlobId)>> {
     Ok(used)
 }
 
-/// Prune the repository. Takes no lock itself: the caller holds an
-/// exclusive one.
+/// Say what a lost lock means for a prune: what it did so far stays valid
+/// (new index files before old ones go, old ones before packs go).
+fn stopped(e: Error) -> Error {
+    e.context("prune stopped before deleting anything more")
+}
+
+/// Prune the repository under `lock`, which the caller took on it:
+/// exclusive, unless this is a dry run.
 pub fn prune(
     repo: &mut Repository,
+    lock: &RepoLock,
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneResult> {
-    super::in_pool(|| prune_inner(repo, opts, progress))
+    if !opts.dry_run && !lock.is_exclusive() {
+        return Err(Error::invalid(
+            "prune needs an exclusive lock on the repository",
+        ));
+    }
+    super::in_pool(|| prune_inner(repo, lock, opts, progress))
 }
 
 fn prune_inner(
     repo: &mut Repository,
+    lock: &RepoLock,
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneResult> {
@@ -127,15 +164,40 @@ fn prune_inner(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    // Ages by the storage's clock: against the time of our own lock object.
+    let now = lock.storage_time();
+    if now.is_none() {
+        eprintln!(
+            "warning: {} gives no modification times: prune cannot tell old packs from new ones and deletes none",
+            repo.backend().location()
+        );
+    }
+    let grace = PACK_GRACE.as_nanos() as i64;
+    let old =
+        |t: Option<i64>| matches!((now, t), (Some(n), Some(t)) if n.saturating_sub(t) > grace);
     // Every index file as it is now; a damaged one stops the prune (its
     // packs would look unreferenced).
-    let index_ids: Vec<IndexId> = repo.list_index_files()?;
+    let index_list: Vec<(IndexId, Option<i64>)> = repo
+        .backend()
+        .list("index")?
+        .into_iter()
+        .filter_map(|o| {
+            let id = IndexId::from_hex(o.name.strip_prefix("index/")?).ok()?;
+            Some((id, o.mtime))
+        })
+        .collect();
+    let index_ids: Vec<IndexId> = index_list.iter().map(|(id, _)| *id).collect();
     let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
-    for id in &index_ids {
+    // Packs listed by an index file older than the grace period.
+    let mut listed_long_ago: HashSet<PackId> = HashSet::new();
+    for (id, mtime) in &index_list {
         let f = repo.load_index_file(id).map_err(|e| {
             e.context("prune stops: an index file cannot be read (run `cairn check`)")
         })?;
         for p in f.packs {
+            if old(*mtime) {
+                listed_long_ago.insert(p.id);
+            }
             packs.entry(p.id).or_default().extend(p.blobs);
         }
     }
@@ -153,15 +215,19 @@ fn prune_inner(
         )));
     }
 
-    let on_disk: HashMap<PackId, u64> = repo
+    let listed: HashMap<PackId, (u64, Option<i64>)> = repo
         .backend()
         .list("data")?
         .into_iter()
         .filter_map(|o| {
             let id = PackId::from_hex(o.name.rsplit('/').next().unwrap_or("")).ok()?;
-            (pack_name(&id) == o.name).then_some((id, o.size))
+            (pack_name(&id) == o.name).then_some((id, (o.size, o.mtime)))
         })
         .collect();
+    let on_disk: HashMap<PackId, u64> = listed.iter().map(|(id, (n, _))| (*id, *n)).collect();
+    // May this pack go (be deleted, or repacked)? Only if it is old.
+    let may_go =
+        |id: &PackId| listed_long_ago.contains(id) || old(listed.get(id).and_then(|(_, t)| *t));
     r.bytes_before = on_disk.values().sum();
     for id in packs.keys() {
         if !on_disk.contains_key(id) {
@@ -187,6 +253,27 @@ fn prune_inner(
     let mut used_bytes = 0u64;
     for id in order {
         let blobs = &packs[&id];
+        if !may_go(&id) {
+            // Too new to judge: it may be a running backup's, whose
+            // snapshot is still to come. Kept whole, every entry listed.
+            let mut live = 0;
+            for b in blobs {
+                if used.contains(&(b.blob_type, b.id)) {
+                    live += 1;
+                    used_bytes += u64::from(b.sealed_len);
+                }
+            }
+            r.used_blobs += live as u64;
+            r.unused_blobs += (blobs.len() - live) as u64;
+            if live < blobs.len() {
+                r.recent_packs_kept += 1;
+            }
+            keep_as_is.push(IndexPack {
+                id,
+                blobs: blobs.clone(),
+            });
+            continue;
+        }
         let mut live = Vec::new();
         // Entries a pack kept as it is goes on listing: its used blobs and
         // its unused ones (so later prunes still see that waste, and later
@@ -236,16 +323,24 @@ fn prune_inner(
             keep_as_is.push(IndexPack { id, blobs: entries });
         }
     }
-    let unindexed: Vec<PackId> = on_disk
+    // Packs no index lists: left by an interrupted backup or prune, or
+    // stored by a backup that has not indexed them yet.
+    let (unindexed, recent_unindexed): (Vec<PackId>, Vec<PackId>) = on_disk
         .keys()
         .filter(|id| !packs.contains_key(id))
         .copied()
-        .collect();
+        .partition(|id| may_go(id));
+    r.recent_packs_kept += recent_unindexed.len() as u64;
     r.packs_deleted = delete.len() as u64;
     r.packs_repacked = repack.len() as u64;
     r.unindexed_packs_deleted = unindexed.len() as u64;
     r.index_files_replaced = index_ids.len() as u64;
-    let kept_bytes: u64 = keep_as_is.iter().map(|p| on_disk[&p.id]).sum();
+    let kept_bytes: u64 = keep_as_is
+        .iter()
+        .map(|p| &p.id)
+        .chain(&recent_unindexed)
+        .map(|id| on_disk[id])
+        .sum();
     let repacked_estimate: u64 = repack
         .iter()
         .flat_map(|(_, b)| b.iter().map(|x| u64::from(x.sealed_len) + 42))
@@ -262,13 +357,14 @@ fn prune_inner(
 
     // 2. Repack: verify each used blob and copy its sealed bytes as they are
     //    (a sealed blob is bound to its type and ID, not to its pack).
-    let packer = Packer::new(
+    let packer = Packer::with_gate(
         repo.backend().clone(),
         repo.seal_key().clone(),
         PackerOptions {
             index_every_blobs: usize::MAX,
             ..PackerOptions::new(repo.config().pack_size as usize)
         },
+        lock.gate(),
     );
     progress.start(
         "repack",
@@ -306,7 +402,9 @@ fn prune_inner(
     //    every pack kept as it is; the old index files are superseded.
     let stored = packer.finish(&**repo.backend())?;
     let mut new_index_bytes = stored.bytes_written;
+    lock.verify().map_err(stopped)?;
     for chunk in keep_as_is.chunks(4096) {
+        lock.check().map_err(stopped)?;
         let (_, n) = write_index_file(
             &**repo.backend(),
             repo.seal_key(),
@@ -318,7 +416,9 @@ fn prune_inner(
     let _ = new_index_bytes;
     crate::failpoint::hit("prune::before_delete")?;
     // 4. Old index files go.
+    lock.verify().map_err(stopped)?;
     for id in &index_ids {
+        lock.check().map_err(stopped)?;
         repo.backend().delete(&index_name(id))?;
     }
     // 5. Unreferenced packs go.
@@ -327,9 +427,13 @@ fn prune_inner(
         .chain(repack.iter().map(|(id, _)| *id))
         .chain(unindexed)
         .collect();
+    lock.verify().map_err(stopped)?;
     doomed
         .par_iter()
-        .map(|id| repo.backend().delete(&pack_name(id)))
+        .map(|id| {
+            lock.check().map_err(stopped)?;
+            repo.backend().delete(&pack_name(id))
+        })
         .collect::<Result<Vec<()>>>()?;
     r.bytes_after = repo.backend().list("data")?.iter().map(|o| o.size).sum();
     repo.load_index()?;

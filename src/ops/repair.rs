@@ -41,6 +41,7 @@ use crate::format::snapshot::{EXT_REPAIRED_FROM, Snapshot};
 use crate::format::tree::{NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
 use crate::repo::{Repository, index_name, snapshot_name};
 
@@ -101,9 +102,10 @@ pub struct RepairIndexResult {
 pub fn repair_index(
     repo: &mut Repository,
     opts: &RepairIndexOptions,
+    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairIndexResult> {
-    super::in_pool(|| repair_index_inner(repo, opts, progress))
+    super::in_pool(|| repair_index_inner(repo, opts, lock, progress))
 }
 
 /// One pack's header entries as index entries (offsets computed from the
@@ -139,6 +141,7 @@ fn sorted_entries(mut v: Vec<IndexBlob>) -> Vec<IndexBlob> {
 fn repair_index_inner(
     repo: &mut Repository,
     opts: &RepairIndexOptions,
+    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairIndexResult> {
     let mut r = RepairIndexResult {
@@ -229,6 +232,7 @@ fn repair_index_inner(
         new_packs.chunks(PACKS_PER_INDEX_FILE).collect()
     };
     for chunk in chunks {
+        lock.verify()?;
         write_index_file(
             &**repo.backend(),
             repo.seal_key(),
@@ -238,6 +242,7 @@ fn repair_index_inner(
         r.index_files_written += 1;
     }
     crate::failpoint::hit("repair::index_before_delete")?;
+    lock.verify()?;
     for id in &old_ids {
         repo.backend().delete(&index_name(id))?;
         r.index_files_removed += 1;
@@ -487,16 +492,18 @@ pub fn repair_snapshots(
     repo: &mut Repository,
     ids: &[SnapshotId],
     opts: &RepairSnapshotsOptions,
+    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairSnapshotsResult> {
     repo.load_index_present()?;
-    super::in_pool(|| repair_snapshots_inner(repo, ids, opts, progress))
+    super::in_pool(|| repair_snapshots_inner(repo, ids, opts, lock, progress))
 }
 
 fn repair_snapshots_inner(
     repo: &Repository,
     ids: &[SnapshotId],
     opts: &RepairSnapshotsOptions,
+    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairSnapshotsResult> {
     let mut r = RepairSnapshotsResult {
@@ -613,10 +620,11 @@ fn repair_snapshots_inner(
 
     // Trees (packs, then their index file), then the snapshots.
     if !walker.new_trees.is_empty() {
-        let packer = Packer::new(
+        let packer = Packer::with_gate(
             repo.backend().clone(),
             repo.seal_key().clone(),
             PackerOptions::new(repo.config().pack_size as usize),
+            lock.gate(),
         );
         let level = repo.config().compression_level;
         let mut trees: Vec<(BlobId, Vec<u8>)> = walker.new_trees.into_iter().collect();
@@ -646,6 +654,7 @@ fn repair_snapshots_inner(
         packer.finish(&**repo.backend())?;
     }
     for (i, s) in new_snaps {
+        lock.verify()?;
         let id = repo.save_snapshot(&s)?;
         r.repaired[i].id = Some(id);
     }
@@ -657,6 +666,7 @@ fn repair_snapshots_inner(
             .map(|x| x.original)
             .chain(r.unreadable.iter().map(|(id, _)| *id))
             .collect();
+        lock.verify()?;
         for id in doomed {
             repo.backend().delete(&snapshot_name(&id))?;
             r.removed.push(id);

@@ -6,6 +6,10 @@
 //! through a bounded queue to writer threads: producers block when writers
 //! fall behind, so memory stays bounded by
 //! `(open packs + queue + writers) × pack size`.
+//!
+//! Index files are commit points: a packer made [`Packer::with_gate`] asks
+//! its operation's lock ([`CommitGate::verify`]) before writing each one,
+//! and stops storing packs once the lock is lost.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -13,6 +17,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rand::seq::SliceRandom;
 
+use super::lock::CommitGate;
 use super::{index_name, pack_name};
 use crate::backend::Backend;
 use crate::crypto::SealKey;
@@ -116,6 +121,7 @@ pub struct Packer {
     tx: Option<Sender<FinishedPack>>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
+    gate: Option<Arc<dyn CommitGate>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -137,8 +143,31 @@ pub fn write_index_file(
 }
 
 impl Packer {
-    /// A packer storing into `backend`.
+    /// A packer storing into `backend` that commits without asking a lock:
+    /// for tests and tools. Operations that run under a repository lock use
+    /// [`Packer::with_gate`].
     pub fn new(backend: Arc<dyn Backend>, seal: SealKey, opts: PackerOptions) -> Self {
+        Self::build(backend, seal, opts, None)
+    }
+
+    /// A packer that asks `gate` before each index file it writes (and
+    /// before each pack, cheaply), so nothing is committed once the lock
+    /// it runs under is lost.
+    pub fn with_gate(
+        backend: Arc<dyn Backend>,
+        seal: SealKey,
+        opts: PackerOptions,
+        gate: Arc<dyn CommitGate>,
+    ) -> Self {
+        Self::build(backend, seal, opts, Some(gate))
+    }
+
+    fn build(
+        backend: Arc<dyn Backend>,
+        seal: SealKey,
+        opts: PackerOptions,
+        gate: Option<Arc<dyn CommitGate>>,
+    ) -> Self {
         let (tx, rx) = bounded::<FinishedPack>(1);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let workers = (0..opts.writers.max(1))
@@ -148,7 +177,10 @@ impl Packer {
                 let shared = Arc::clone(&shared);
                 let seal = seal.clone();
                 let every = opts.index_every_blobs;
-                std::thread::spawn(move || writer_loop(&rx, &*backend, &seal, &shared, every))
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    writer_loop(&rx, &*backend, &seal, &shared, every, gate.as_deref())
+                })
             })
             .collect();
         Packer {
@@ -160,6 +192,7 @@ impl Packer {
             tx: Some(tx),
             workers,
             shared,
+            gate,
         }
     }
 
@@ -229,8 +262,13 @@ impl Packer {
         }
         result?;
         self.check()?;
+        // Every pack is stored; none is indexed yet.
+        crate::failpoint::hit("packer::before_index")?;
         let mut shared = lock(&self.shared);
         if !shared.unindexed.is_empty() {
+            if let Some(gate) = &self.gate {
+                gate.verify()?;
+            }
             let packs = std::mem::take(&mut shared.unindexed);
             let (id, n) = write_index_file(backend, &self.seal, packs, Vec::new())?;
             shared.index_files.push(id);
@@ -302,9 +340,15 @@ fn writer_loop(
     seal: &SealKey,
     shared: &Mutex<Shared>,
     index_every: usize,
+    gate: Option<&dyn CommitGate>,
 ) {
     for pack in rx.iter() {
         if lock(shared).error.is_some() {
+            continue;
+        }
+        // A lost lock: storing more packs is wasted work.
+        if let Some(Err(e)) = gate.map(CommitGate::check) {
+            lock(shared).error.get_or_insert(e);
             continue;
         }
         let mut parts: Vec<&[u8]> = pack.blobs.iter().map(Vec::as_slice).collect();
@@ -328,7 +372,9 @@ fn writer_loop(
             }
         };
         if let Some(packs) = to_index {
-            let r = write_index_file(backend, seal, packs, Vec::new());
+            let r = crate::failpoint::hit("packer::before_index")
+                .and_then(|()| gate.map_or(Ok(()), CommitGate::verify))
+                .and_then(|()| write_index_file(backend, seal, packs, Vec::new()));
             let mut s = lock(shared);
             match r {
                 Ok((id, n)) => {

@@ -292,3 +292,187 @@ pub fn resume(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
 }
+
+/// True when the tests run in CI (`CI=true`, which `.ci/run` sets): there,
+/// nothing may be skipped for want of a server or a tool.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Say that a test (or part of one) did not run, past the test harness's
+/// output capture (which only catches the print macros), so a missing
+/// server or tool is visible. Under `CI=true` this is a failure instead:
+/// CI must not go green without the coverage it is meant to give.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    assert!(
+        !in_ci(),
+        "{what}, and CI=true: CI must run this (see scripts/test.sh)"
+    );
+    let _ = std::io::stderr().write_all(format!("SKIPPED {what}\n").as_bytes());
+}
+
+/// True if `program` runs (`program --version` or `--help` exits at all).
+pub fn have_program(program: &str) -> bool {
+    ["--version", "--help"].iter().any(|arg| {
+        std::process::Command::new(program)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    })
+}
+
+/// Require tools a test needs (e.g. `faketime`, `unshare`) and root if
+/// `root`; if any is missing, say so through [`skipped`] and return false.
+pub fn require(test: &str, programs: &[&str], root: bool) -> bool {
+    if root && !is_root() {
+        skipped(&format!("{test}: needs root"));
+        return false;
+    }
+    for p in programs {
+        if !have_program(p) {
+            skipped(&format!(
+                "{test}: `{p}` is not installed (scripts/test.sh installs it)"
+            ));
+            return false;
+        }
+    }
+    true
+}
+
+impl Env {
+    /// `WRAPPER... cairn` (e.g. `unshare -p -f --mount-proc`, `faketime -f
+    /// +2h`) with the environment of [`Env::std_cmd`], output piped.
+    pub fn wrapped_cmd(&self, wrapper: &[&str]) -> std::process::Command {
+        let plain = self.std_cmd();
+        let mut c = std::process::Command::new(wrapper[0]);
+        c.args(&wrapper[1..]).arg(plain.get_program());
+        for (k, v) in plain.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+}
+
+/// Set the modification time of every file below `dir` back by `by`, as if
+/// it had been written that long ago (the local backend's storage clock is
+/// the file mtime).
+pub fn age_files(dir: &Path, by: std::time::Duration) {
+    for p in walk(dir) {
+        if std::fs::symlink_metadata(&p).unwrap().is_file() {
+            age_file(&p, by);
+        }
+    }
+}
+
+/// Set one file's modification time back by `by`.
+pub fn age_file(p: &Path, by: std::time::Duration) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    let m = f.metadata().unwrap().modified().unwrap();
+    f.set_modified(m - by).unwrap();
+}
+
+/// The regular files below `dir`, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).unwrap().is_file())
+        .collect()
+}
+
+/// A child's standard error, read line by line as it comes, so a test can
+/// wait for a state a process announces ("waiting for the repository
+/// lock") instead of sleeping.
+pub struct StderrWatch {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// Start reading `child`'s (piped) standard error.
+pub fn watch_stderr(child: &mut std::process::Child) -> StderrWatch {
+    use std::io::BufRead;
+    let err = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    StderrWatch {
+        rx,
+        seen: Vec::new(),
+    }
+}
+
+impl StderrWatch {
+    /// Wait until a line containing `needle` has been written. Panics if
+    /// the process closes its standard error first, or after two minutes.
+    pub fn wait_for(&mut self, needle: &str) {
+        loop {
+            match self.rx.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "no {needle:?} on standard error ({e}); it said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything written, once the process has closed its standard error.
+    pub fn all(mut self) -> String {
+        while let Ok(line) = self.rx.recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+/// Restore every listed snapshot and compare it, byte for byte, with the
+/// source directory it was taken of (the first of its paths, which the
+/// test must leave unchanged). Returns how many there were.
+pub fn every_snapshot_restores(env: &Env) -> usize {
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    for (i, s) in snaps.iter().enumerate() {
+        let src = PathBuf::from(s["paths"][0].as_str().unwrap());
+        let target = env.path(&format!("every-snapshot-{i}"));
+        env.ok(&[
+            "restore",
+            s["id"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert_same_tree(&src, &restored(&target, &src));
+        std::fs::remove_dir_all(&target).unwrap();
+    }
+    snaps.len()
+}
+
+/// How long prune leaves new packs alone (`cairn::ops::prune::PACK_GRACE`)
+/// plus an hour: age a repository's packs and index files by this to make
+/// them fair game for prune, as they are for a prune the next day.
+pub const PAST_PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 3600);
+
+/// Make every pack and index file of `repo` look older than prune's grace
+/// period, by the storage's clock (their mtimes).
+pub fn age_past_prune_grace(repo: &Path) {
+    age_files(&repo.join("data"), PAST_PRUNE_GRACE);
+    age_files(&repo.join("index"), PAST_PRUNE_GRACE);
+}
