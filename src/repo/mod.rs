@@ -522,6 +522,88 @@ impl Repository {
         Ok(())
     }
 
+    /// Every pack on storage, with its size (names not of the pack form
+    /// are ignored).
+    pub fn list_packs(&self) -> Result<std::collections::HashMap<PackId, u64>> {
+        Ok(self
+            .backend
+            .list("data")?
+            .into_iter()
+            .filter_map(|o| {
+                let id = PackId::from_hex(o.name.rsplit('/').next().unwrap_or("")).ok()?;
+                (pack_name(&id) == o.name).then_some((id, o.size))
+            })
+            .collect())
+    }
+
+    /// Index the packs that are stored but that no index file lists — the
+    /// work of a backup or copy that was killed before it could index it —
+    /// so the caller deduplicates against them instead of storing their
+    /// blobs again. Each pack's header is read and authenticated; a pack
+    /// whose header does not open is left alone (`check` reports it). Runs
+    /// only while the caller's lock is the only live lock: the packs of a
+    /// writer that is still running are that writer's to index. Returns the
+    /// number of packs adopted. The index must be loaded.
+    pub fn adopt_unindexed_packs(&mut self) -> Result<u64> {
+        let on_storage = self.list_packs()?;
+        let indexed: std::collections::HashSet<PackId> =
+            self.index.packs().iter().copied().collect();
+        let orphans: Vec<(PackId, u64)> = on_storage
+            .into_iter()
+            .filter(|(id, _)| !indexed.contains(id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        // Listed after the packs: a writer whose packs are in that listing
+        // took its lock before storing them, so its lock is seen here.
+        if lock::live_locks(self, false)?.len() > 1 {
+            return Ok(0);
+        }
+        let headers: Vec<(PackId, Result<Vec<PackEntry>>)> = orphans
+            .par_iter()
+            .map(|(id, size)| (*id, self.load_pack_header(id, *size)))
+            .collect();
+        let mut packs = Vec::new();
+        for (id, h) in headers {
+            match h {
+                Ok(entries) => {
+                    let mut offset = 0u32;
+                    let mut blobs = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        blobs.push(crate::format::index::IndexBlob {
+                            blob_type: e.blob_type,
+                            compression: e.compression,
+                            id: e.id,
+                            offset,
+                            sealed_len: e.sealed_len,
+                            raw_len: e.raw_len,
+                        });
+                        offset = offset.saturating_add(e.sealed_len);
+                    }
+                    packs.push(crate::format::index::IndexPack { id, blobs });
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => eprintln!(
+                    "warning: pack {} is in no index file and its header cannot be read: {e}; run `cairn check`",
+                    id.short()
+                ),
+            }
+        }
+        let adopted = packs.len() as u64;
+        for chunk in packs.chunks(4096) {
+            self.save_index_file(&IndexFile {
+                packs: chunk.to_vec(),
+                supersedes: Vec::new(),
+            })?;
+        }
+        for p in &packs {
+            self.index.add_pack(p.id, &p.blobs);
+        }
+        self.index.finalize();
+        Ok(adopted)
+    }
+
     /// Read and authenticate a pack's header; `size` is the pack's length.
     pub fn load_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackEntry>> {
         let name = pack_name(pack);
