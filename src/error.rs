@@ -39,6 +39,9 @@ pub enum ErrorKind {
     /// An entry of a backup source could not be read; the backup goes on
     /// without it.
     Source,
+    /// The caller asked the operation to stop (Ctrl-C, SIGTERM); what it
+    /// stored so far is indexed, nothing was committed.
+    Interrupted,
 }
 
 /// The library error: a kind plus a message that names the object or path.

@@ -19,6 +19,10 @@
 //! | `kill` | the process kills itself with `SIGKILL` (a crash: no destructor, no cleanup) |
 //! | `error` | the operation fails here with an I/O error |
 //!
+//! A point that is passed many times (once per pack, per file) acts every
+//! time unless counted: `24*off->1*return(stop)` lets 24 passes go by,
+//! stops on the 25th, and is off afterwards.
+//!
 //! Never touches: anything else. Points are named `module::place`.
 
 use crate::error::Result;

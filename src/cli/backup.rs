@@ -137,6 +137,7 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
             None
         },
         sqlite_timeout: Some(std::time::Duration::from_secs(a.sqlite_timeout)),
+        cancel: Some(cairn::ops::CancelToken::new()),
     };
     // Tags, host and paths the format cannot carry fail before the
     // repository is opened or anything is written.
@@ -149,7 +150,13 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
     let reporter = Reporter::new(g, "backup");
     reporter.start("backup", None, None);
     reporter.scan_sources(&opts.paths);
+    let interrupts = opts
+        .cancel
+        .as_ref()
+        .map(super::Interrupts::install)
+        .transpose()?;
     let r = backup(&mut repo, &opts, &reporter);
+    drop(interrupts);
     reporter.finish();
     let r = r?;
     let s = &r.snapshot.summary;
@@ -171,6 +178,7 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
                 "tree_blobs_added": s.tree_blobs_added,
                 "bytes_added": s.bytes_added,
                 "bytes_stored": s.bytes_stored,
+                "packs_adopted": r.packs_adopted,
                 "duration_seconds": s.duration_ns as f64 / 1e9,
                 "errors": errors,
             })
@@ -180,6 +188,12 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
             eprintln!("error: {}: {e}", p.display());
         }
         if !g.quiet {
+            if r.packs_adopted > 0 {
+                println!(
+                    "reusing {} packs stored by an interrupted run",
+                    r.packs_adopted
+                );
+            }
             if let Some(p) = r.snapshot.parent {
                 println!("using parent snapshot {}", &hex::encode(p)[..8]);
             }

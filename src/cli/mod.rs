@@ -50,6 +50,55 @@ pub mod exit {
     pub const LOCKED: i32 = 11;
     /// Wrong passphrase.
     pub const WRONG_PASSWORD: i32 = 12;
+    /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// While alive, Ctrl-C and SIGTERM ask an operation to stop through its
+/// cancellation token (it indexes what it stored and exits); a second
+/// signal ends the process at once. Afterwards the first signal ends the
+/// process again, as by default.
+pub struct Interrupts {
+    ids: Vec<signal_hook::SigId>,
+}
+
+const STOP_SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+
+impl Interrupts {
+    /// Route SIGINT and SIGTERM to `token`.
+    pub fn install(token: &cairn::ops::CancelToken) -> Result<Interrupts> {
+        use signal_hook::flag;
+        let mut ids = Vec::new();
+        for sig in STOP_SIGNALS {
+            // Registered first: it sees the flag before this signal sets it,
+            // so only a second signal ends the process.
+            ids.push(flag::register_conditional_shutdown(
+                sig,
+                exit::INTERRUPTED,
+                Arc::clone(token.flag()),
+            )?);
+            ids.push(flag::register(sig, Arc::clone(token.flag()))?);
+        }
+        Ok(Interrupts { ids })
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        // An unregistered signal is ignored, not defaulted: end the process
+        // on the next one, as the default action would.
+        let now = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        for sig in STOP_SIGNALS {
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                sig,
+                exit::INTERRUPTED,
+                Arc::clone(&now),
+            );
+        }
+    }
 }
 
 /// Cairn: encrypted, deduplicating snapshots of directory trees.
@@ -221,6 +270,7 @@ fn report(e: &anyhow::Error) -> i32 {
         Some(ErrorKind::RepositoryNotFound) => exit::NO_REPOSITORY,
         Some(ErrorKind::Locked | ErrorKind::LockLost) => exit::LOCKED,
         Some(ErrorKind::WrongPassphrase) => exit::WRONG_PASSWORD,
+        Some(ErrorKind::Interrupted) => exit::INTERRUPTED,
         _ => exit::FATAL,
     }
 }

@@ -228,6 +228,11 @@ impl Index {
         }
     }
 
+    /// Every pack that holds an indexed blob (a pack may appear twice).
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
     /// Where a blob is stored, if indexed.
     pub fn get(&self, t: BlobType, id: &BlobId) -> Option<Location> {
         let e = self.table(t).get(id)?;

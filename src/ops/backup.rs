@@ -85,6 +85,9 @@ pub struct BackupOptions {
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
+    /// Set by the caller to stop the backup early (Ctrl-C, SIGTERM): what
+    /// was stored is indexed, no snapshot is written.
+    pub cancel: Option<super::CancelToken>,
 }
 
 /// A stream stored as one file: `pg_dumpall | cairn backup --stdin`, or a
@@ -212,6 +215,9 @@ pub struct BackupResult {
     pub snapshot: Snapshot,
     /// Entries that could not be read (missing from the snapshot).
     pub errors: Vec<(PathBuf, String)>,
+    /// Packs an interrupted run had stored without indexing them, indexed
+    /// and reused by this backup.
+    pub packs_adopted: u64,
 }
 
 #[derive(Default)]
@@ -289,6 +295,7 @@ struct Ctx<'a> {
     change: ChangeRules,
     sqlite: bool,
     sqlite_timeout: std::time::Duration,
+    cancel: super::CancelToken,
 }
 
 /// How a file is judged unchanged against its parent snapshot's entry.
@@ -391,6 +398,7 @@ impl Ctx<'_> {
 
     /// Store a blob unless the repository or this backup already has it.
     fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<BlobId> {
+        self.cancel.check()?;
         let id = self.repo.id_key().blob_id(data);
         if self.repo.index().contains(t, &id) || !self.claims.claim(t, id) {
             return Ok(id);
@@ -545,6 +553,7 @@ impl Ctx<'_> {
         parent_dev: Option<u64>,
         old: Option<&Node>,
     ) -> Result<Option<Node>> {
+        self.cancel.check()?;
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -983,7 +992,10 @@ pub fn backup(
     // pack is gone (a replayed index file, a lost pack) would make this
     // snapshot reference data that cannot be read. Such blobs count as not
     // stored, and parent content lists that need them as not reusable.
-    repo.load_index_present()?;
+    let present = repo.load_index_present()?;
+    // Packs an interrupted backup stored but could not index are indexed
+    // now, so this run reuses them instead of storing their blobs again.
+    let adopted = repo.adopt_unindexed_packs(Some(&present), &lock)?;
 
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut raw_paths: Vec<Vec<u8>> = paths
@@ -1029,6 +1041,7 @@ pub fn backup(
             ignore_ctime: opts.ignore_ctime,
         },
         sqlite: !opts.sqlite_off,
+        cancel: opts.cancel.clone().unwrap_or_default(),
         sqlite_timeout: opts
             .sqlite_timeout
             .unwrap_or(std::time::Duration::from_secs(60)),
@@ -1061,7 +1074,17 @@ pub fn backup(
     let Ctx {
         counters, errors, ..
     } = ctx;
-    let tree = tree.map_err(aborted)?;
+    let tree = match tree {
+        Ok(t) => t,
+        Err(e) => {
+            // Interrupted or failed: index what was stored, so the next run
+            // reuses it. No snapshot is written.
+            if let Err(fe) = packer.finish(&**repo.backend()) {
+                eprintln!("warning: what the backup stored could not be indexed: {fe}");
+            }
+            return Err(aborted(e));
+        }
+    };
     // Packs, then their index files (inside `finish`), then the snapshot.
     // The repository's in-memory index is left as loaded: it is reloaded at
     // the start of every operation that needs it.
@@ -1109,5 +1132,6 @@ pub fn backup(
         id,
         snapshot,
         errors,
+        packs_adopted: adopted,
     })
 }

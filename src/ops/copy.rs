@@ -164,6 +164,9 @@ pub fn copy(
     if todo.is_empty() {
         return Ok(r);
     }
+    // Packs a killed copy stored without indexing them are indexed and
+    // reused instead of being sent again.
+    dst.adopt_unindexed_packs(None, dst_lock)?;
     let packer = Packer::with_gate(
         dst.backend().clone(),
         dst.seal_key().clone(),
@@ -201,7 +204,11 @@ pub fn copy(
     });
     r.blobs_sent = ctx.blobs_sent.into_inner();
     r.bytes_sent = ctx.bytes_sent.into_inner();
-    outcome?;
+    if let Err(e) = outcome {
+        // Index what was sent, so the next run does not send it again.
+        let _ = packer.finish(&**dst.backend());
+        return Err(e);
+    }
     // Packs and their index first, then the snapshots.
     packer.finish(&**dst.backend())?;
     for s in &new_snaps {

@@ -362,6 +362,8 @@ fn prune_inner(
         repo.seal_key().clone(),
         PackerOptions {
             index_every_blobs: usize::MAX,
+            index_every_bytes: u64::MAX,
+            index_every: std::time::Duration::MAX,
             ..PackerOptions::new(repo.config().pack_size as usize)
         },
         lock.gate(),

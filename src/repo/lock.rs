@@ -358,6 +358,7 @@ impl CommitGate for LockGate {
 /// A held lock; released when dropped.
 pub struct RepoLock {
     backend: Arc<dyn Backend>,
+    id: LockId,
     exclusive: bool,
     storage_time: Option<i64>,
     state: Arc<LockState>,
@@ -472,12 +473,30 @@ impl RepoLock {
         };
         Ok(RepoLock {
             backend: Arc::clone(repo.backend()),
+            id,
             exclusive,
             storage_time,
             state,
             stop,
             refresher: Some(refresher),
         })
+    }
+
+    /// The lock's ID (its object is `locks/<id>`).
+    pub fn id(&self) -> LockId {
+        self.id
+    }
+
+    /// True if another process holds a lock that is live as far as this
+    /// one can tell (readable and not stale, or unreadable: assumed live).
+    pub fn others_present(&self, repo: &Repository) -> Result<bool> {
+        let me = Observer::this_process();
+        Ok(list_locks(repo)?.iter().any(|l| {
+            l.id != self.id
+                && l.lock.as_ref().map_or(true, |lock| {
+                    stale_reason(lock, l.mtime, self.storage_time, &me).is_none()
+                })
+        }))
     }
 
     /// True for an exclusive lock.

@@ -569,8 +569,9 @@ impl Repository {
     /// hand or by a damaged disk — must not make a writer deduplicate
     /// against it. Writers (backup, copy, repair) load the index this way;
     /// a blob whose pack is missing is then simply not stored, and is
-    /// stored again. Returns the indexed packs that are missing, sorted.
-    pub fn load_index_present(&mut self) -> Result<Vec<PackId>> {
+    /// stored again. Returns the listing: every pack on storage, with its
+    /// size.
+    pub fn load_index_present(&mut self) -> Result<HashMap<PackId, u64>> {
         let files = self.load_index_files()?;
         let present = self.list_packs()?;
         let missing = self.install_index(files, Some(&present));
@@ -581,7 +582,7 @@ impl Repository {
                 missing[0].short()
             );
         }
-        Ok(missing)
+        Ok(present)
     }
 
     /// Build the in-memory index from the live index files, skipping packs
@@ -628,6 +629,90 @@ impl Repository {
             }
         }
         Ok(out)
+    }
+
+    /// Index the packs that are stored but that no index file lists — the
+    /// work of a backup or copy that was killed before it could index it —
+    /// so the caller deduplicates against them instead of storing their
+    /// blobs again. Each pack's header is read and authenticated; a pack
+    /// whose header does not open is left alone (`check` reports it). Runs
+    /// only while the caller's lock is the only live lock: the packs of a
+    /// writer that is still running are that writer's to index. Returns the
+    /// number of packs adopted. The index must be loaded.
+    /// `present` is a listing of the packs made after the index was loaded
+    /// ([`Repository::load_index_present`] returns one), or `None` to list
+    /// them here.
+    pub fn adopt_unindexed_packs(
+        &mut self,
+        present: Option<&HashMap<PackId, u64>>,
+        lock: &lock::RepoLock,
+    ) -> Result<u64> {
+        let listed;
+        let on_storage = match present {
+            Some(p) => p,
+            None => {
+                listed = self.list_packs()?;
+                &listed
+            }
+        };
+        let indexed: std::collections::HashSet<PackId> =
+            self.index.packs().iter().copied().collect();
+        let orphans: Vec<(PackId, u64)> = on_storage
+            .iter()
+            .filter(|(id, _)| !indexed.contains(id))
+            .map(|(id, size)| (*id, *size))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        // Listed after the packs: a writer whose packs are in that listing
+        // took its lock before storing them, so its lock is seen here.
+        if lock.others_present(self)? {
+            return Ok(0);
+        }
+        let headers: Vec<(PackId, Result<Vec<PackEntry>>)> = orphans
+            .par_iter()
+            .map(|(id, size)| (*id, self.load_pack_header(id, *size)))
+            .collect();
+        let mut packs = Vec::new();
+        for (id, h) in headers {
+            match h {
+                Ok(entries) => {
+                    let mut offset = 0u32;
+                    let mut blobs = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        blobs.push(crate::format::index::IndexBlob {
+                            blob_type: e.blob_type,
+                            compression: e.compression,
+                            id: e.id,
+                            offset,
+                            sealed_len: e.sealed_len,
+                            raw_len: e.raw_len,
+                        });
+                        offset = offset.saturating_add(e.sealed_len);
+                    }
+                    packs.push(crate::format::index::IndexPack { id, blobs });
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => eprintln!(
+                    "warning: pack {} is in no index file and its header cannot be read: {e}; run `cairn check`",
+                    id.short()
+                ),
+            }
+        }
+        let adopted = packs.len() as u64;
+        for chunk in packs.chunks(4096) {
+            lock.verify()?;
+            self.save_index_file(&IndexFile {
+                packs: chunk.to_vec(),
+                supersedes: Vec::new(),
+            })?;
+        }
+        for p in &packs {
+            self.index.add_pack(p.id, &p.blobs);
+        }
+        self.index.finalize();
+        Ok(adopted)
     }
 
     /// Read and authenticate a pack's header; `size` is the pack's length.

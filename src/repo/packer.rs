@@ -74,7 +74,18 @@ pub struct PackerOptions {
     /// Write an index file whenever this many blobs are stored but not yet
     /// indexed (so a long backup that is interrupted keeps most of its work).
     pub index_every_blobs: usize,
+    /// … or this many bytes of packs.
+    pub index_every_bytes: u64,
+    /// … or when the oldest stored pack not yet indexed is this old.
+    pub index_every: std::time::Duration,
 }
+
+/// Stored but unindexed data that triggers an index file: a killed backup
+/// loses at most this much work (plus the packs being filled) even when
+/// the next run cannot adopt its packs.
+pub const INDEX_EVERY_BYTES: u64 = 256 << 20;
+/// Age of the oldest unindexed pack that triggers an index file.
+pub const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(3 * 60);
 
 impl PackerOptions {
     /// Defaults for a pack size.
@@ -84,6 +95,8 @@ impl PackerOptions {
             open_packs: 2,
             writers: 1,
             index_every_blobs: 100_000,
+            index_every_bytes: INDEX_EVERY_BYTES,
+            index_every: INDEX_EVERY,
         }
     }
 }
@@ -93,6 +106,9 @@ struct Shared {
     /// Stored packs not yet in an index file.
     unindexed: Vec<IndexPack>,
     unindexed_blobs: usize,
+    unindexed_bytes: u64,
+    /// When the oldest unindexed pack was stored.
+    unindexed_since: Option<std::time::Instant>,
     /// Index files written so far.
     index_files: Vec<IndexId>,
     /// Packs stored.
@@ -176,10 +192,9 @@ impl Packer {
                 let backend = Arc::clone(&backend);
                 let shared = Arc::clone(&shared);
                 let seal = seal.clone();
-                let every = opts.index_every_blobs;
                 let gate = gate.clone();
                 std::thread::spawn(move || {
-                    writer_loop(&rx, &*backend, &seal, &shared, every, gate.as_deref())
+                    writer_loop(&rx, &*backend, &seal, &shared, opts, gate.as_deref())
                 })
             })
             .collect();
@@ -269,6 +284,9 @@ impl Packer {
             if let Some(gate) = &self.gate {
                 gate.verify()?;
             }
+            shared.unindexed_blobs = 0;
+            shared.unindexed_bytes = 0;
+            shared.unindexed_since = None;
             let packs = std::mem::take(&mut shared.unindexed);
             let (id, n) = write_index_file(backend, &self.seal, packs, Vec::new())?;
             shared.index_files.push(id);
@@ -339,7 +357,7 @@ fn writer_loop(
     backend: &dyn Backend,
     seal: &SealKey,
     shared: &Mutex<Shared>,
-    index_every: usize,
+    opts: PackerOptions,
     gate: Option<&dyn CommitGate>,
 ) {
     for pack in rx.iter() {
@@ -353,7 +371,10 @@ fn writer_loop(
         }
         let mut parts: Vec<&[u8]> = pack.blobs.iter().map(Vec::as_slice).collect();
         parts.push(&pack.trailer);
-        if let Err(e) = backend.put_parts(&pack_name(&pack.id), &parts) {
+        if let Err(e) = backend
+            .put_parts(&pack_name(&pack.id), &parts)
+            .and_then(|()| crate::failpoint::hit("packer::pack_stored"))
+        {
             let mut s = lock(shared);
             s.error.get_or_insert(e);
             continue;
@@ -362,10 +383,19 @@ fn writer_loop(
             let mut s = lock(shared);
             s.bytes_written += pack.len();
             s.unindexed_blobs += pack.index.blobs.len();
+            s.unindexed_bytes += pack.len();
+            s.unindexed_since
+                .get_or_insert_with(std::time::Instant::now);
             s.packs_written += 1;
             s.unindexed.push(pack.index);
-            if s.unindexed_blobs >= index_every {
+            let due = s.unindexed_blobs >= opts.index_every_blobs
+                || s.unindexed_bytes >= opts.index_every_bytes
+                || s.unindexed_since
+                    .is_some_and(|t| t.elapsed() >= opts.index_every);
+            if due {
                 s.unindexed_blobs = 0;
+                s.unindexed_bytes = 0;
+                s.unindexed_since = None;
                 Some(std::mem::take(&mut s.unindexed))
             } else {
                 None
