@@ -107,7 +107,7 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 pub fn check_cap(name: &str, size: u64, max: u64) -> Result<()> {
     if size > max {
         return Err(crate::error::Error::integrity(format!(
-            "{name} is {size} bytes, more than the {max} an object of its kind may have; it was not read: it is damaged, or was planted by someone who can write to the storage (move it away)"
+            "{name} is {size} bytes, more than the {max} an object of its kind may have, so it was not read (damaged, or planted by someone who can write to the storage: move it away)"
         )));
     }
     Ok(())

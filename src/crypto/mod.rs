@@ -121,7 +121,7 @@ impl KdfLimits {
         };
         if p.memory_kib < self.min_memory_kib || work < self.min_work {
             return Err(format!(
-                "its cost ({p}) is below the minimum of {} MiB-passes with at least {} ({floor}); a key this cheap makes guessing the passphrase cheap",
+                "its cost ({p}) is below the minimum of {} MiB-passes with at least {} ({floor}), and a key this cheap makes guessing the passphrase cheap",
                 self.min_work / 1024,
                 mem(self.min_memory_kib)
             ));
