@@ -9,6 +9,8 @@
 mod cli;
 
 fn main() {
+    // First, while there is one thread: passphrases leave the environment.
+    cli::take_secret_env();
     cairn::failpoint::setup_from_env();
     std::process::exit(cli::run());
 }

@@ -190,6 +190,7 @@ fn a_server_lost_mid_backup_is_a_clear_error_and_the_repository_survives() {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .env("CAIRN_REPOSITORY", &url2)
         .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_INSECURE_TEST_KDF", "1")
         .args(["backup", src.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

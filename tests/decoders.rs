@@ -4,7 +4,7 @@
 use cairn::crypto::{KdfParams, SealKey, Secret32};
 use cairn::format::config::{ChunkerParams, Config};
 use cairn::format::index::{IndexBlob, IndexFile, IndexPack};
-use cairn::format::keyfile::KeyFile;
+use cairn::format::keyfile::{KeyFile, KeyInfo, KeyMeta};
 use cairn::format::lock::Lock;
 use cairn::format::pack::{
     PackEntry, entry_offsets, header_from_bytes, header_to_bytes, split_pack,
@@ -25,6 +25,7 @@ fn decode_all(b: &[u8]) {
     let _ = Tree::from_bytes(b);
     let _ = Snapshot::from_bytes(b);
     let _ = KeyFile::from_bytes(b);
+    let _ = KeyInfo::from_bytes(b);
     let _ = Config::from_bytes(b);
     let _ = Config::split_header(b);
     let _ = Lock::from_bytes(b);
@@ -204,10 +205,16 @@ fn samples() -> Vec<Vec<u8>> {
             parallelism: 1,
         },
         salt: [5; 32],
-        created: 0,
-        hostname: "h".into(),
-        username: "u".into(),
         wrapped: vec![6; 72],
+        meta: KeyMeta::Sealed(vec![7; 40 + 128]),
+    };
+    let key_v1 = KeyFile {
+        meta: KeyMeta::Clear(KeyInfo {
+            created: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+        }),
+        ..key.clone()
     };
     let config = Config {
         repo_id: [1; 32],
@@ -231,6 +238,7 @@ fn samples() -> Vec<Vec<u8>> {
         tree.to_bytes().unwrap(),
         pack,
         key.to_bytes_unchecked().unwrap(),
+        key_v1.to_bytes_unchecked().unwrap(),
         config.to_bytes().unwrap(),
         lock.to_bytes().unwrap(),
         sealed,
@@ -247,7 +255,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_records_never_panic(which in 0usize..7, pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+    fn mutated_records_never_panic(which in 0usize..8, pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
         let mut b = samples()[which].clone();
         let i = pos % b.len();
         b[i] ^= byte | 1;

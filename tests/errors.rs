@@ -114,6 +114,7 @@ fn unreadable_files_give_exit_3_and_the_snapshot_is_kept() {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
     cmd.env("CAIRN_REPOSITORY", &env.repo)
         .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_INSECURE_TEST_KDF", "1")
         .args(["backup", src.to_str().unwrap()]);
     if is_root() {
         // Root reads everything: run the backup as an unprivileged user who

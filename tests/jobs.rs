@@ -133,6 +133,10 @@ prune_every_days = 0
     );
     let p = env.path("cairn.toml");
     std::fs::write(&p, text).unwrap();
+    // Both hold secrets: readable by others, they would give warnings.
+    for f in [&p, &env.path("pass")] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     p
 }
 

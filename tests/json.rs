@@ -559,6 +559,7 @@ fn a_terminal_gets_a_progress_bar() {
         .arg(&log)
         .env("CAIRN_REPOSITORY", &env.repo)
         .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_INSECURE_TEST_KDF", "1")
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();

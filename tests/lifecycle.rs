@@ -23,6 +23,7 @@ fn spawn(env: &Env, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("cairn"))
         .env("CAIRN_REPOSITORY", &env.repo)
         .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_INSECURE_TEST_KDF", "1")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

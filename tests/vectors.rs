@@ -5,6 +5,9 @@
 //!   pseudo-random data under fixed chunker parameters and a fixed ID key.
 //! - `tests/vectors/repo-v1/`: a small repository written by Cairn's format
 //!   version 1, which the current code must open and restore exactly.
+//! - `tests/vectors/key-v1`, `key-v2` (+ `key-v2.json`): key files of both
+//!   layouts (FORMAT.md §5.1) wrapping known secrets; `key-v1` is the
+//!   original key of `repo-v1` and is never regenerated.
 //!
 //! Regenerate (only for a deliberate format change, with a FORMAT.md
 //! version log entry): `CAIRN_REGENERATE_VECTORS=1 cargo test --test vectors`.
@@ -16,8 +19,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use cairn::chunker::Chunker;
-use cairn::crypto::{IdKey, Secret32};
+use cairn::crypto::{IdKey, KdfParams, Secret32};
 use cairn::format::config::ChunkerParams;
+use cairn::format::keyfile::KeyFile;
+use cairn::repo::{key_file_info, make_key_file, unwrap_key_file};
 use common::*;
 
 const GOLDEN_PASSWORD: &str = "cairn-golden-vectors";
@@ -208,6 +213,9 @@ fn the_committed_v1_repository_still_opens_and_restores() {
         }
     }
     assert_eq!(walk(&expected).len(), walk(&target).len());
+    // Its key file (version 1 until regenerated) is listed with its maker.
+    let keys: serde_json::Value = serde_json::from_str(&run(&["key", "list", "--json"])).unwrap();
+    assert!(keys[0]["hostname"].is_string(), "{keys}");
     // The wrong passphrase is still refused with exit 12.
     let out = e
         .cmd()
@@ -216,6 +224,63 @@ fn the_committed_v1_repository_still_opens_and_restores() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(12));
+}
+
+/// The master secret wrapped in `key-v2`.
+const GOLDEN_MASTER: &[u8; 32] = b"cairn golden vector master key!!";
+
+#[test]
+fn the_committed_key_files_of_both_versions_still_open() {
+    let v2 = vectors().join("key-v2");
+    let v2_info = vectors().join("key-v2.json");
+    let master = Secret32::from_bytes(*GOLDEN_MASTER);
+    if regenerate() {
+        let kf = make_key_file(
+            &master,
+            GOLDEN_PASSWORD.as_bytes(),
+            KdfParams::INSECURE_TEST,
+        )
+        .unwrap();
+        let info = key_file_info(&kf, &master).unwrap();
+        fs::write(&v2, kf.to_bytes().unwrap()).unwrap();
+        let json = serde_json::json!({
+            "master": "ASCII \"cairn golden vector master key!!\"",
+            "created": info.created, "hostname": info.hostname, "username": info.username,
+        });
+        fs::write(
+            &v2_info,
+            serde_json::to_string_pretty(&json).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    let kf = KeyFile::from_bytes(&fs::read(&v2).unwrap()).unwrap();
+    assert_eq!(kf.version(), 2);
+    let m = unwrap_key_file(&kf, GOLDEN_PASSWORD.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.expose(), GOLDEN_MASTER);
+    assert!(unwrap_key_file(&kf, b"wrong").unwrap().is_none());
+    let info = key_file_info(&kf, &m).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&v2_info).unwrap()).unwrap();
+    assert_eq!(info.created, want["created"].as_i64().unwrap());
+    assert_eq!(info.hostname, want["hostname"].as_str().unwrap());
+    assert_eq!(info.username, want["username"].as_str().unwrap());
+    // Another master secret cannot read the information.
+    assert!(key_file_info(&kf, &Secret32::random()).is_err());
+
+    // The original key of repo-v1: host and user in clear text.
+    let kf = KeyFile::from_bytes(&fs::read(vectors().join("key-v1")).unwrap()).unwrap();
+    assert_eq!(kf.version(), 1);
+    let m = unwrap_key_file(&kf, GOLDEN_PASSWORD.as_bytes())
+        .unwrap()
+        .unwrap();
+    let info = key_file_info(&kf, &m).unwrap();
+    assert_eq!(
+        (info.hostname.as_str(), info.username.as_str()),
+        ("vm", "uid 0")
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

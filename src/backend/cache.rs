@@ -8,8 +8,14 @@
 //! planted cache entry fails authentication, is dropped, and the object is
 //! fetched again. With a warm cache, an incremental backup to S3 reads
 //! little more than the config, the keys and the locks.
+//!
+//! Cache files are created `0600` and directories `0700`, as restic and
+//! borg do: sealed as they are, they tell other local users which objects
+//! this machine reads.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, ObjectInfo};
@@ -51,15 +57,42 @@ impl DiskCache {
         fs::read(self.path(name)?).ok()
     }
 
+    /// A cached entry of at most `max` bytes, if present; a larger one is
+    /// dropped unread.
+    pub fn get_capped(&self, name: &str, max: u64) -> Option<Vec<u8>> {
+        let p = self.path(name)?;
+        let f = fs::File::open(&p).ok()?;
+        let size = f.metadata().ok()?.len();
+        if size > max {
+            let _ = fs::remove_file(&p);
+            return None;
+        }
+        let mut out = Vec::with_capacity(usize::try_from(size).ok()?);
+        f.take(max).read_to_end(&mut out).ok()?;
+        Some(out)
+    }
+
     /// Store an entry; failures only cost the caching.
     pub fn put(&self, name: &str, data: &[u8]) {
         let Some(p) = self.path(name) else { return };
         let Some(parent) = p.parent() else { return };
-        if fs::create_dir_all(parent).is_err() {
+        if !parent.is_dir()
+            && fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .is_err()
+        {
             return;
         }
         let tmp = parent.join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
-        if fs::write(&tmp, data).is_ok() && fs::rename(&tmp, &p).is_ok() {
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(data));
+        if written.is_ok() && fs::rename(&tmp, &p).is_ok() {
             return;
         }
         let _ = fs::remove_file(&tmp);
@@ -118,6 +151,18 @@ impl Backend for CachedBackend {
             return Ok(b);
         }
         let b = self.inner.get(name)?;
+        if Self::cacheable(name) {
+            self.cache.put(name, &b);
+        }
+        Ok(b)
+    }
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        if Self::cacheable(name)
+            && let Some(b) = self.cache.get_capped(name, max)
+        {
+            return Ok(b);
+        }
+        let b = self.inner.get_capped(name, max)?;
         if Self::cacheable(name) {
             self.cache.put(name, &b);
         }

@@ -2,12 +2,17 @@
 //!
 //! Writes are atomic and durable: a temporary file in the target directory,
 //! fsync, rename over the final name, fsync of the directory.
+//!
+//! Files are created `0600` and directories `0700`: a key file readable by
+//! other local users could be attacked offline. A repository given to a
+//! group on purpose keeps working: when its `config` is group-readable,
+//! new files are `0640` and directories `0750` (restic's rule).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Backend, ObjectInfo, validate_object_name};
 use crate::error::{Error, Result};
@@ -18,6 +23,34 @@ pub struct LocalBackend {
     /// Recently read objects, kept open for ranged reads (restore reads
     /// many small ranges of the same packs).
     open_files: Mutex<Vec<(String, Arc<File>)>>,
+    /// Modes for new files and directories, once the config exists.
+    modes: OnceLock<Modes>,
+}
+
+/// Permission bits for what the local backend creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    /// New files.
+    pub file: u32,
+    /// New directories.
+    pub dir: u32,
+}
+
+impl Modes {
+    /// Only the owner: the default.
+    pub const PRIVATE: Modes = Modes {
+        file: 0o600,
+        dir: 0o700,
+    };
+    /// The owner, and the group reads: for a repository whose `config` is
+    /// group-readable.
+    pub const GROUP: Modes = Modes {
+        file: 0o640,
+        dir: 0o750,
+    };
+    fn is_group(self) -> bool {
+        self == Modes::GROUP
+    }
 }
 
 /// How many objects stay open for ranged reads.
@@ -32,7 +65,54 @@ impl LocalBackend {
         LocalBackend {
             root: root.into(),
             open_files: Mutex::new(Vec::new()),
+            modes: OnceLock::new(),
         }
+    }
+
+    /// The modes for new files and directories: [`Modes::GROUP`] if the
+    /// repository's `config` is group-readable, else [`Modes::PRIVATE`].
+    /// Decided once the config exists (before that, during `init`, private).
+    pub fn modes(&self) -> Modes {
+        if let Some(m) = self.modes.get() {
+            return *m;
+        }
+        match fs::metadata(self.root.join("config")) {
+            Ok(m) => *self.modes.get_or_init(|| {
+                if m.mode() & 0o040 != 0 {
+                    Modes::GROUP
+                } else {
+                    Modes::PRIVATE
+                }
+            }),
+            Err(_) => Modes::PRIVATE,
+        }
+    }
+
+    /// Create `dir` and any missing parents with the directory mode. In a
+    /// group repository the mode is set explicitly, whatever the umask.
+    fn create_dirs(&self, dir: &Path, modes: Modes) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.is_dir() {
+            missing.push(d);
+            match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => d = p,
+                _ => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            match fs::DirBuilder::new().mode(modes.dir).create(d) {
+                Ok(()) if modes.is_group() => {
+                    fs::set_permissions(d, fs::Permissions::from_mode(modes.dir))
+                        .map_err(|e| Error::io_path("cannot set the mode of", d, e))?;
+                }
+                Ok(()) => {}
+                // Another writer made it meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => return Err(Error::io_path("cannot create", d, e)),
+            }
+        }
+        Ok(())
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
@@ -95,15 +175,14 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        fs::create_dir_all(&self.root)
-            .map_err(|e| Error::io_path("cannot create repository directory", &self.root, e))?;
+        let modes = self.modes();
+        self.create_dirs(&self.root, modes)
+            .map_err(|e| e.context("cannot create the repository directory"))?;
         for d in DIRS {
-            let p = self.root.join(d);
-            fs::create_dir_all(&p).map_err(|e| Error::io_path("cannot create", &p, e))?;
+            self.create_dirs(&self.root.join(d), modes)?;
         }
         for i in 0..=255u8 {
-            let p = self.root.join("data").join(hex::encode([i]));
-            fs::create_dir_all(&p).map_err(|e| Error::io_path("cannot create", &p, e))?;
+            self.create_dirs(&self.root.join("data").join(hex::encode([i])), modes)?;
         }
         sync_dir(&self.root)
     }
@@ -120,6 +199,23 @@ impl Backend for LocalBackend {
         let mut f = File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?;
         let mut out = Vec::new();
         f.read_to_end(&mut out)
+            .map_err(|e| Error::io_path("cannot read", &p, e))?;
+        Ok(out)
+    }
+
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let p = self.path(name)?;
+        let f = File::open(&p).map_err(|e| Error::io_path("cannot open", &p, e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| Error::io_path("cannot stat", &p, e))?
+            .len();
+        super::check_cap(name, size, max)?;
+        // The size was checked on the open file; `take` still bounds a file
+        // that grows meanwhile (its bytes then fail authentication).
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        f.take(max)
+            .read_to_end(&mut out)
             .map_err(|e| Error::io_path("cannot read", &p, e))?;
         Ok(out)
     }
@@ -167,9 +263,8 @@ impl Backend for LocalBackend {
         let dir = p
             .parent()
             .ok_or_else(|| Error::invalid(format!("object name {name:?} has no directory")))?;
-        if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(|e| Error::io_path("cannot create", dir, e))?;
-        }
+        let modes = self.modes();
+        self.create_dirs(dir, modes)?;
         let file_name = p
             .file_name()
             .and_then(|n| n.to_str())
@@ -179,7 +274,15 @@ impl Backend for LocalBackend {
             hex::encode(rand::random::<[u8; 8]>())
         ));
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(modes.file)
+                .open(&tmp)?;
+            if modes.is_group() {
+                // The umask may have taken the group's read bit.
+                f.set_permissions(fs::Permissions::from_mode(modes.file))?;
+            }
             for part in parts {
                 f.write_all(part)?;
             }

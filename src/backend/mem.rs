@@ -142,6 +142,13 @@ impl Backend for MemBackend {
             )
         })
     }
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        validate_object_name(name)?;
+        let objects = self.lock();
+        let (obj, _) = objects.get(name).ok_or_else(|| Self::not_found(name))?;
+        super::check_cap(name, obj.len() as u64, max)?;
+        Ok(obj.clone())
+    }
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         validate_object_name(name)?;
         let left = self.writes_left.load(Ordering::SeqCst);

@@ -48,6 +48,16 @@ pub trait Backend: Send + Sync {
     fn get(&self, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes of an object from `offset`.
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// A whole object of at most `max` bytes, for objects read before they
+    /// can be authenticated. The size is checked before anything is read,
+    /// so a hostile object cannot make the reader allocate more than `max`;
+    /// a larger object is an integrity error that names it ([`check_cap`]).
+    /// The default asks for the size, then reads exactly that range.
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let size = self.stat(name)?;
+        check_cap(name, size, max)?;
+        self.get_range(name, 0, size)
+    }
     /// Store an object atomically and durably. Replaces an existing one.
     fn put(&self, name: &str, data: &[u8]) -> Result<()>;
     /// Store an object given as consecutive parts (same guarantees as
@@ -84,6 +94,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         (**self).get_range(name, offset, len)
     }
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        (**self).get_capped(name, max)
+    }
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         (**self).put(name, data)
     }
@@ -102,6 +115,17 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         (**self).cache_dir()
     }
+}
+
+/// The error for an object larger than its kind may be (see
+/// [`Backend::get_capped`]).
+pub fn check_cap(name: &str, size: u64, max: u64) -> Result<()> {
+    if size > max {
+        return Err(crate::error::Error::integrity(format!(
+            "{name} is {size} bytes, more than the {max} an object of its kind may have, so it was not read (damaged, or planted by someone who can write to the storage: move it away)"
+        )));
+    }
+    Ok(())
 }
 
 /// Check that an object name is relative, `/`-separated and free of `..`,
@@ -136,6 +160,24 @@ pub mod conformance {
         listing(b);
         overwrite_and_delete(b);
         missing_objects(b);
+        capped_reads(b);
+    }
+
+    fn capped_reads(b: &dyn Backend) {
+        let data = vec![7u8; 5000];
+        b.put("snapshots/capped", &data).unwrap();
+        assert_eq!(b.get_capped("snapshots/capped", 5000).unwrap(), data);
+        let e = b.get_capped("snapshots/capped", 4999).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Integrity, "{e}");
+        assert!(
+            e.to_string().contains("snapshots/capped is 5000 bytes"),
+            "{e}"
+        );
+        b.put("snapshots/empty", b"").unwrap();
+        assert!(b.get_capped("snapshots/empty", 0).unwrap().is_empty());
+        assert!(b.get_capped("keys/none", 10).unwrap_err().is_not_found());
+        b.delete("snapshots/capped").unwrap();
+        b.delete("snapshots/empty").unwrap();
     }
 
     fn put_get_round_trip(b: &dyn Backend) {

@@ -63,11 +63,8 @@ pub fn open_source(
     src.password_file = pass.from_password_file.clone();
     src.password_command = pass.from_password_command.clone();
     if src.password_file.is_none() && src.password_command.is_none() {
-        let p = match std::env::var_os("CAIRN_FROM_PASSWORD") {
-            Some(p) => {
-                use std::os::unix::ffi::OsStringExt;
-                p.into_vec()
-            }
+        let pass = match super::secret_env("CAIRN_FROM_PASSWORD") {
+            Some(p) => p,
             None => {
                 use std::io::IsTerminal;
                 if !std::io::stdin().is_terminal() {
@@ -75,11 +72,12 @@ pub fn open_source(
                         "no passphrase for the source repository: use --from-password-file, --from-password-command or CAIRN_FROM_PASSWORD"
                     );
                 }
-                rpassword::prompt_password(format!("passphrase for {repo}: "))?.into_bytes()
+                zeroize::Zeroizing::new(
+                    rpassword::prompt_password(format!("passphrase for {repo}: "))?.into_bytes(),
+                )
             }
         };
-        let pass = zeroize::Zeroizing::new(p);
-        return Ok(Repository::open(src.backend()?, &pass)?);
+        return super::open_repository(src.backend()?, &pass);
     }
     src.open()
 }

@@ -29,6 +29,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut opts = InitOptions {
         pack_size: a.pack_size * 1024 * 1024,
         compression_level: a.compression,
+        kdf: super::kdf_policy().0,
         ..InitOptions::default()
     };
     if let (true, Some(from)) = (a.copy_chunker_params, &a.from_repo) {

@@ -355,6 +355,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    // It may hold storage credentials and name password files.
+    if let Ok(m) = std::fs::metadata(&path) {
+        super::warn_if_exposed("the configuration file", &path, &m);
+    }
     let config = parse(&text, &path)?;
     Ok(Loaded { path, config })
 }
@@ -365,13 +369,21 @@ impl Loaded {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         for (name, r) in &self.config.repository {
-            if let Some(f) = &r.password_file
-                && std::fs::metadata(f).is_err()
-            {
-                w.push(format!(
-                    "[repository.{name}] password_file {} cannot be read here",
-                    f.display()
-                ));
+            if let Some(f) = &r.password_file {
+                use std::os::unix::fs::MetadataExt;
+                match std::fs::metadata(f) {
+                    Err(_) => w.push(format!(
+                        "[repository.{name}] password_file {} cannot be read here",
+                        f.display()
+                    )),
+                    Ok(m) if m.mode() & 0o077 != 0 => w.push(format!(
+                        "[repository.{name}] password_file {} is accessible by other users (mode {:04o}); run `chmod 600 {}`",
+                        f.display(),
+                        m.mode() & 0o7777,
+                        f.display()
+                    )),
+                    Ok(_) => {}
+                }
             }
         }
         for (name, j) in &self.config.job {

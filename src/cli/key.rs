@@ -1,8 +1,7 @@
 //! `cairn key`: list, add, remove keys, and change the passphrase.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use cairn::id::KeyId;
-use cairn::repo::kdf_from_env;
 
 use super::GlobalArgs;
 
@@ -33,22 +32,16 @@ enum Action {
 
 fn new_passphrase(a: &Args) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = &a.new_password_file {
-        let mut b = std::fs::read(f)
-            .with_context(|| format!("cannot read the new password file {}", f.display()))?;
-        while b.last().is_some_and(|&c| c == b'\n' || c == b'\r') {
-            b.pop();
-        }
-        return Ok(zeroize::Zeroizing::new(b));
+        return super::read_password_file("new password file", f);
     }
-    if let Some(p) = std::env::var_os("CAIRN_NEW_PASSWORD") {
-        use std::os::unix::ffi::OsStringExt;
-        return Ok(zeroize::Zeroizing::new(p.into_vec()));
+    if let Some(p) = super::secret_env("CAIRN_NEW_PASSWORD") {
+        return Ok(p);
     }
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password("new passphrase: ")?;
-        let q = rpassword::prompt_password("new passphrase again: ")?;
-        if p != q {
+        let q = zeroize::Zeroizing::new(rpassword::prompt_password("new passphrase again: ")?);
+        if p != *q {
             bail!("the passphrases do not match");
         }
         return Ok(zeroize::Zeroizing::new(p.into_bytes()));
@@ -61,7 +54,7 @@ fn resolve(repo: &cairn::repo::Repository, spec: &str) -> Result<KeyId> {
     let matches: Vec<KeyId> = repo
         .list_keys()?
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|k| k.id)
         .filter(|id| id.to_hex().starts_with(&spec))
         .collect();
     match matches.as_slice() {
@@ -79,10 +72,14 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             if g.json {
                 let v: Vec<_> = keys
                     .iter()
-                    .map(|(id, k)| {
+                    .map(|k| {
+                        let info = k.info.as_ref();
                         serde_json::json!({
-                            "id": id.to_hex(), "current": *id == repo.key_id(),
-                            "created": k.created, "hostname": k.hostname, "username": k.username,
+                            "id": k.id.to_hex(), "current": k.id == repo.key_id(),
+                            "version": k.version,
+                            "created": info.map(|i| i.created),
+                            "hostname": info.map(|i| i.hostname.as_str()),
+                            "username": info.map(|i| i.username.as_str()),
                             "kdf": {"memory_kib": k.kdf.memory_kib, "iterations": k.kdf.iterations, "parallelism": k.kdf.parallelism},
                         })
                     })
@@ -93,24 +90,37 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                     " {:<8}  {:<19}  {:<12}  {:<10}  KDF",
                     "ID", "Created", "Host", "User"
                 );
-                for (id, k) in &keys {
+                for k in &keys {
+                    let (created, host, user) = match &k.info {
+                        Some(i) => (
+                            super::format_time(i.created.saturating_mul(1_000_000_000), 0),
+                            i.hostname.as_str(),
+                            i.username.as_str(),
+                        ),
+                        None => ("?".to_string(), "?", "?"),
+                    };
                     println!(
-                        "{}{:<8}  {:<19}  {:<12}  {:<10}  Argon2id {}, t={}, p={}",
-                        if *id == repo.key_id() { "*" } else { " " },
-                        id.short(),
-                        super::format_time(k.created.saturating_mul(1_000_000_000), 0),
-                        k.hostname,
-                        k.username,
+                        "{}{:<8}  {:<19}  {:<12}  {:<10}  Argon2id {}, t={}, p={}{}",
+                        if k.id == repo.key_id() { "*" } else { " " },
+                        k.id.short(),
+                        created,
+                        host,
+                        user,
                         super::human_bytes(u64::from(k.kdf.memory_kib) * 1024),
                         k.kdf.iterations,
-                        k.kdf.parallelism
+                        k.kdf.parallelism,
+                        if k.version == 1 {
+                            "  (v1: host and user in clear text)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
         }
         Action::Add => {
             let pass = new_passphrase(a)?;
-            let id = repo.add_key(&pass, kdf_from_env())?;
+            let id = repo.add_key(&pass, super::kdf_policy().0)?;
             if g.json {
                 super::print_summary(
                     &serde_json::json!({"action": "added", "key_id": id.to_hex()}),
@@ -132,7 +142,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         Action::Passwd => {
             let pass = new_passphrase(a)?;
-            let id = repo.change_passphrase(&pass, kdf_from_env())?;
+            let id = repo.change_passphrase(&pass, super::kdf_policy().0)?;
             if g.json {
                 super::print_summary(
                     &serde_json::json!({"action": "passphrase changed", "key_id": id.to_hex()}),

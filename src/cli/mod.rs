@@ -31,7 +31,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cairn::backend::Backend;
-use cairn::repo::Repository;
+use cairn::crypto::{KdfLimits, KdfParams};
+use cairn::repo::{OpenOptions, Repository};
 use cairn::{Error, ErrorKind};
 use clap::{Parser, Subcommand};
 
@@ -214,6 +215,117 @@ enum Command {
     Man(completions::ManArgs),
 }
 
+/// Environment variables that hold passphrases. [`take_secret_env`] reads
+/// them once and removes them from the process environment.
+pub const SECRET_VARS: [&str; 3] = [
+    "CAIRN_PASSWORD",
+    "CAIRN_NEW_PASSWORD",
+    "CAIRN_FROM_PASSWORD",
+];
+
+type SecretEnv = std::collections::BTreeMap<&'static str, zeroize::Zeroizing<Vec<u8>>>;
+static SECRET_ENV: std::sync::OnceLock<SecretEnv> = std::sync::OnceLock::new();
+
+/// Read the passphrase variables ([`SECRET_VARS`]) and remove them from
+/// the environment, so that no hook, `--stdin-from-command`, password
+/// command or helper Cairn starts (ssh for SFTP) inherits them. `main`
+/// calls this first, while the process has one thread.
+///
+/// This is Cairn's second `unsafe` block (after the mmap in
+/// `src/source/fs.rs`): removing a variable is unsafe only because another
+/// thread could be reading the environment at the same time, and no other
+/// thread exists yet.
+pub fn take_secret_env() {
+    use std::os::unix::ffi::OsStringExt;
+    let mut taken = SecretEnv::new();
+    for name in SECRET_VARS {
+        if let Some(v) = std::env::var_os(name) {
+            taken.insert(name, zeroize::Zeroizing::new(v.into_vec()));
+            // SAFETY: called at the start of `main`, before any thread is
+            // started; nothing else reads or writes the environment now.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::remove_var(name);
+            }
+        }
+    }
+    let _ = SECRET_ENV.set(taken);
+}
+
+/// A passphrase variable's value, as it was when Cairn started.
+pub fn secret_env(name: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    match SECRET_ENV.get() {
+        Some(m) => m.get(name).cloned(),
+        // Not taken (the CLI's unit tests): the environment still has it.
+        None => {
+            use std::os::unix::ffi::OsStringExt;
+            std::env::var_os(name).map(|v| zeroize::Zeroizing::new(v.into_vec()))
+        }
+    }
+}
+
+/// Argon2id costs for new keys and the limits a key file must meet to be
+/// tried: the defaults, unless this is a test build (feature
+/// `insecure-test-kdf`) run with `CAIRN_INSECURE_TEST_KDF=1`, which lowers
+/// both to 64 KiB and 1 pass. A release build ignores the variable, with a
+/// warning.
+pub fn kdf_policy() -> (KdfParams, KdfLimits) {
+    if std::env::var_os("CAIRN_INSECURE_TEST_KDF").is_some_and(|v| v == "1") {
+        match cairn::crypto::insecure_test_kdf() {
+            Some(p) => return p,
+            None => {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    eprintln!(
+                        "warning: CAIRN_INSECURE_TEST_KDF is ignored: only test builds of Cairn have insecure test keys"
+                    );
+                });
+            }
+        }
+    }
+    (KdfParams::DEFAULT, KdfLimits::STANDARD)
+}
+
+/// Warn, as ssh does about private keys, when a file holding secrets can
+/// be read or written by users other than its owner (once per file and
+/// process: `cairn run` reads a password file for every step).
+pub fn warn_if_exposed(what: &str, path: &std::path::Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.iter().any(|p| p == path) {
+            return;
+        }
+        warned.push(path.to_path_buf());
+        eprintln!(
+            "warning: {what} {} is accessible by other users (mode {mode:04o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
+/// Read a password file: its content without the trailing newline, with a
+/// warning if other users can read it.
+pub fn read_password_file(
+    what: &str,
+    path: &std::path::Path,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    if let Ok(m) = f.metadata() {
+        warn_if_exposed(&format!("the {what}"), path, &m);
+    }
+    let mut b = zeroize::Zeroizing::new(Vec::new());
+    f.read_to_end(&mut b)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    trim_newline(&mut b);
+    Ok(b)
+}
+
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -310,10 +422,7 @@ impl GlobalArgs {
     /// password command, `CAIRN_PASSWORD`, or a prompt on a terminal.
     fn passphrase(&self, confirm: bool) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         if let Some(f) = &self.password_file {
-            let mut b = std::fs::read(f)
-                .with_context(|| format!("cannot read the password file {}", f.display()))?;
-            trim_newline(&mut b);
-            return Ok(zeroize::Zeroizing::new(b));
+            return read_password_file("password file", f);
         }
         if let Some(cmd) = &self.password_command {
             let out = std::process::Command::new("sh")
@@ -325,21 +434,22 @@ impl GlobalArgs {
             if !out.status.success() {
                 bail!("the password command {cmd:?} failed ({})", out.status);
             }
-            let mut b = out.stdout;
+            let mut b = zeroize::Zeroizing::new(out.stdout);
             trim_newline(&mut b);
-            return Ok(zeroize::Zeroizing::new(b));
+            return Ok(b);
         }
-        if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
-            use std::os::unix::ffi::OsStringExt;
-            return Ok(zeroize::Zeroizing::new(p.into_vec()));
+        if let Some(p) = secret_env("CAIRN_PASSWORD") {
+            return Ok(p);
         }
         if std::io::stdin().is_terminal() {
             let p = rpassword::prompt_password("enter passphrase for repository: ")
                 .context("cannot read the passphrase")?;
             if confirm {
-                let q = rpassword::prompt_password("enter the passphrase again: ")
-                    .context("cannot read the passphrase")?;
-                if p != q {
+                let q = zeroize::Zeroizing::new(
+                    rpassword::prompt_password("enter the passphrase again: ")
+                        .context("cannot read the passphrase")?,
+                );
+                if p != *q {
                     bail!("the passphrases do not match");
                 }
             }
@@ -368,7 +478,7 @@ impl GlobalArgs {
             _ => {}
         }
         let pass = self.passphrase(false)?;
-        let mut repo = Repository::open(backend, &pass)?;
+        let mut repo = open_repository(backend, &pass)?;
         if let Some(w) = &self.retry_lock {
             let span: jiff::Span = w.parse().map_err(|e| anyhow!("--retry-lock {w:?}: {e}"))?;
             let secs = span
@@ -386,6 +496,14 @@ impl GlobalArgs {
         repo.load_index()?;
         Ok(repo)
     }
+}
+
+/// Open a repository with the limits of [`kdf_policy`].
+pub fn open_repository(backend: Arc<dyn Backend>, pass: &[u8]) -> Result<Repository> {
+    let opts = OpenOptions {
+        kdf_limits: kdf_policy().1,
+    };
+    Ok(Repository::open_with(backend, pass, &opts)?)
 }
 
 fn trim_newline(b: &mut Vec<u8>) {

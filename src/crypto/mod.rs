@@ -57,6 +57,102 @@ impl std::fmt::Debug for Secret32 {
 }
 
 pub use crate::format::keyfile::KdfParams;
+use crate::format::keyfile::human_kib as mem;
+
+/// Which Argon2id costs a key file must have for Cairn to try it.
+///
+/// Whoever writes a key file chooses its costs — on hostile storage, the
+/// attacker. Below the floor, a planted key file turns opening into a cheap
+/// passphrase-guessing oracle; above the ceiling, one open could take
+/// hours of CPU and gigabytes of memory. Key files outside the limits are
+/// skipped with a warning (FORMAT.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfLimits {
+    /// Least memory, KiB.
+    pub min_memory_kib: u32,
+    /// Least work: memory (KiB) × passes.
+    pub min_work: u64,
+    /// Most memory, KiB.
+    pub max_memory_kib: u32,
+    /// Most passes.
+    pub max_iterations: u32,
+}
+
+impl KdfLimits {
+    /// The limits of every release build: no cheaper than the default cost
+    /// (64 MiB, and 64 MiB × 3 passes of work, so RFC 9106's 2 GiB × 1 pass
+    /// passes too), no dearer than 2 GiB or 20 passes.
+    pub const STANDARD: KdfLimits = KdfLimits {
+        min_memory_kib: KdfParams::DEFAULT.memory_kib,
+        min_work: KdfParams::DEFAULT.memory_kib as u64 * KdfParams::DEFAULT.iterations as u64,
+        max_memory_kib: 2 * 1024 * 1024,
+        max_iterations: 20,
+    };
+
+    /// **Insecure**, test builds only (feature `insecure-test-kdf`): the
+    /// floor drops to [`KdfParams::INSECURE_TEST`] (64 KiB, 1 pass).
+    #[cfg(feature = "insecure-test-kdf")]
+    pub const INSECURE_TEST: KdfLimits = KdfLimits {
+        min_memory_kib: KdfParams::INSECURE_TEST.memory_kib,
+        min_work: KdfParams::INSECURE_TEST.memory_kib as u64
+            * KdfParams::INSECURE_TEST.iterations as u64,
+        ..KdfLimits::STANDARD
+    };
+
+    /// The widest limits this build allows: [`KdfLimits::STANDARD`], or in
+    /// a build with the test-only `insecure-test-kdf` feature,
+    /// `KdfLimits::INSECURE_TEST`.
+    pub fn widest() -> KdfLimits {
+        #[cfg(feature = "insecure-test-kdf")]
+        return KdfLimits::INSECURE_TEST;
+        #[cfg(not(feature = "insecure-test-kdf"))]
+        KdfLimits::STANDARD
+    }
+
+    /// `Err` with the reason if `p` is outside these limits.
+    pub fn check(&self, p: &KdfParams) -> std::result::Result<(), String> {
+        let work = u64::from(p.memory_kib) * u64::from(p.iterations);
+        let floor = KdfParams {
+            memory_kib: self.min_memory_kib,
+            iterations: self
+                .min_work
+                .div_ceil(u64::from(self.min_memory_kib.max(1))) as u32,
+            parallelism: 1,
+        };
+        if p.memory_kib < self.min_memory_kib || work < self.min_work {
+            return Err(format!(
+                "its cost ({p}) is below the minimum of {} MiB-passes with at least {} ({floor}), and a key this cheap makes guessing the passphrase cheap",
+                self.min_work / 1024,
+                mem(self.min_memory_kib)
+            ));
+        }
+        if p.memory_kib > self.max_memory_kib || p.iterations > self.max_iterations {
+            return Err(format!(
+                "its cost ({p}) is above the maximum of {} and {} passes",
+                mem(self.max_memory_kib),
+                self.max_iterations
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The insecure test costs and the limits that admit them — only in builds
+/// with the test-only `insecure-test-kdf` feature; `None` in every other
+/// build, so no setting can give a release build cheap keys.
+pub fn insecure_test_kdf() -> Option<(KdfParams, KdfLimits)> {
+    #[cfg(feature = "insecure-test-kdf")]
+    return Some((KdfParams::INSECURE_TEST, KdfLimits::INSECURE_TEST));
+    #[cfg(not(feature = "insecure-test-kdf"))]
+    None
+}
+
+impl Default for KdfLimits {
+    /// [`KdfLimits::widest`].
+    fn default() -> Self {
+        KdfLimits::widest()
+    }
+}
 
 /// Derive the key-wrapping key from a passphrase with Argon2id.
 pub fn derive_wrapping_key(passphrase: &[u8], salt: &[u8], params: KdfParams) -> Result<Secret32> {
@@ -90,10 +186,12 @@ pub struct SealKey {
 impl SealKey {
     /// A key from 32 secret bytes.
     pub fn new(key: &Secret32) -> Self {
-        let k = Key::from(*key.expose());
-        SealKey {
-            cipher: XChaCha20Poly1305::new(&k),
-        }
+        let mut k = Key::from(*key.expose());
+        let cipher = XChaCha20Poly1305::new(&k);
+        k.as_mut_slice().zeroize();
+        // The cipher keeps its own copy and wipes it when dropped (the
+        // crate's `zeroize` feature).
+        SealKey { cipher }
     }
 
     /// Seal `plaintext`, appending the box to `out`.
@@ -163,6 +261,11 @@ impl SealKey {
     }
 }
 
+// Both wipe their key when dropped: the cipher through chacha20poly1305's
+// `zeroize` feature, the ID key through `Secret32`.
+impl ZeroizeOnDrop for SealKey {}
+impl ZeroizeOnDrop for IdKey {}
+
 /// The keyed hash that names blobs: BLAKE3 in keyed mode.
 #[derive(Clone)]
 pub struct IdKey(Secret32);
@@ -198,6 +301,9 @@ pub fn derive_subkey(context: &str, master: &Secret32) -> Secret32 {
 
 /// Context string for the object and blob encryption key.
 pub const CONTEXT_SEAL_KEY: &str = "cairn 2026-11 repository v1 seal key";
+/// Context string for the key that seals a key file's information
+/// (creation time, host, user) in key file version 2.
+pub const CONTEXT_KEY_INFO: &str = "cairn 2026-12 key file v2 information key";
 
 #[cfg(test)]
 mod tests {
@@ -268,6 +374,58 @@ mod tests {
         let c = derive_wrapping_key(b"pw", &[2; 16], p).unwrap();
         assert_eq!(a.expose(), b.expose());
         assert_ne!(a.expose(), c.expose());
+    }
+
+    /// Every type holding key material wipes it when dropped (checked by
+    /// the type system: `ZeroizeOnDrop` is only implemented where the
+    /// wiping is).
+    #[test]
+    fn secrets_are_wiped_on_drop() {
+        fn wiped<T: ZeroizeOnDrop>() {}
+        wiped::<Secret32>();
+        wiped::<XChaCha20Poly1305>();
+        wiped::<SealKey>();
+        wiped::<IdKey>();
+    }
+
+    #[test]
+    fn kdf_limits_floor_and_ceiling() {
+        let s = KdfLimits::STANDARD;
+        let p = |m: u32, t: u32| KdfParams {
+            memory_kib: m,
+            iterations: t,
+            parallelism: 1,
+        };
+        assert!(s.check(&KdfParams::DEFAULT).is_ok());
+        // RFC 9106's first recommended option: 2 GiB, 1 pass.
+        assert!(s.check(&p(2 << 20, 1)).is_ok());
+        assert!(s.check(&p(2 << 20, 20)).is_ok());
+        for bad in [
+            KdfParams::INSECURE_TEST,
+            p(8, 1),
+            p(65536, 2),
+            p(65535, 3),
+            p(32768, 1000),
+            p(2 << 20 | 1, 1),
+            p(65536, 21),
+            p(4 << 20, 1000),
+        ] {
+            let e = s.check(&bad).unwrap_err();
+            assert!(e.contains(&bad.to_string()), "{e}");
+        }
+        assert!(
+            s.check(&KdfParams::INSECURE_TEST)
+                .unwrap_err()
+                .contains("below the minimum of 192 MiB-passes with at least 64 MiB (Argon2id 64 MiB, 3 passes, 1 lane)")
+        );
+        #[cfg(feature = "insecure-test-kdf")]
+        {
+            let t = KdfLimits::INSECURE_TEST;
+            assert!(t.check(&KdfParams::INSECURE_TEST).is_ok());
+            assert!(t.check(&p(8, 1)).is_err());
+            assert!(t.check(&p(64, 21)).is_err());
+            assert_eq!(KdfLimits::default(), t);
+        }
     }
 
     #[test]

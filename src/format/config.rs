@@ -73,6 +73,13 @@ pub struct Config {
     pub created: i64,
 }
 
+impl Drop for Config {
+    /// The ID key is a secret: wiped when the config goes.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.id_key);
+    }
+}
+
 /// Smallest accepted target pack size.
 pub const MIN_PACK_SIZE: u32 = 1024 * 1024;
 /// Largest accepted target pack size.

@@ -94,6 +94,41 @@ impl Compression {
 /// chunker's limits; tree nodes of huge directories may be bigger).
 pub const MAX_BLOB_LEN: u32 = 512 * 1024 * 1024;
 
+/// Largest stored size of each object kind a reader accepts, checked
+/// against the object's size *before* it is read (FORMAT.md §3.1): a
+/// hostile or damaged object cannot make Cairn allocate more than this
+/// before authentication fails. Writers refuse to store larger objects.
+pub mod caps {
+    /// The config: 152 bytes in version 1.
+    pub const CONFIG: u64 = 4096;
+    /// A key file: at most 809 bytes in version 2.
+    pub const KEY_FILE: u64 = super::keyfile::MAX_KEY_FILE_LEN as u64;
+    /// A lock: 64 bytes plus the host and user names.
+    pub const LOCK: u64 = 4096;
+    /// An index file. Backups write one per 100 000 new blobs (≈ 4.6 MB),
+    /// prune one per 1 000 000 blobs (≈ 46 MB) or 4096 packs.
+    pub const INDEX_FILE: u64 = 1 << 30;
+    /// A snapshot: a few hundred bytes plus its paths, tags and extensions.
+    pub const SNAPSHOT: u64 = 64 << 20;
+    /// A pack's sealed header: the 5-byte header, 42 bytes for each of at
+    /// most 1 048 576 entries, and the seal (≈ 42 MiB).
+    pub const PACK_HEADER: u64 = (5
+        + super::pack::HEADER_ENTRY_LEN * super::pack::MAX_BLOBS_PER_PACK
+        + super::SEAL_OVERHEAD) as u64;
+
+    /// The cap of a named object sealed with an associated-data `prefix`
+    /// (see [`super::aad`]).
+    pub fn for_object(prefix: &[u8; 16]) -> u64 {
+        match prefix {
+            p if p == super::aad::LOCK => LOCK,
+            p if p == super::aad::INDEX => INDEX_FILE,
+            p if p == super::aad::SNAPSHOT => SNAPSHOT,
+            p if p == super::aad::PACK_HEADER => PACK_HEADER,
+            _ => SNAPSHOT,
+        }
+    }
+}
+
 /// Associated-data prefixes: each sealed box is bound to its kind and name.
 pub mod aad {
     use super::{BlobType, Compression};

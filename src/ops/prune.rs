@@ -405,15 +405,27 @@ fn prune_inner(
     let stored = packer.finish(&**repo.backend())?;
     let mut new_index_bytes = stored.bytes_written;
     lock.verify().map_err(stopped)?;
-    for chunk in keep_as_is.chunks(4096) {
+    // At most 4096 packs or 1 000 000 blobs per index file (≈ 46 MB), far
+    // below the size readers accept (`caps::INDEX_FILE`).
+    let mut start = 0;
+    while start < keep_as_is.len() {
         lock.check().map_err(stopped)?;
+        let (mut end, mut blobs) = (start, 0usize);
+        while end < keep_as_is.len()
+            && end - start < 4096
+            && (end == start || blobs + keep_as_is[end].blobs.len() <= 1_000_000)
+        {
+            blobs += keep_as_is[end].blobs.len();
+            end += 1;
+        }
         let (_, n) = write_index_file(
             &**repo.backend(),
             repo.seal_key(),
-            chunk.to_vec(),
+            keep_as_is[start..end].to_vec(),
             index_ids.clone(),
         )?;
         new_index_bytes += n;
+        start = end;
     }
     let _ = new_index_bytes;
     crate::failpoint::hit("prune::before_delete")?;

@@ -16,15 +16,15 @@ use rayon::prelude::*;
 
 use crate::backend::Backend;
 use crate::chunker::Chunker;
-use crate::crypto::{self, IdKey, KdfParams, SealKey, Secret32};
+use crate::crypto::{self, IdKey, KdfLimits, KdfParams, SealKey, Secret32};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::index::IndexFile;
-use crate::format::keyfile::{KeyFile, SALT_LEN};
+use crate::format::keyfile::{KeyFile, KeyInfo, KeyMeta, MAX_KEY_INFO_NAME_LEN, SALT_LEN};
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{BlobType, Compression, FORMAT_VERSION, aad};
+use crate::format::{BlobType, Compression, FORMAT_VERSION, aad, caps};
 use crate::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
 use crate::index::{Index, Location};
 
@@ -52,7 +52,9 @@ pub fn key_name(id: &KeyId) -> String {
 /// Options for a new repository.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
-    /// Argon2id costs for the first key.
+    /// Argon2id costs for the first key (default [`KdfParams::DEFAULT`]).
+    /// Tests may use [`KdfParams::INSECURE_TEST`]; only builds with the
+    /// test-only `insecure-test-kdf` feature accept it.
     pub kdf: KdfParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
@@ -69,7 +71,7 @@ pub struct InitOptions {
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
-            kdf: kdf_from_env(),
+            kdf: KdfParams::DEFAULT,
             pack_size: 16 * 1024 * 1024,
             compression_level: 3,
             chunker: None,
@@ -78,23 +80,33 @@ impl Default for InitOptions {
     }
 }
 
-/// Argon2id costs for new keys: the default, unless `CAIRN_KDF_MEMORY_KIB`
-/// or `CAIRN_KDF_ITERATIONS` override it (test suites use a few KiB).
-pub fn kdf_from_env() -> KdfParams {
-    let mut p = KdfParams::DEFAULT;
-    if let Some(m) = std::env::var("CAIRN_KDF_MEMORY_KIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        p.memory_kib = m;
-    }
-    if let Some(t) = std::env::var("CAIRN_KDF_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        p.iterations = t;
-    }
-    p
+/// How [`Repository::open_with`] treats key files.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Argon2id costs a key file must have to be tried (default
+    /// [`KdfLimits::widest`]: the standard limits, lowered to admit
+    /// [`KdfParams::INSECURE_TEST`] keys only in builds with the test-only
+    /// `insecure-test-kdf` feature).
+    pub kdf_limits: KdfLimits,
+}
+
+/// At most this many key files are tried (each costs one Argon2id run):
+/// cheapest first, then by name. The rest are skipped with a warning.
+pub const MAX_KEYS_TRIED: usize = 20;
+
+/// A key file as `key list` shows it.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// Its ID (the object is `keys/<id>`).
+    pub id: KeyId,
+    /// Key file layout version (1: host and user in clear text).
+    pub version: u16,
+    /// Its Argon2id costs.
+    pub kdf: KdfParams,
+    /// Creation time, host and user; `None` if a version 2 key file's
+    /// sealed information does not open with this repository's master
+    /// secret (the key file was not made for this repository).
+    pub info: Option<KeyInfo>,
 }
 
 /// Every index file of a repository, sorted by what a reader may trust
@@ -153,21 +165,59 @@ fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// Wrap `master` under `passphrase` into a new key file.
+/// `s` cut to at most `max` bytes at a character boundary.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Wrap `master` under `passphrase` into a new (version 2) key file whose
+/// creation time, host and user are sealed under a key derived from
+/// `master`. Costs outside [`KdfLimits::widest`] are refused: a key this
+/// build would not try is useless, and a cheap one is dangerous.
 pub fn make_key_file(master: &Secret32, passphrase: &[u8], kdf: KdfParams) -> Result<KeyFile> {
+    kdf.validate()?;
+    KdfLimits::widest()
+        .check(&kdf)
+        .map_err(|why| Error::invalid(format!("refusing to make a key file: {why}")))?;
     let salt: [u8; SALT_LEN] = crypto::random_array();
     let (hostname, username) = host_and_user();
+    // Display information only: names are cut to the format's limit.
+    let info = KeyInfo {
+        created: now_unix(),
+        hostname: clip(hostname, MAX_KEY_INFO_NAME_LEN),
+        username: clip(username, MAX_KEY_INFO_NAME_LEN),
+    };
     let mut kf = KeyFile {
         kdf,
         salt,
-        created: now_unix(),
-        hostname,
-        username,
         wrapped: Vec::new(),
+        meta: KeyMeta::Sealed(Vec::new()),
     };
     let wrapping = crypto::derive_wrapping_key(passphrase, &salt, kdf)?;
     kf.wrapped = SealKey::new(&wrapping).seal(&kf.header_bytes()?, master.expose());
+    let info_key = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_KEY_INFO, master));
+    kf.meta = KeyMeta::Sealed(info_key.seal(&kf.info_aad()?, &info.to_bytes()?));
     Ok(kf)
+}
+
+/// The creation time, host and user of a key file: in the clear in
+/// version 1, opened with `master` in version 2.
+pub fn key_file_info(kf: &KeyFile, master: &Secret32) -> Result<KeyInfo> {
+    match &kf.meta {
+        KeyMeta::Clear(info) => Ok(info.clone()),
+        KeyMeta::Sealed(sealed) => {
+            let info_key = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_KEY_INFO, master));
+            let plain = info_key.open(&kf.info_aad()?, sealed, "key file information")?;
+            KeyInfo::from_bytes(&plain)
+        }
+    }
 }
 
 /// The wrapping key of a passphrase under a key file's salt and cost,
@@ -210,6 +260,7 @@ pub fn unwrap_key_file(kf: &KeyFile, passphrase: &[u8]) -> Result<Option<Secret3
         Ok(mut pt) => {
             let mut bytes = [0u8; 32];
             if pt.len() != 32 {
+                zeroize::Zeroize::zeroize(&mut pt);
                 return Err(Error::malformed(
                     "key file",
                     "wrapped secret is not 32 bytes",
@@ -217,7 +268,9 @@ pub fn unwrap_key_file(kf: &KeyFile, passphrase: &[u8]) -> Result<Option<Secret3
             }
             bytes.copy_from_slice(&pt);
             zeroize::Zeroize::zeroize(&mut pt);
-            Ok(Some(Secret32::from_bytes(bytes)))
+            let secret = Secret32::from_bytes(bytes);
+            zeroize::Zeroize::zeroize(&mut bytes);
+            Ok(Some(secret))
         }
         Err(_) => Ok(None),
     }
@@ -254,7 +307,7 @@ impl Repository {
         };
         // Encoding validates through the decoder, so init cannot write what
         // open rejects.
-        let config_bytes = config.to_bytes()?;
+        let mut body = zeroize::Zeroizing::new(config.to_bytes()?);
         backend.create()?;
         let master = Secret32::random();
         let kf = make_key_file(&master, passphrase, opts.kdf)?;
@@ -263,7 +316,8 @@ impl Repository {
         let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
         let header = Config::header_bytes(FORMAT_VERSION);
         let mut obj = header.to_vec();
-        seal.seal_into(&config_aad(&header), &config_bytes, &mut obj);
+        seal.seal_into(&config_aad(&header), &body, &mut obj);
+        zeroize::Zeroize::zeroize(&mut *body);
         // The config is written last: it is what makes the location a repository.
         backend.put(CONFIG_NAME, &obj)?;
         Ok(Self::assemble(backend, master, seal, config, key_id))
@@ -295,10 +349,28 @@ impl Repository {
         }
     }
 
-    /// Open an existing repository with a passphrase. The index is not
-    /// loaded: call [`Repository::load_index`].
+    /// Open an existing repository with a passphrase, with the default
+    /// [`OpenOptions`]. The index is not loaded: call
+    /// [`Repository::load_index`].
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Repository> {
-        let raw = match backend.get(CONFIG_NAME) {
+        Self::open_with(backend, passphrase, &OpenOptions::default())
+    }
+
+    /// Open an existing repository with a passphrase.
+    ///
+    /// Every key file is read (each at most [`caps::KEY_FILE`] bytes) and
+    /// those whose Argon2id costs are outside `opts.kdf_limits` are skipped
+    /// with a warning naming them. The others are tried cheapest first, at
+    /// most [`MAX_KEYS_TRIED`]. A key file that opens with the passphrase
+    /// but does not open the config (made for another repository, or
+    /// planted by someone who knows or guessed the passphrase) is skipped
+    /// with a warning, and the next one is tried.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Repository> {
+        let raw = match backend.get_capped(CONFIG_NAME, caps::CONFIG) {
             Ok(raw) => raw,
             Err(e) if e.is_not_found() => {
                 return Err(Error::new(
@@ -313,43 +385,115 @@ impl Repository {
         };
         let (version, sealed) = Config::split_header(&raw)?;
         let header = Config::header_bytes(version);
-        let keys = backend.list("keys")?;
-        if keys.is_empty() {
+        let mut listed: Vec<(KeyId, String)> = backend
+            .list("keys")?
+            .into_iter()
+            .filter_map(|k| {
+                let id = KeyId::from_hex(k.name.strip_prefix("keys/")?).ok()?;
+                Some((id, k.name))
+            })
+            .collect();
+        if listed.is_empty() {
             return Err(Error::integrity(format!(
                 "repository {} has no key files",
                 backend.location()
             )));
         }
-        for k in &keys {
-            let Some(hex) = k.name.strip_prefix("keys/") else {
-                continue;
-            };
-            let Ok(key_id) = KeyId::from_hex(hex) else {
-                continue;
-            };
-            let kf = match backend.get(&k.name).and_then(|b| KeyFile::from_bytes(&b)) {
+        listed.sort_by(|a, b| a.1.cmp(&b.1));
+        // Read and check every key file; Argon2id runs only later.
+        let mut skipped: Vec<String> = Vec::new();
+        let mut newer: Option<String> = None;
+        let mut candidates: Vec<(KeyId, String, KeyFile)> = Vec::new();
+        for (id, name) in listed {
+            let kf = match backend
+                .get_capped(&name, caps::KEY_FILE)
+                .and_then(|b| KeyFile::from_bytes(&b))
+            {
                 Ok(kf) => kf,
-                Err(e) if e.kind() == ErrorKind::UnsupportedVersion => return Err(e),
                 Err(e) => {
-                    eprintln!("warning: skipping unreadable key file {}: {e}", k.name);
+                    eprintln!("warning: skipping key file {name}: {e}");
+                    if e.kind() == ErrorKind::UnsupportedVersion {
+                        newer = Some(e.to_string());
+                    }
+                    skipped.push(format!("{name}: {e}"));
                     continue;
                 }
             };
-            let Some(master) = unwrap_key_file(&kf, passphrase)? else {
+            if let Err(why) = opts.kdf_limits.check(&kf.kdf) {
+                eprintln!("warning: not trying key file {name}: {why}");
+                skipped.push(format!("{name}: {why}"));
                 continue;
+            }
+            candidates.push((id, name, kf));
+        }
+        let work = |k: &KeyFile| u64::from(k.kdf.memory_kib) * u64::from(k.kdf.iterations);
+        candidates.sort_by(|a, b| work(&a.2).cmp(&work(&b.2)).then_with(|| a.1.cmp(&b.1)));
+        if candidates.len() > MAX_KEYS_TRIED {
+            let rest = candidates.split_off(MAX_KEYS_TRIED);
+            eprintln!(
+                "warning: repository {} has {} key files; only the {MAX_KEYS_TRIED} cheapest are tried, not {}; remove key files you do not know (`cairn key list`, `cairn key remove`)",
+                backend.location(),
+                MAX_KEYS_TRIED + rest.len(),
+                rest.iter()
+                    .map(|(_, n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            skipped.extend(rest.into_iter().map(|(_, n, _)| format!("{n}: not tried")));
+        }
+        let tried = candidates.len();
+        let mut foreign = 0;
+        for (key_id, name, kf) in candidates {
+            let master = match unwrap_key_file(&kf, passphrase) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    eprintln!("warning: skipping key file {name}: {e}");
+                    continue;
+                }
             };
             let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
-            let plain = seal.open(&config_aad(&header), sealed, "config")?;
-            let config = Config::from_bytes(&plain)?;
-            return Ok(Self::assemble(backend, master, seal, config, key_id));
+            let mut plain = match seal.open(&config_aad(&header), sealed, "config") {
+                Ok(p) => zeroize::Zeroizing::new(p),
+                Err(_) => {
+                    eprintln!(
+                        "warning: key file {name} opens with this passphrase but not this repository's config: it was made for another repository, or planted by someone who knows the passphrase; remove it (`cairn key remove {}`)",
+                        key_id.short()
+                    );
+                    foreign += 1;
+                    continue;
+                }
+            };
+            let config = Config::from_bytes(&plain);
+            zeroize::Zeroize::zeroize(&mut *plain);
+            return Ok(Self::assemble(backend, master, seal, config?, key_id));
         }
-        Err(Error::new(
-            ErrorKind::WrongPassphrase,
-            format!(
-                "wrong passphrase for repository {}: no key file matched",
-                backend.location()
-            ),
-        ))
+        let location = backend.location();
+        if tried == 0 {
+            if let Some(why) = newer {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedVersion,
+                    format!("repository {location}: no key file this Cairn can read: {why}"),
+                ));
+            }
+            return Err(Error::integrity(format!(
+                "repository {location}: none of its key files can be tried: {}",
+                skipped.join("; ")
+            )));
+        }
+        let mut msg = format!("wrong passphrase for repository {location}: no key file matched");
+        if foreign > 0 {
+            msg.push_str(&format!(
+                " ({foreign} opened with it but belongs to another repository)"
+            ));
+        }
+        if !skipped.is_empty() {
+            msg.push_str(&format!(
+                "; {} key files were not tried (see the warnings above)",
+                skipped.len()
+            ));
+        }
+        Err(Error::new(ErrorKind::WrongPassphrase, msg))
     }
 
     /// The backend.
@@ -372,20 +516,42 @@ impl Repository {
     pub fn seal_key(&self) -> &SealKey {
         &self.seal
     }
-    /// Every key file: its ID and decoded header (unreadable ones skipped).
-    pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
+    /// Every key file, oldest first (unreadable ones skipped with a
+    /// warning). Version 2 key files' information is opened with this
+    /// repository's master secret.
+    pub fn list_keys(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
         for id in list_ids(&*self.backend, "keys", KeyId::from_hex)? {
-            match self
+            let name = key_name(&id);
+            let kf = match self
                 .backend
-                .get(&key_name(&id))
+                .get_capped(&name, caps::KEY_FILE)
                 .and_then(|b| KeyFile::from_bytes(&b))
             {
-                Ok(k) => out.push((id, k)),
-                Err(e) => eprintln!("warning: unreadable key file {}: {e}", id.short()),
-            }
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("warning: unreadable key file {name}: {e}");
+                    continue;
+                }
+            };
+            let info = match key_file_info(&kf, &self.master) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    eprintln!(
+                        "warning: key file {name} was not made for this repository: {e}; remove it (`cairn key remove {}`)",
+                        id.short()
+                    );
+                    None
+                }
+            };
+            out.push(KeyEntry {
+                id,
+                version: kf.version(),
+                kdf: kf.kdf,
+                info,
+            });
         }
-        out.sort_by_key(|(_, k)| k.created);
+        out.sort_by_key(|k| k.info.as_ref().map_or(i64::MAX, |i| i.created));
         Ok(out)
     }
 
@@ -408,7 +574,7 @@ impl Repository {
     /// with, cannot be removed.
     pub fn remove_key(&self, id: &KeyId) -> Result<()> {
         let keys = self.list_keys()?;
-        if !keys.iter().any(|(k, _)| k == id) {
+        if !keys.iter().any(|k| k.id == *id) {
             return Err(Error::not_found(format!("no key {}", id.short())));
         }
         if *id == self.key_id {
@@ -463,6 +629,7 @@ impl Repository {
         plain: &[u8],
     ) -> Result<()> {
         let sealed = self.seal.seal(&aad::object(prefix, id), plain);
+        check_cap_before_write(name, sealed.len(), caps::for_object(prefix))?;
         self.backend.put(name, &sealed)
     }
 
@@ -475,12 +642,13 @@ impl Repository {
         id: &[u8; 32],
     ) -> Result<Vec<u8>> {
         let aad = aad::object(prefix, id);
-        let mut raw = self.backend.get(name)?;
+        let cap = caps::for_object(prefix);
+        let mut raw = self.backend.get_capped(name, cap)?;
         if self.seal.open_in_place(&aad, &mut raw, name).is_ok() {
             return Ok(raw);
         }
         self.backend.evict(name);
-        let mut raw = self.backend.get(name)?;
+        let mut raw = self.backend.get_capped(name, cap)?;
         self.seal.open_in_place(&aad, &mut raw, name)?;
         Ok(raw)
     }
@@ -726,7 +894,7 @@ impl Repository {
         let mut len = [0u8; 4];
         len.copy_from_slice(&trailer);
         let hlen = u64::from(u32::from_le_bytes(len));
-        if hlen + 4 > size || hlen < crypto::SEAL_OVERHEAD as u64 {
+        if hlen + 4 > size || hlen < crypto::SEAL_OVERHEAD as u64 || hlen > caps::PACK_HEADER {
             return Err(Error::integrity(format!(
                 "{what}: header length {hlen} does not fit its {size} bytes"
             )));
@@ -1046,6 +1214,16 @@ pub fn parse_time(text: &str, now: jiff::Zoned) -> Result<i64> {
         return to_ns(now.checked_add(span).map_err(|_| bad())?.timestamp());
     }
     Err(bad())
+}
+
+/// Writers refuse objects that readers would refuse to read.
+pub fn check_cap_before_write(name: &str, len: usize, cap: u64) -> Result<()> {
+    if len as u64 > cap {
+        return Err(Error::invalid(format!(
+            "refusing to store {name}: {len} bytes is more than the {cap} readers accept"
+        )));
+    }
+    Ok(())
 }
 
 fn config_aad(header: &[u8]) -> Vec<u8> {

@@ -154,6 +154,11 @@ pub fn write_index_file(
     let file = IndexFile { packs, supersedes };
     let id = IndexId::random();
     let sealed = seal.seal(&aad::object(aad::INDEX, id.as_bytes()), &file.to_bytes()?);
+    super::check_cap_before_write(
+        &index_name(&id),
+        sealed.len(),
+        crate::format::caps::INDEX_FILE,
+    )?;
     backend.put(&index_name(&id), &sealed)?;
     Ok((id, sealed.len() as u64))
 }

@@ -162,7 +162,9 @@ pub fn name_bytes(name: &OsStr) -> &[u8] {
 
 /// A read-only map of `len` bytes of `file` from `offset` (page-aligned).
 ///
-/// The one `unsafe` block in Cairn. Mapping a file is unsafe because the
+/// One of the two `unsafe` blocks in Cairn (the other removes the
+/// passphrase variables from the environment at start,
+/// `cli::take_secret_env`). Mapping a file is unsafe because the
 /// mapped bytes may change, or vanish, if another process writes to or
 /// truncates the file while it is mapped. Cairn only reads the bytes into
 /// the chunker and hash (a concurrent write yields a torn but harmless

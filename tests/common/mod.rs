@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: a temporary repository, the
-//! `cairn` binary with a fast KDF, deterministic data, and tree comparison.
+//! `cairn` binary with the insecure test KDF, deterministic data, and tree
+//! comparison.
 
 #![allow(dead_code)]
 
@@ -41,13 +42,14 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    /// `cairn` with the repository, passphrase and a fast KDF set.
+    /// `cairn` with the repository, passphrase and the insecure test KDF
+    /// (`CAIRN_INSECURE_TEST_KDF=1`: keys of 64 KiB and 1 pass, made and
+    /// accepted only by test builds).
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("cairn").unwrap();
         c.env("CAIRN_REPOSITORY", &self.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
-            .env("CAIRN_KDF_MEMORY_KIB", "64")
-            .env("CAIRN_KDF_ITERATIONS", "1")
+            .env("CAIRN_INSECURE_TEST_KDF", "1")
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND");
         c
@@ -59,8 +61,7 @@ impl Env {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
         c.env("CAIRN_REPOSITORY", &self.repo)
             .env("CAIRN_PASSWORD", PASSWORD)
-            .env("CAIRN_KDF_MEMORY_KIB", "64")
-            .env("CAIRN_KDF_ITERATIONS", "1")
+            .env("CAIRN_INSECURE_TEST_KDF", "1")
             .env_remove("CAIRN_PASSWORD_FILE")
             .env_remove("CAIRN_PASSWORD_COMMAND");
         c
