@@ -34,12 +34,37 @@ pub fn hit(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stop the process with the calling thread stopped at the point. A
+/// `SIGSTOP` sent to the process is taken by any of its threads (often the
+/// main one), which stops the others a moment later: the calling thread
+/// would run on past the point meanwhile. A `SIGSTOP` sent to this thread
+/// (through a thread pidfd, Linux 6.9 and later) is taken on the way out of
+/// the sending call, and stops the others too.
+#[cfg(feature = "failpoints")]
+fn stop_this_thread() {
+    use rustix::process::{
+        Pid, PidfdFlags, Signal, getpid, kill_process, pidfd_open, pidfd_send_signal,
+    };
+    /// `PIDFD_THREAD` (= `O_EXCL`): a pidfd for one thread.
+    const PIDFD_THREAD: u32 = 0o200;
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
+        .and_then(Pid::from_raw);
+    let sent = tid
+        .and_then(|t| pidfd_open(t, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok())
+        .is_some_and(|fd| pidfd_send_signal(&fd, Signal::STOP).is_ok());
+    if !sent {
+        let _ = kill_process(getpid(), Signal::STOP);
+    }
+}
+
 #[cfg(feature = "failpoints")]
 fn act(name: &str, action: &str) -> Result<()> {
     use rustix::process::{Signal, getpid, kill_process};
     match action {
         "stop" => {
-            let _ = kill_process(getpid(), Signal::STOP);
+            stop_this_thread();
             Ok(())
         }
         "kill" => {
