@@ -349,6 +349,40 @@ fn a_restored_databases_directory_swapped_for_a_symlink_is_not_opened_outside_th
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
+#[test]
+fn a_restored_fifo_swapped_for_a_symlink_does_not_pass_its_mode_to_the_outside_file() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    mkfifo(&src.join("pipe"));
+    fs::set_permissions(src.join("pipe"), fs::Permissions::from_mode(0o666)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let outside = env.path("outside");
+    root_only_dir(&outside);
+    let secret = outside.join("secret");
+    let before = owner_mode(&secret);
+
+    let target = env.path("target");
+    let child = stopped_at(
+        &env,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        "restore::before_special_meta=return(stop)",
+    );
+    // Between creating the FIFO and setting its mode and times.
+    let pipe = restored(&target, &src.join("pipe"));
+    fs::remove_file(&pipe).unwrap();
+    symlink(&secret, &pipe).unwrap();
+    let out = finish(child);
+
+    assert_eq!(owner_mode(&secret), before, "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was replaced by a symlink before its metadata was set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A source tree `src/f` owned by another user, and a root-only secret.
 fn user_file_and_secret(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
     let src = env.path("src");

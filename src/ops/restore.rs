@@ -403,6 +403,7 @@ impl Ctx<'_> {
                 };
                 rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| io("cannot create special file", e))?;
+                crate::failpoint::hit("restore::before_special_meta")?;
                 self.set_meta_special(dir, name, ft, n, path)?;
                 self.others.fetch_add(1, Ordering::Relaxed);
             }

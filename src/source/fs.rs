@@ -268,6 +268,10 @@ pub fn open_file_at(
         };
         return Err(replaced(path, expect, &what));
     }
+    // A regular file: reads need no O_NONBLOCK, and some network and FUSE
+    // filesystems pass it on.
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+        .map_err(|e| source_errno("cannot open", path, e))?;
     Ok((File::from(fd), now))
 }
 
