@@ -546,3 +546,44 @@ fn a_fifo_named_like_a_database_next_to_its_wal_does_not_hang_the_backup() {
         b"not a companion of a FIFO"
     );
 }
+
+#[test]
+fn a_directory_chain_deeper_than_restore_accepts_is_cut_with_an_error_not_a_crash() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 2100 levels below src: longer than PATH_MAX, made through handles.
+    let mut dir = rustix::fs::open(
+        &src,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..2100 {
+        rustix::fs::mkdirat(&dir, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        dir = rustix::fs::openat(
+            &dir,
+            "d",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+    }
+    drop(dir);
+    let out = wait_bounded(env.spawn(&["backup", src.to_str().unwrap()], &[]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is more than 2048 directories deep; not backed up"),
+        "{}",
+        stderr(&out)
+    );
+    // What was stored restores.
+    let target = env.path("r");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    // Remove the chain through handles too (its paths are too long).
+    let out = std::process::Command::new("rm")
+        .args(["-rf", src.to_str().unwrap(), target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -160,8 +160,23 @@ enum Command {
     Man(completions::ManArgs),
 }
 
+/// Backup and restore hold a directory handle per level of the tree they
+/// walk: allow as many open files as the hard limit does (the soft limit
+/// is often 1024).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum)
+        && current < max
+    {
+        limit.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
+    raise_open_file_limit();
     let cli = Cli::parse();
     match dispatch(&cli.global, &cli.command) {
         Ok(code) => code,

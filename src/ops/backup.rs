@@ -704,6 +704,23 @@ impl Ctx<'_> {
             }
             n
         } else if meta.is_dir() {
+            if super::depth(path.as_os_str().as_bytes()) > super::MAX_TREE_DEPTH {
+                // Handles reach any depth, but restore refuses deeper trees
+                // (and recursion needs a bound).
+                self.record_error(
+                    path,
+                    Error::new(
+                        crate::error::ErrorKind::Source,
+                        format!(
+                            "{} is more than {} directories deep; not backed up (restore \
+                             refuses deeper trees)",
+                            path.display(),
+                            super::MAX_TREE_DEPTH
+                        ),
+                    ),
+                );
+                return Ok(None);
+            }
             crate::failpoint::hit("backup::before_open_dir")?;
             let sub = match sfs::open_dir_at(dir, os_name, path, &meta) {
                 Ok(fd) => fd,

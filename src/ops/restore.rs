@@ -829,35 +829,82 @@ fn link_handle(src: &OwnedFd, dir: &OwnedFd, name: &OsStr) -> std::result::Resul
 /// 5.6, or a seccomp filter that does not know it).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// Longest path handed to one `openat2` call: `PATH_MAX` is 4096 bytes
+/// with the terminating NUL, and deep trees make longer ones.
+const RESOLVE_SEGMENT: usize = 4000;
+
 /// Open the directory `rel` (`/`-separated, "" for `root` itself) below
 /// `root`, never following a symlink and never leaving `root`:
-/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, or where the kernel
-/// lacks it, one `openat(O_NOFOLLOW | O_DIRECTORY)` per component
-/// ([`open_dir_by_components`]).
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, a segment of at most
+/// [`RESOLVE_SEGMENT`] bytes at a time (each beneath the handle of the one
+/// before), or where the kernel lacks `openat2`, one `openat(O_NOFOLLOW |
+/// O_DIRECTORY)` per component ([`open_dir_by_components`]).
 pub fn open_dir_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> std::result::Result<OwnedFd, Errno> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return open_dir_by_components(root, rel);
+    }
+    let mut cur: Option<OwnedFd> = None;
+    for seg in segments(rel, RESOLVE_SEGMENT) {
+        let base = cur.as_ref().map_or(root, |f| f.as_fd());
+        match openat2_beneath(base, seg) {
+            Ok(fd) => cur = Some(fd),
+            Err(Errno::NOSYS) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                return open_dir_by_components(root, rel);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match cur {
+        Some(fd) => Ok(fd),
+        None => openat2_beneath(root, b"."),
+    }
+}
+
+/// One `openat2` of a directory below `base`, retried when a concurrent
+/// rename makes the kernel ask for it.
+fn openat2_beneath(base: BorrowedFd<'_>, p: &[u8]) -> std::result::Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let p: &OsStr = if rel.is_empty() {
-            OsStr::new(".")
-        } else {
-            OsStr::from_bytes(rel)
-        };
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let mut again = 0;
-        loop {
-            match rustix::fs::openat2(root, p, flags, Mode::empty(), how) {
-                // A rename somewhere raced with the lookup: the kernel asks
-                // for a retry.
-                Err(Errno::AGAIN) if again < 16 => again += 1,
-                Err(Errno::NOSYS) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    break;
-                }
-                r => return r,
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut again = 0;
+    loop {
+        match rustix::fs::openat2(base, OsStr::from_bytes(p), flags, Mode::empty(), how) {
+            Err(Errno::AGAIN) if again < 16 => again += 1,
+            r => return r,
+        }
+    }
+}
+
+/// `rel` cut at `/` into pieces of at most `max` bytes (a longer single
+/// component is a piece of its own, and fails as too long).
+fn segments(rel: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    let mut pos = 0;
+    for c in rel.split(|&b| b == b'/') {
+        let (from, to) = (pos, pos + c.len());
+        pos = to + 1;
+        if c.is_empty() {
+            continue;
+        }
+        match start {
+            Some(s) if to - s <= max => end = to,
+            Some(s) => {
+                out.push(&rel[s..end]);
+                start = Some(from);
+                end = to;
+            }
+            None => {
+                start = Some(from);
+                end = to;
             }
         }
     }
-    open_dir_by_components(root, rel)
+    if let Some(s) = start {
+        out.push(&rel[s..end]);
+    }
+    out
 }
 
 /// [`open_dir_beneath`] without `openat2`: one `openat(O_NOFOLLOW |
@@ -979,6 +1026,19 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     type Opener = fn(BorrowedFd<'_>, &[u8]) -> std::result::Result<OwnedFd, Errno>;
+
+    #[test]
+    fn long_paths_are_cut_into_segments_at_slashes() {
+        assert!(segments(b"", 10).is_empty());
+        assert_eq!(segments(b"a/bb/ccc", 100), vec![&b"a/bb/ccc"[..]]);
+        assert_eq!(segments(b"a/bb/ccc", 4), vec![&b"a/bb"[..], b"ccc"]);
+        assert_eq!(segments(b"a/bb/ccc", 3), vec![&b"a"[..], b"bb", b"ccc"]);
+        assert_eq!(segments(b"abcdef/g", 3), vec![&b"abcdef"[..], b"g"]);
+        let deep: Vec<u8> = b"d/".repeat(3000);
+        let segs = segments(&deep[..deep.len() - 1], RESOLVE_SEGMENT);
+        assert!(segs.iter().all(|s| s.len() <= RESOLVE_SEGMENT));
+        assert_eq!(segs.join(&b'/'), &deep[..deep.len() - 1]);
+    }
 
     #[test]
     fn reopening_below_the_target_never_follows_a_symlink_nor_leaves_it() {

@@ -321,11 +321,6 @@ impl PageReader {
         })
     }
 
-    /// The database's directory handle.
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
-    }
-
     /// Call `f` with runs of consecutive pages (each run a whole number of
     /// pages, at most `batch_pages`), in page order, all from the same
     /// read transaction.
