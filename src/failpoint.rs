@@ -19,10 +19,6 @@
 //! | `kill` | the process kills itself with `SIGKILL` (a crash: no destructor, no cleanup) |
 //! | `error` | the operation fails here with an I/O error |
 //!
-//! A point that is passed many times (once per pack, per file) acts every
-//! time unless counted: `24*off->1*return(stop)` lets 24 passes go by,
-//! stops on the 25th, and is off afterwards.
-//!
 //! Never touches: anything else. Points are named `module::place`.
 
 use crate::error::Result;
@@ -38,19 +34,37 @@ pub fn hit(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stop the process with the calling thread stopped at the point. A
+/// `SIGSTOP` sent to the process is taken by any of its threads (often the
+/// main one), which stops the others a moment later: the calling thread
+/// would run on past the point meanwhile. A `SIGSTOP` sent to this thread
+/// (through a thread pidfd, Linux 6.9 and later) is taken on the way out of
+/// the sending call, and stops the others too.
+#[cfg(feature = "failpoints")]
+fn stop_this_thread() {
+    use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
+    /// `PIDFD_THREAD` (= `O_EXCL`): a pidfd for one thread.
+    const PIDFD_THREAD: u32 = 0o200;
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
+        .and_then(Pid::from_raw);
+    let sent = tid
+        .and_then(|t| pidfd_open(t, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok())
+        .is_some_and(|fd| pidfd_send_signal(&fd, Signal::STOP).is_ok());
+    if !sent {
+        // Older kernels: sent to this thread's ID, the kernel still prefers
+        // this thread for it.
+        let _ = kill_process(rustix::thread::gettid(), Signal::STOP);
+    }
+}
+
 #[cfg(feature = "failpoints")]
 fn act(name: &str, action: &str) -> Result<()> {
     use rustix::process::{Signal, getpid, kill_process};
     match action {
         "stop" => {
-            // Sent to this thread's ID, not the process's: the kernel then
-            // wakes this thread for it, and the whole process stops before
-            // `kill` returns here. Sent to the process ID, the signal may be
-            // taken by another thread (the main one, idle in a pool), and
-            // this thread would run on past the point until that thread
-            // stopped everyone: the test would act while the operation
-            // still goes on.
-            let _ = kill_process(rustix::thread::gettid(), Signal::STOP);
+            stop_this_thread();
             Ok(())
         }
         "kill" => {

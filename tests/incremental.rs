@@ -259,3 +259,32 @@ fn stdin_and_command_output_are_stored_and_a_failing_command_writes_nothing() {
     let paths = &snaps.as_array().unwrap()[1]["paths"];
     assert_eq!(paths.as_array().unwrap().len(), 2, "{paths}");
 }
+
+#[test]
+fn xattrs_of_unchanged_files_are_kept_and_changed_ones_are_read_again() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let (a, b) = (src.join("a"), src.join("b"));
+    fs::write(&a, b"a").unwrap();
+    fs::write(&b, b"b").unwrap();
+    let set = |p: &std::path::Path, v: &[u8]| {
+        rustix::fs::setxattr(p, "user.k", v, rustix::fs::XattrFlags::empty())
+    };
+    if set(&a, b"1").is_err() {
+        eprintln!("skipped: no user xattrs on this filesystem");
+        return;
+    }
+    set(&b, b"1").unwrap();
+    env.backup_json(&[&src], &[]);
+    // Only b's xattr changes, and so its ctime: the second backup reads b
+    // again, not a, whose xattrs come from the parent snapshot.
+    set(&b, b"2").unwrap();
+    let second = env.backup_json(&[&src], &[]);
+    assert_eq!(n(&second, "files_read"), 1);
+    let target = env.path("r");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let get = |p: &std::path::Path| xattrs(p).get(&b"user.k"[..]).cloned();
+    assert_eq!(get(&restored(&target, &a)), Some(b"1".to_vec()));
+    assert_eq!(get(&restored(&target, &b)), Some(b"2".to_vec()));
+}

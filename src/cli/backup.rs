@@ -92,6 +92,8 @@ pub struct Done {
     pub id: cairn::id::SnapshotId,
     /// The entries left out, with the reason.
     pub errors: Vec<(PathBuf, String)>,
+    /// The files that changed while they were read, with what changed.
+    pub changed: Vec<(PathBuf, String)>,
 }
 
 /// Run the backup and print its result.
@@ -181,11 +183,15 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
                 "packs_adopted": r.packs_adopted,
                 "duration_seconds": s.duration_ns as f64 / 1e9,
                 "errors": errors,
+                "changed": r.changed.iter().map(|(p, w)| serde_json::json!({"path": p.to_string_lossy(), "warning": w})).collect::<Vec<_>>(),
             })
         );
     } else {
         for (p, e) in &r.errors {
             eprintln!("error: {}: {e}", p.display());
+        }
+        for (p, w) in &r.changed {
+            eprintln!("warning: {}: {w}", p.display());
         }
         if !g.quiet {
             if r.packs_adopted > 0 {
@@ -216,24 +222,34 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
             println!("snapshot {} saved", r.id.short());
         }
     }
-    if r.errors.is_empty() {
-        Ok(Done {
+    if r.errors.is_empty() && r.changed.is_empty() {
+        return Ok(Done {
             code: super::exit::OK,
             id: r.id,
             errors: r.errors,
-        })
-    } else {
-        if !g.json {
+            changed: r.changed,
+        });
+    }
+    if !g.json {
+        if !r.errors.is_empty() {
             eprintln!(
                 "warning: {} entries could not be read and are missing from snapshot {}",
                 r.errors.len(),
                 r.id.short()
             );
         }
-        Ok(Done {
-            code: super::exit::PARTIAL,
-            id: r.id,
-            errors: r.errors,
-        })
+        if !r.changed.is_empty() {
+            eprintln!(
+                "warning: {} files changed while they were backed up; snapshot {} holds them as they were read",
+                r.changed.len(),
+                r.id.short()
+            );
+        }
     }
+    Ok(Done {
+        code: super::exit::PARTIAL,
+        id: r.id,
+        errors: r.errors,
+        changed: r.changed,
+    })
 }

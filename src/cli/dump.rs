@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use cairn::ops::walk::{self, Found};
 
 use super::GlobalArgs;
@@ -27,7 +27,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    walk::dump_file(&repo, &node, &mut out)?;
+    walk::dump_file(&repo, &node, &mut out).with_context(|| format!("cannot dump {}", a.path))?;
     out.flush()?;
     Ok(super::exit::OK)
 }

@@ -231,10 +231,10 @@ static SECRET_ENV: std::sync::OnceLock<SecretEnv> = std::sync::OnceLock::new();
 /// command or helper Cairn starts (ssh for SFTP) inherits them. `main`
 /// calls this first, while the process has one thread.
 ///
-/// This is Cairn's second `unsafe` block (after the mmap in
-/// `src/source/fs.rs`): removing a variable is unsafe only because another
-/// thread could be reading the environment at the same time, and no other
-/// thread exists yet.
+/// One of Cairn's two `unsafe` blocks (the other registers the SQLite VFS
+/// in `src/source/sqlite.rs`): removing a variable is unsafe only because
+/// another thread could be reading the environment at the same time, and
+/// no other thread exists yet.
 pub fn take_secret_env() {
     use std::os::unix::ffi::OsStringExt;
     let mut taken = SecretEnv::new();
@@ -326,8 +326,23 @@ pub fn read_password_file(
     Ok(b)
 }
 
+/// Backup and restore hold a directory handle per level of the tree they
+/// walk: allow as many open files as the hard limit does (the soft limit
+/// is often 1024).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum)
+        && current < max
+    {
+        limit.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
+    raise_open_file_limit();
     let cli = Cli::parse();
     match dispatch(&cli.global, &cli.command) {
         Ok(code) => code,

@@ -385,20 +385,36 @@ impl<'a> Runner<'a> {
             let done = super::backup::execute(&g, &a)?;
             self.snapshot = Some(done.id.to_hex());
             if done.code == super::exit::PARTIAL {
-                let mut list: Vec<String> = done
-                    .errors
-                    .iter()
-                    .take(5)
-                    .map(|(p, e)| format!("{}: {e}", p.display()))
-                    .collect();
-                if done.errors.len() > 5 {
-                    list.push(format!("and {} more", done.errors.len() - 5));
+                let list = |items: &[(std::path::PathBuf, String)]| {
+                    let mut list: Vec<String> = items
+                        .iter()
+                        .take(5)
+                        .map(|(p, e)| format!("{}: {e}", p.display()))
+                        .collect();
+                    if items.len() > 5 {
+                        list.push(format!("and {} more", items.len() - 5));
+                    }
+                    list.join("; ")
+                };
+                let mut why = Vec::new();
+                if !done.errors.is_empty() {
+                    why.push(format!(
+                        "without {} entries that could not be read ({})",
+                        done.errors.len(),
+                        list(&done.errors)
+                    ));
+                }
+                if !done.changed.is_empty() {
+                    why.push(format!(
+                        "with {} files that changed while they were read ({})",
+                        done.changed.len(),
+                        list(&done.changed)
+                    ));
                 }
                 bail!(
-                    "snapshot {} was saved without {} entries that could not be read ({})",
+                    "snapshot {} was saved {}",
                     done.id.short(),
-                    done.errors.len(),
-                    list.join("; ")
+                    why.join(", and ")
                 );
             }
             Ok(())

@@ -5,9 +5,16 @@
 //! are processed in parallel, and the chunks of one file are processed in
 //! parallel too, so both wide trees of small files and single huge files
 //! keep every core busy. Work is pulled, not queued: a rayon worker holds
-//! at most one file's buffer (or one map window of a large file) at a
-//! time, and the packer's bounded queue blocks workers when storage falls
+//! at most one file's buffer (or the two read windows of a large file) at
+//! a time, and the packer's bounded queue blocks workers when storage falls
 //! behind, so memory stays flat whatever the input.
+//!
+//! Entries are reached through their parent directory's handle and opened
+//! only if they are still what was listed (`source::fs`); content is read
+//! into private buffers, so a blob's bytes are hashed, compressed and
+//! sealed as one copy, whatever other processes write meanwhile. A file
+//! whose size, mtime or ctime moved while it was read is reported in
+//! [`BackupResult::changed`].
 //!
 //! Write ordering: packs are stored, then the index files listing them,
 //! then the snapshot. A crash at any point leaves a valid repository. Each
@@ -18,10 +25,11 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, Metadata};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +48,7 @@ use crate::repo::Repository;
 use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
 use crate::source::exclude::ExcludeMatcher;
-use crate::source::fs::{self as sfs, MMAP_THRESHOLD, NameCache};
+use crate::source::fs::{self as sfs, Meta, NameCache};
 use crate::source::sqlite;
 
 /// What to back up and how.
@@ -193,19 +201,6 @@ impl CaptureInfo {
     }
 }
 
-/// The `-wal` companion's size and mtime (zeros if absent).
-fn wal_state(path: &Path) -> (u64, (i64, u32)) {
-    let mut p = path.as_os_str().to_owned();
-    p.push("-wal");
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) => (
-            m.len(),
-            (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32),
-        ),
-        Err(_) => (0, (0, 0)),
-    }
-}
-
 /// What a backup produced.
 #[derive(Debug)]
 pub struct BackupResult {
@@ -218,6 +213,10 @@ pub struct BackupResult {
     /// Packs an interrupted run had stored without indexing them, indexed
     /// and reused by this backup.
     pub packs_adopted: u64,
+    /// Files that changed while they were read, with what changed: stored
+    /// as read (their blobs are sound), but possibly a mix of old and new
+    /// content.
+    pub changed: Vec<(PathBuf, String)>,
 }
 
 #[derive(Default)]
@@ -236,6 +235,24 @@ struct Counters {
 
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A file's content as read and stored.
+struct FileRead {
+    /// Its blobs, in order.
+    ids: Vec<BlobId>,
+    /// Bytes read.
+    len: u64,
+    /// Details of a SQLite capture.
+    capture: Option<CaptureInfo>,
+    /// Bytes already reported to the progress sink.
+    streamed: u64,
+    /// `fstat` when it was opened, before it was read: the metadata stored.
+    meta: Meta,
+    /// The open file.
+    file: File,
+    /// What changed while it was read, if anything did.
+    changed: Option<String>,
 }
 
 /// IDs of blobs claimed by this backup (stored or being stored), sharded to
@@ -286,6 +303,7 @@ struct Ctx<'a> {
     claims: Claims,
     counters: Counters,
     errors: Mutex<Vec<(PathBuf, String)>>,
+    changed: Mutex<Vec<(PathBuf, String)>>,
     excludes: ExcludeMatcher,
     one_file_system: bool,
     level: i32,
@@ -310,19 +328,16 @@ impl ChangeRules {
     /// True if `old` (from the parent snapshot) describes the same content
     /// as `meta`: same size and mtime (ns), and unless ignored the same
     /// ctime (ns), inode and device.
-    fn unchanged(&self, old: &Node, meta: &Metadata) -> bool {
-        let n = |v: i64| v.clamp(0, 999_999_999) as u32;
+    fn unchanged(&self, old: &Node, meta: &Meta) -> bool {
         // A capture's size is the captured state's; compare the file's.
         let size = old
             .extension(EXT_SQLITE_CAPTURE)
             .and_then(CaptureInfo::from_bytes)
             .map_or(old.size, |c| c.file_size);
         self.use_parent
-            && size == meta.len()
-            && old.mtime.sec == meta.mtime()
-            && old.mtime.nsec == n(meta.mtime_nsec())
-            && (self.ignore_ctime
-                || (old.ctime.sec == meta.ctime() && old.ctime.nsec == n(meta.ctime_nsec())))
+            && size == meta.size()
+            && old.mtime == meta.mtime()
+            && (self.ignore_ctime || old.ctime == meta.ctime())
             && (self.ignore_inode || (old.inode == meta.ino() && old.device == meta.dev()))
     }
 }
@@ -397,12 +412,16 @@ impl Ctx<'_> {
     }
 
     /// Store a blob unless the repository or this backup already has it.
+    /// `data` must be private to this process (never a memory map of a
+    /// file another process may write): the bytes hashed for the ID are the
+    /// bytes compressed and sealed.
     fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<BlobId> {
         self.cancel.check()?;
         let id = self.repo.id_key().blob_id(data);
         if self.repo.index().contains(t, &id) || !self.claims.claim(t, id) {
             return Ok(id);
         }
+        crate::failpoint::hit("backup::blob_hashed")?;
         let (compression, payload) = match compress(self.level, data) {
             Some(c) => (Compression::Zstd, c),
             None => (Compression::None, Vec::new()),
@@ -447,75 +466,121 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// Read, chunk and store a file's content; returns its blob list, the
-    /// number of bytes read, and the capture details of a database. Large
-    /// files and captures report their bytes to the progress sink as they
-    /// go (`Progress::advance`); the caller's `file_done` adds the rest.
+    /// Chunk and store everything `input` yields, in windows of at least
+    /// twice the largest chunk held in private buffers. The next window is
+    /// read while the chunks of the current one are hashed, compressed and
+    /// sealed (two buffers). Returns the blob list and the length.
+    /// `report`: count the bytes towards progress as they go; `err` makes a
+    /// read error.
+    fn save_reader(
+        &self,
+        input: &mut (dyn Read + Send),
+        report: bool,
+        err: &(dyn Fn(std::io::Error) -> Error + Sync),
+    ) -> Result<(Vec<BlobId>, u64)> {
+        let window = STREAM_WINDOW.max(2 * self.repo.chunker().params().max_len as usize);
+        let mut cur = vec![0u8; window];
+        let mut next = vec![0u8; window];
+        let (mut filled, mut eof) = fill(input, &mut cur, 0).map_err(err)?;
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        while filled > 0 {
+            let data = &cur[..filled];
+            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
+            if !eof && cuts.len() > 1 {
+                cuts.pop(); // cut by the window, not by the content
+            }
+            let consumed: usize = cuts.iter().map(|c| c.len).sum();
+            let tail = &data[consumed..];
+            let (saved, read) = rayon::join(
+                || self.save_chunks(data, &cuts),
+                || {
+                    next[..tail.len()].copy_from_slice(tail);
+                    if eof {
+                        Ok((tail.len(), true))
+                    } else {
+                        fill(input, &mut next, tail.len())
+                    }
+                },
+            );
+            ids.extend(saved?);
+            (filled, eof) = read.map_err(err)?;
+            total += consumed as u64;
+            if report {
+                self.progress.advance(0, consumed as u64);
+            }
+            std::mem::swap(&mut cur, &mut next);
+        }
+        Ok((ids, total))
+    }
+
+    /// Read, chunk and store the content of the regular file `name` in
+    /// `dir`, listed as `listed`. The file is opened without following a
+    /// symlink or blocking, and must be the object that was listed
+    /// ([`sfs::open_file_at`]). Large files and captures report their bytes
+    /// to the progress sink as they go (`Progress::advance`, counted in
+    /// [`FileRead::streamed`]); the caller's `file_done` adds the rest.
     fn save_file_content(
         &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
         path: &Path,
-        meta: &Metadata,
-    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>, u64)> {
-        let mut file = File::open(path).map_err(|e| Error::source_io("cannot open", path, e))?;
-        let size = meta.len();
+        listed: &Meta,
+    ) -> Result<FileRead> {
+        let (mut file, before) = sfs::open_file_at(dir, name, path, listed)?;
+        let size = before.size();
         if self.sqlite && size >= 512 {
             let page =
                 sqlite::sniff(&file).map_err(|e| Error::source_io("cannot read", path, e))?;
             if page.is_some() {
-                drop(file);
                 // The page size the read transaction sees is the one used.
-                let (ids, total, capture) = self.save_capture(path, meta)?;
-                return Ok((ids, total, capture, total));
+                let (ids, total, capture) = self.save_capture(dir, name, path, &before)?;
+                return Ok(FileRead {
+                    ids,
+                    len: total,
+                    capture: Some(capture),
+                    streamed: total,
+                    meta: before,
+                    file,
+                    changed: None,
+                });
             }
         }
-        if size < MMAP_THRESHOLD {
-            let data = sfs::read_small(&mut file, size, path)?;
+        let read_err = |e: std::io::Error| Error::source_io("cannot read", path, e);
+        let window = STREAM_WINDOW as u64;
+        let (ids, len, streamed) = if size < window {
+            let data = sfs::read_all(&mut file, size, path)?;
             let cuts: Vec<Cut> = self.repo.chunker().cuts(&data).collect();
-            let ids = self.save_chunks(&data, &cuts)?;
-            return Ok((ids, data.len() as u64, None, 0));
-        }
-        let max = self.repo.chunker().params().max_len as u64;
-        let page = 4096u64.max(rustix::param::page_size() as u64);
-        let window = (64 << 20).max(2 * max + page);
-        let mut pos = 0u64;
-        let mut ids = Vec::new();
-        loop {
-            // Never map past the file's current end (a truncation after this
-            // point is the documented SIGBUS risk of mapping).
-            let now = file
-                .metadata()
-                .map_err(|e| Error::source_io("cannot stat", path, e))?
-                .len();
-            if pos >= now {
-                break;
-            }
-            let aligned = pos - pos % page;
-            let end = now.min(aligned + window);
-            let map = sfs::map_window(&file, aligned, (end - aligned) as usize)
-                .map_err(|e| Error::source_io("cannot map", path, e))?;
-            let data = &map[(pos - aligned) as usize..];
-            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
-            if end < now && cuts.len() > 1 {
-                // The last chunk was cut by the window's end, not by content.
-                cuts.pop();
-            }
-            let consumed: usize = cuts.iter().map(|c| c.len).sum();
-            ids.extend(self.save_chunks(data, &cuts)?);
-            pos += consumed as u64;
-            self.progress.advance(0, consumed as u64);
-        }
-        Ok((ids, pos, None, pos))
+            (self.save_chunks(&data, &cuts)?, data.len() as u64, 0)
+        } else {
+            sfs::advise_sequential(&file);
+            let (ids, len) = self.save_reader(&mut file, true, &read_err)?;
+            (ids, len, len)
+        };
+        let after = Meta::of(file.as_fd()).map_err(|e| read_err(e.into()))?;
+        Ok(FileRead {
+            ids,
+            len,
+            capture: None,
+            streamed,
+            meta: before,
+            file,
+            changed: sfs::changed_while_read(&before, &after),
+        })
     }
 
-    /// Capture a consistent state of a live SQLite database and store it
-    /// cut on page boundaries.
+    /// Capture a consistent state of a live SQLite database (`name` in
+    /// `dir`, opened and checked by the caller as `meta`) and store it cut
+    /// on page boundaries.
     fn save_capture(
         &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
         path: &Path,
-        meta: &Metadata,
-    ) -> Result<(Vec<BlobId>, u64, Option<CaptureInfo>)> {
-        let (wal_size, wal_mtime) = wal_state(path);
-        let reader = sqlite::PageReader::open(path, self.sqlite_timeout)?;
+        meta: &Meta,
+    ) -> Result<(Vec<BlobId>, u64, CaptureInfo)> {
+        let (wal_size, wal_mtime) = sqlite::wal_state_at(dir, name);
+        let reader = sqlite::PageReader::open_at(dir, name, meta, path, self.sqlite_timeout)?;
         let ps = reader.page_size as usize;
         let chunk = ps * CAPTURE_CHUNK_PAGES;
         let mut ids = Vec::with_capacity(reader.page_count as usize / CAPTURE_CHUNK_PAGES + 1);
@@ -535,37 +600,49 @@ impl Ctx<'_> {
         Ok((
             ids,
             total,
-            Some(CaptureInfo {
+            CaptureInfo {
                 page_size: reader_page_size(ps),
-                file_size: meta.len(),
+                file_size: meta.size(),
                 wal_size,
                 wal_mtime,
-            }),
+            },
         ))
     }
 
-    /// Back up one filesystem entry; `None` if excluded or unreadable
-    /// (unreadable entries are recorded as errors).
+    /// Back up the entry `name` of the open directory `dir` (`path` is its
+    /// full path, for messages and exclude rules); `None` if excluded or
+    /// unreadable (unreadable entries are recorded as errors). Nothing is
+    /// reached by path: the entry is `lstat`ed through `dir`, and opened
+    /// through it, without following symlinks, only if it is still the
+    /// object that was `lstat`ed.
     fn save_entry(
         &self,
+        dir: BorrowedFd<'_>,
         path: &Path,
         name: &[u8],
         parent_dev: Option<u64>,
         old: Option<&Node>,
     ) -> Result<Option<Node>> {
         self.cancel.check()?;
-        let meta = match std::fs::symlink_metadata(path) {
+        let os_name = OsStr::from_bytes(name);
+        let meta = match sfs::stat_at(dir, os_name, path) {
             Ok(m) => m,
             Err(e) => {
-                self.record_error(path, Error::source_io("cannot stat", path, e));
+                self.record_error(path, e);
                 return Ok(None);
             }
         };
-        let ft = meta.file_type();
-        if self.excludes.is_excluded(path, ft.is_dir()) {
+        if self.excludes.is_excluded(path, meta.is_dir()) {
             return Ok(None);
         }
-        let mut node = if ft.is_file() {
+        // The handle the entry was opened through, if it was: its xattrs
+        // are read through it.
+        let mut opened: Option<OwnedFd> = None;
+        // A file reused from the parent snapshot with an unchanged ctime has
+        // unchanged xattrs too (setting or removing one moves the ctime):
+        // they are taken from there, without a system call.
+        let mut old_xattrs = None;
+        let mut node = if meta.is_file() {
             let key = (meta.dev(), meta.ino());
             let cached = if meta.nlink() > 1 {
                 self.hardlinks
@@ -581,7 +658,7 @@ impl Ctx<'_> {
             let reused = old.and_then(|o| match &o.kind {
                 NodeKind::File { content }
                     if self.change.unchanged(o, &meta)
-                        && self.capture_still_valid(o, path)
+                        && self.capture_still_valid(o, dir, os_name)
                         && content
                             .iter()
                             .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
@@ -601,52 +678,92 @@ impl Ctx<'_> {
                     capture_ext = ext;
                     Some((c, len))
                 }
-                None => cached.map(|c| (c, meta.len())),
+                None => cached.map(|c| (c, meta.size())),
             };
             let mut streamed = 0;
+            let mut stored_meta = meta;
             let (content, len) = match found {
                 Some(found) => found,
-                None => match self.save_file_content(path, &meta) {
-                    Ok((c, len, capture, s)) => {
-                        streamed = s;
-                        capture_ext = capture.map(CaptureInfo::to_bytes);
-                        add(&self.counters.files_read, 1);
-                        add(&self.counters.bytes_read, len);
-                        if meta.nlink() > 1 {
-                            self.hardlinks
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(key, c.clone());
+                None => {
+                    crate::failpoint::hit("backup::before_open_file")?;
+                    match self.save_file_content(dir, os_name, path, &meta) {
+                        Ok(read) => {
+                            streamed = read.streamed;
+                            capture_ext = read.capture.map(CaptureInfo::to_bytes);
+                            stored_meta = read.meta;
+                            add(&self.counters.files_read, 1);
+                            add(&self.counters.bytes_read, read.len);
+                            if meta.nlink() > 1 {
+                                self.hardlinks
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .insert(key, read.ids.clone());
+                            }
+                            if let Some(what) = read.changed {
+                                self.changed
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((path.to_path_buf(), what));
+                            }
+                            opened = Some(read.file.into());
+                            (read.ids, read.len)
                         }
-                        (c, len)
+                        Err(e) if e.kind() == crate::error::ErrorKind::Source => {
+                            self.record_error(path, e);
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) if e.kind() == crate::error::ErrorKind::Source => {
-                        self.record_error(path, e);
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e),
-                },
+                }
             };
             self.progress.file_done(path, len.saturating_sub(streamed));
             add(&self.counters.files, 1);
             add(&self.counters.total_bytes, len);
             let mut n =
-                sfs::node_from_metadata(name, &meta, NodeKind::File { content }, &self.names);
+                sfs::node_from_meta(name, &stored_meta, NodeKind::File { content }, &self.names);
             n.size = len;
             if let Some(ext) = capture_ext {
                 n.extensions.push((EXT_SQLITE_CAPTURE, ext));
             }
-            if was_reused
-                && self.change.ignore_ctime
-                && let Some(o) = old
-            {
-                // The content was judged unchanged without the ctime: keep
-                // the ctime it was read under, so a later backup that does
-                // compare ctimes still notices a change this one trusted away.
-                n.ctime = o.ctime;
+            if was_reused && let Some(o) = old {
+                if self.change.ignore_ctime {
+                    // The content was judged unchanged without the ctime:
+                    // keep the ctime it was read under, so a later backup
+                    // that does compare ctimes still notices a change this
+                    // one trusted away.
+                    n.ctime = o.ctime;
+                } else {
+                    old_xattrs = Some(o.xattrs.clone());
+                }
             }
             n
-        } else if ft.is_dir() {
+        } else if meta.is_dir() {
+            if super::depth(path.as_os_str().as_bytes()) > super::MAX_TREE_DEPTH {
+                // Handles reach any depth, but restore refuses deeper trees
+                // (and recursion needs a bound).
+                self.record_error(
+                    path,
+                    Error::new(
+                        crate::error::ErrorKind::Source,
+                        format!(
+                            "{} is more than {} directories deep; not backed up (restore \
+                             refuses deeper trees)",
+                            path.display(),
+                            super::MAX_TREE_DEPTH
+                        ),
+                    ),
+                );
+                return Ok(None);
+            }
+            crate::failpoint::hit("backup::before_open_dir")?;
+            let sub = match sfs::open_dir_at(dir, os_name, path, &meta) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == crate::error::ErrorKind::Source => {
+                    self.record_error(path, e);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             let crosses = self.one_file_system && parent_dev.is_some_and(|d| d != meta.dev());
             let subtree = if crosses {
                 self.save_tree(&Tree::default())?
@@ -655,7 +772,7 @@ impl Ctx<'_> {
                     NodeKind::Dir { subtree } => Some(subtree),
                     _ => None,
                 });
-                match self.save_dir(path, meta.dev(), old_subtree) {
+                match self.save_dir(sub.as_fd(), path, meta.dev(), old_subtree) {
                     Ok(Some(id)) => id,
                     Ok(None) => return Ok(None),
                     Err(e) if e.kind() == crate::error::ErrorKind::Source => {
@@ -665,25 +782,31 @@ impl Ctx<'_> {
                     Err(e) => return Err(e),
                 }
             };
+            opened = Some(sub);
             add(&self.counters.dirs, 1);
-            sfs::node_from_metadata(name, &meta, NodeKind::Dir { subtree }, &self.names)
-        } else if ft.is_symlink() {
-            let target = match std::fs::read_link(path) {
-                Ok(t) => t.into_os_string().into_vec(),
+            sfs::node_from_meta(name, &meta, NodeKind::Dir { subtree }, &self.names)
+        } else if meta.is_symlink() {
+            let target = match sfs::read_link_at(dir, os_name, path) {
+                Ok(t) => t,
                 Err(e) => {
-                    self.record_error(path, Error::source_io("cannot read link", path, e));
+                    self.record_error(path, e);
                     return Ok(None);
                 }
             };
             add(&self.counters.others, 1);
-            sfs::node_from_metadata(name, &meta, NodeKind::Symlink { target }, &self.names)
+            sfs::node_from_meta(name, &meta, NodeKind::Symlink { target }, &self.names)
         } else if let Some(kind) = sfs::special_kind(&meta) {
             add(&self.counters.others, 1);
-            sfs::node_from_metadata(name, &meta, kind, &self.names)
+            sfs::node_from_meta(name, &meta, kind, &self.names)
         } else {
             return Ok(None);
         };
-        match sfs::read_xattrs(path) {
+        let xattrs = match (&opened, old_xattrs) {
+            (_, Some(x)) => Ok(x),
+            (Some(fd), None) => sfs::read_xattrs_fd(fd.as_fd(), path),
+            (None, None) => sfs::read_xattrs_at(dir, os_name, path),
+        };
+        match xattrs {
             Ok(x) => node.xattrs = x,
             Err(e) => self.record_error(path, e),
         }
@@ -692,7 +815,7 @@ impl Ctx<'_> {
 
     /// A parent entry may be reused: a plain file when capture is off or it
     /// was stored raw; a capture when capture is on and its WAL is as it was.
-    fn capture_still_valid(&self, old: &Node, path: &Path) -> bool {
+    fn capture_still_valid(&self, old: &Node, dir: BorrowedFd<'_>, name: &OsStr) -> bool {
         match old
             .extension(EXT_SQLITE_CAPTURE)
             .map(CaptureInfo::from_bytes)
@@ -701,7 +824,7 @@ impl Ctx<'_> {
             Some(None) => false,
             Some(Some(c)) => {
                 self.sqlite && {
-                    let (size, mtime) = wal_state(path);
+                    let (size, mtime) = sqlite::wal_state_at(dir, name);
                     size == c.wal_size && mtime == c.wal_mtime
                 }
             }
@@ -724,28 +847,30 @@ impl Ctx<'_> {
         }
     }
 
-    /// Back up a directory's entries; `None` if a marker file excludes it.
-    /// `old` is the directory's tree in the parent snapshot.
-    fn save_dir(&self, path: &Path, dev: u64, old: Option<BlobId>) -> Result<Option<BlobId>> {
-        let rd = std::fs::read_dir(path).map_err(|e| Error::source_io("cannot list", path, e))?;
-        let mut names: Vec<std::ffi::OsString> = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::source_io("cannot list", path, e))?;
-            names.push(entry.file_name());
-        }
-        if self.excludes.excludes_dir(path, &names) {
+    /// Back up the entries of the open directory `dir` (at `path`); `None`
+    /// if a marker file excludes it. `old` is the directory's tree in the
+    /// parent snapshot.
+    fn save_dir(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        dev: u64,
+        old: Option<BlobId>,
+    ) -> Result<Option<BlobId>> {
+        let mut names = sfs::list_dir(dir, path)?;
+        if self.excludes.excludes_dir(dir, &names) {
             return Ok(None);
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         if self.sqlite {
-            drop_companions(path, &mut names);
+            drop_companions(dir, &mut names);
         }
         let old = self.old_tree(path, old);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
             .map(|n| {
                 let prev = old.as_ref().and_then(|t| t.find(n.as_bytes()));
-                self.save_entry(&path.join(n), n.as_bytes(), Some(dev), prev)
+                self.save_entry(dir, &path.join(n), n.as_bytes(), Some(dev), prev)
             })
             .collect::<Result<_>>()?;
         self.save_tree(&Tree {
@@ -754,8 +879,13 @@ impl Ctx<'_> {
         .map(Some)
     }
 
+    /// Back up the source paths below the open directory `dir` (at `path`).
+    /// Directories on the way to a source path are opened as the paths
+    /// name them (a symlink there is followed, as the administrator wrote
+    /// the path), once; from a source path down, nothing is followed.
     fn save_virtual(
         &self,
+        dir: BorrowedFd<'_>,
         path: &Path,
         v: &Virtual,
         old: Option<BlobId>,
@@ -766,19 +896,30 @@ impl Ctx<'_> {
             .children
             .par_iter()
             .map(|(name, child)| {
-                let p = path.join(std::ffi::OsStr::from_bytes(name));
+                let p = path.join(OsStr::from_bytes(name));
                 let prev = old.as_ref().and_then(|t| t.find(name));
                 match child {
-                    VirtualChild::Source => self.save_entry(&p, name, None, prev),
+                    VirtualChild::Source => self.save_entry(dir, &p, name, None, prev),
                     VirtualChild::Inner(inner) => {
-                        let meta = std::fs::metadata(&p)
-                            .map_err(|e| Error::io_path("cannot back up", &p, e))?;
+                        let io =
+                            |e: rustix::io::Errno| Error::io_path("cannot back up", &p, e.into());
+                        let sub = rustix::fs::openat(
+                            dir,
+                            OsStr::from_bytes(name),
+                            rustix::fs::OFlags::RDONLY
+                                | rustix::fs::OFlags::DIRECTORY
+                                | rustix::fs::OFlags::CLOEXEC,
+                            rustix::fs::Mode::empty(),
+                        )
+                        .map_err(io)?;
+                        let meta = Meta::of(sub.as_fd()).map_err(io)?;
                         let prev_subtree = prev.and_then(|o| match o.kind {
                             NodeKind::Dir { subtree } => Some(subtree),
                             _ => None,
                         });
-                        let subtree = self.save_virtual(&p, inner, prev_subtree, None)?;
-                        Ok(Some(sfs::node_from_metadata(
+                        let subtree =
+                            self.save_virtual(sub.as_fd(), &p, inner, prev_subtree, None)?;
+                        Ok(Some(sfs::node_from_meta(
                             name,
                             &meta,
                             NodeKind::Dir { subtree },
@@ -809,43 +950,10 @@ impl Ctx<'_> {
 
     /// Chunk and store a stream of unknown length, holding at most a window
     /// of it in memory. Returns the blob list and the length.
-    fn save_stream(&self, what: &str, input: &mut dyn Read) -> Result<(Vec<BlobId>, u64)> {
-        let window = STREAM_WINDOW.max(2 * self.repo.chunker().params().max_len as usize);
-        let mut buf: Vec<u8> = Vec::with_capacity(window);
-        let mut ids = Vec::new();
-        let mut total = 0u64;
-        let mut eof = false;
-        while !eof {
-            // Fill the window.
-            while buf.len() < window {
-                let start = buf.len();
-                buf.resize(window, 0);
-                match input.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
-                    Err(e) => {
-                        buf.truncate(start);
-                        return Err(Error::io(format!("cannot read {what}"), e));
-                    }
-                }
-            }
-            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(&buf).collect();
-            if !eof && cuts.len() > 1 {
-                cuts.pop(); // cut by the window, not by the content
-            }
-            let consumed: usize = cuts.iter().map(|c| c.len).sum();
-            if !cuts.is_empty() {
-                ids.extend(self.save_chunks(&buf, &cuts)?);
-            }
-            total += consumed as u64;
-            buf.drain(..consumed);
-        }
-        Ok((ids, total))
+    fn save_stream(&self, what: &str, input: &mut (dyn Read + Send)) -> Result<(Vec<BlobId>, u64)> {
+        self.save_reader(input, false, &|e| {
+            Error::io(format!("cannot read {what}"), e)
+        })
     }
 
     /// Store a stream source as a file node named after it.
@@ -856,9 +964,7 @@ impl Ctx<'_> {
         })?;
         let (content, len) = match source {
             StreamSource::Stdin { .. } => {
-                let stdin = std::io::stdin();
-                let mut lock = stdin.lock();
-                self.save_stream("standard input", &mut lock)?
+                self.save_stream("standard input", &mut std::io::stdin())?
             }
             StreamSource::Command { argv, .. } => {
                 let (prog, args) = argv.split_first().ok_or_else(|| {
@@ -912,10 +1018,26 @@ impl Ctx<'_> {
     }
 }
 
+/// Read from `input` into `buf[start..]` until it is full or the input
+/// ends. Returns the bytes now in `buf` and whether the input ended.
+fn fill(input: &mut dyn Read, buf: &mut [u8], start: usize) -> std::io::Result<(usize, bool)> {
+    let mut filled = start;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => return Ok((filled, true)),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((filled, false))
+}
+
 /// Remove `-wal`, `-shm` and `-journal` files from `names` when the
 /// database they belong to is in `names` too (it is captured with its WAL
-/// folded in; a raw log would be replayed over it on restore).
-fn drop_companions(dir: &Path, names: &mut Vec<std::ffi::OsString>) {
+/// folded in; a raw log would be replayed over it on restore). `dir` is
+/// the open directory holding them.
+fn drop_companions(dir: BorrowedFd<'_>, names: &mut Vec<std::ffi::OsString>) {
     let set: HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     let mut drop: HashSet<Vec<u8>> = HashSet::new();
     for n in names.iter() {
@@ -923,7 +1045,7 @@ fn drop_companions(dir: &Path, names: &mut Vec<std::ffi::OsString>) {
         for suffix in sqlite::COMPANIONS {
             if let Some(stem) = b.strip_suffix(suffix.as_bytes())
                 && set.contains(stem)
-                && sqlite::is_database(&dir.join(std::ffi::OsStr::from_bytes(stem)))
+                && sqlite::is_database_at(dir, OsStr::from_bytes(stem))
             {
                 drop.insert(b.to_vec());
             }
@@ -1029,6 +1151,7 @@ pub fn backup(
         claims: Claims::new(),
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
+        changed: Mutex::new(Vec::new()),
         excludes,
         one_file_system: opts.one_file_system,
         level,
@@ -1062,18 +1185,31 @@ pub fn backup(
                 ));
             }
             // The whole filesystem: the root directory is the source itself.
-            let dev = std::fs::symlink_metadata("/")
-                .map_err(|e| Error::io_path("cannot back up", "/", e))?
+            let root = open_root()?;
+            let dev = Meta::of(root.as_fd())
+                .map_err(|e| Error::io_path("cannot back up", "/", e.into()))?
                 .dev();
-            ctx.save_dir(Path::new("/"), dev, old_root)
+            ctx.save_dir(root.as_fd(), Path::new("/"), dev, old_root)
                 .and_then(|t| t.map_or_else(|| ctx.save_tree(&Tree::default()), Ok))
         } else {
-            ctx.save_virtual(Path::new("/"), &build_virtual(&paths), old_root, extra)
+            let root = open_root()?;
+            ctx.save_virtual(
+                root.as_fd(),
+                Path::new("/"),
+                &build_virtual(&paths),
+                old_root,
+                extra,
+            )
         }
     });
     let Ctx {
-        counters, errors, ..
+        counters,
+        errors,
+        changed,
+        ..
     } = ctx;
+    let mut changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
+    changed.sort();
     let tree = match tree {
         Ok(t) => t,
         Err(e) => {
@@ -1133,5 +1269,16 @@ pub fn backup(
         snapshot,
         errors,
         packs_adopted: adopted,
+        changed,
     })
+}
+
+/// The filesystem root, where every source path is resolved from.
+fn open_root() -> Result<OwnedFd> {
+    rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io_path("cannot open", "/", e.into()))
 }

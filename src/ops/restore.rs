@@ -9,27 +9,37 @@
 //!
 //! Directories get their metadata last, deepest first, so that restoring
 //! their content does not disturb their mtimes or trip over read-only modes.
+//! By then another user who can write into the target may have moved or
+//! swapped things, so the steps after the entry pass — directory metadata,
+//! hard links — reopen what they need through the target's handle with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (component by component
+//! with `O_NOFOLLOW` where the kernel has no `openat2`), and check that each
+//! directory and file is the very one this restore created (device and
+//! inode) before touching it. A mismatch is an error for the entry; nothing
+//! outside the target, and nothing this restore did not create, is changed.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::Progress;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
 use crate::format::tree::{EXT_SQLITE_CAPTURE, FLAG_SPARSE, Node, NodeKind, Timestamp};
 use crate::id::BlobId;
 use crate::repo::Repository;
 use crate::source::exclude::ExcludeMatcher;
+use crate::source::fs::{Meta, proc_fd_available, type_name};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -96,12 +106,47 @@ fn write_sparse(file: &File, data: &[u8], at: u64) -> std::io::Result<u64> {
 /// Entries of one directory restored by one task, one after the other.
 const FILES_PER_TASK: usize = 256;
 
-/// A later member of a hard-link group: (new path, group key, first path).
-type PendingLink = (PathBuf, (u64, u64), PathBuf);
+/// A filesystem object's identity: (device, inode).
+type ObjId = (u64, u64);
+
+fn obj_id(fd: BorrowedFd<'_>) -> std::result::Result<ObjId, Errno> {
+    let m = Meta::of(fd)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// A restored directory, whose metadata is applied after the entry pass.
+struct DirMeta {
+    /// Its path below the target (`/`-separated, no leading `/`).
+    rel: Vec<u8>,
+    /// Its snapshot path (for messages).
+    path: Vec<u8>,
+    node: Node,
+    /// The directory this restore created or reused.
+    id: ObjId,
+}
+
+/// The first restored member of a hard-link group.
+struct LinkFirst {
+    rel: Vec<u8>,
+    path: Vec<u8>,
+    /// The file restore wrote; `None` until it is written (or if it failed).
+    id: Option<ObjId>,
+}
+
+/// A later member of a hard-link group, linked to the first after the
+/// entry pass.
+struct PendingLink {
+    rel: Vec<u8>,
+    path: Vec<u8>,
+    /// The group: (device, inode) at backup.
+    key: (u64, u64),
+}
 
 struct Ctx<'a> {
     repo: &'a Repository,
-    target: PathBuf,
+    /// The target directory's handle: every later step starts from it.
+    root: OwnedFd,
+    root_id: ObjId,
     include: Option<ExcludeMatcher>,
     owners: bool,
     euid: u32,
@@ -113,12 +158,12 @@ struct Ctx<'a> {
     others: AtomicU64,
     bytes: AtomicU64,
     errors: Mutex<Vec<(PathBuf, String)>>,
-    /// Hard-link groups: (device, inode) at backup → first restored path.
-    links: Mutex<HashMap<(u64, u64), PathBuf>>,
+    /// Hard-link groups: (device, inode) at backup → first restored member.
+    links: Mutex<HashMap<(u64, u64), LinkFirst>>,
     /// Later members of hard-link groups, linked after the first pass.
     pending_links: Mutex<Vec<PendingLink>>,
     /// Directories whose metadata is applied at the end.
-    dir_meta: Mutex<Vec<(PathBuf, Node)>>,
+    dir_meta: Mutex<Vec<DirMeta>>,
     /// Integrity-check verdicts of restored databases.
     databases: Mutex<Vec<(PathBuf, String)>>,
     progress: &'a dyn Progress,
@@ -161,13 +206,6 @@ impl Ctx<'_> {
             None => true,
             Some(m) => m.is_excluded(&display(path), is_dir),
         }
-    }
-
-    /// Local path of a snapshot path below the restore root.
-    fn local(&self, rel: &[u8]) -> PathBuf {
-        self.target.join(std::ffi::OsStr::from_bytes(
-            rel.strip_prefix(b"/").unwrap_or(rel),
-        ))
     }
 
     /// Restore the entries of `tree` into the open directory `dir`.
@@ -263,6 +301,7 @@ impl Ctx<'_> {
                 Mode::empty(),
             )
             .map_err(|e| io("cannot open directory", e))?;
+            let id = obj_id(sub.as_fd()).map_err(|e| io("cannot stat directory", e))?;
             let inner = self.restore_tree(&sub, subtree, path, rel, take, !existed);
             if !take && inner == 0 {
                 if !existed {
@@ -274,7 +313,12 @@ impl Ctx<'_> {
             self.dir_meta
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((self.local(rel), n.clone()));
+                .push(DirMeta {
+                    rel: rel.to_vec(),
+                    path: path.to_vec(),
+                    node: n.clone(),
+                    id,
+                });
             return Ok(inner + 1);
         }
         if !take {
@@ -285,22 +329,52 @@ impl Ctx<'_> {
         }
         match &n.kind {
             NodeKind::File { content } => {
-                if n.nlink > 1 && n.inode != 0 {
-                    let key = (n.device, n.inode);
+                let group = (n.nlink > 1 && n.inode != 0).then_some((n.device, n.inode));
+                if let Some(key) = group {
                     let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(first) = links.get(&key) {
+                    if links.contains_key(&key) {
                         self.pending_links
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push((self.local(rel), key, first.clone()));
+                            .push(PendingLink {
+                                rel: rel.to_vec(),
+                                path: path.to_vec(),
+                                key,
+                            });
                         self.files.fetch_add(1, Ordering::Relaxed);
                         return Ok(1);
                     }
-                    links.insert(key, self.local(rel));
+                    links.insert(
+                        key,
+                        LinkFirst {
+                            rel: rel.to_vec(),
+                            path: path.to_vec(),
+                            id: None,
+                        },
+                    );
                 }
-                self.restore_file(dir, name, n, content, path, fresh)?;
-                if n.extension(EXT_SQLITE_CAPTURE).is_some() {
-                    self.check_database(&self.local(rel), path)?;
+                let capture = n.extension(EXT_SQLITE_CAPTURE).is_some();
+                let id = self.restore_file(
+                    dir,
+                    name,
+                    n,
+                    content,
+                    path,
+                    fresh,
+                    group.is_some() || capture,
+                )?;
+                if let (Some(key), Some(id)) = (group, id)
+                    && let Some(first) = self
+                        .links
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&key)
+                {
+                    first.id = Some(id);
+                }
+                if capture {
+                    crate::failpoint::hit("restore::before_database_check")?;
+                    self.check_database(dir, name, path, id)?;
                 }
                 self.files.fetch_add(1, Ordering::Relaxed);
             }
@@ -329,7 +403,8 @@ impl Ctx<'_> {
                 };
                 rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| io("cannot create special file", e))?;
-                self.set_meta_at(dir, name, n, path)?;
+                crate::failpoint::hit("restore::before_special_meta")?;
+                self.set_meta_special(dir, name, ft, n, path)?;
                 self.others.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Socket | NodeKind::Dir { .. } => return Ok(0),
@@ -365,6 +440,9 @@ impl Ctx<'_> {
         }
     }
 
+    /// Create and write a file; with `want_id`, return the identity of the
+    /// file written (for hard links and the database check).
+    #[allow(clippy::too_many_arguments)]
     fn restore_file(
         &self,
         dir: &OwnedFd,
@@ -373,20 +451,36 @@ impl Ctx<'_> {
         content: &[BlobId],
         path: &[u8],
         fresh: bool,
-    ) -> Result<()> {
+        want_id: bool,
+    ) -> Result<Option<ObjId>> {
         // In a directory this restore created, a new file is owned by this
         // process, and a mode without special bits that the umask leaves
         // alone is final at creation: skip the chown and chmod calls then.
         let perm = n.mode & 0o777;
         let owner_ok = !self.owners || (n.uid == self.euid && n.gid == self.egid);
         let exact_mode = fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0;
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(if exact_mode { perm } else { 0o600 }),
-        )
-        .map_err(|e| Error::io_path("cannot create", display(path), errno_io(e)))?;
+        // A new file, never an existing one: whatever takes the name
+        // between clearing it and creating the file (a FIFO that would
+        // block, a hard link to a file elsewhere) is cleared again, a few
+        // times, or the entry fails.
+        let mut tries = 0;
+        let fd = loop {
+            match rustix::fs::openat(
+                dir,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(if exact_mode { perm } else { 0o600 }),
+            ) {
+                Ok(fd) => break fd,
+                Err(Errno::EXIST) if tries < 3 => {
+                    tries += 1;
+                    self.remove_non_dir(dir, name);
+                }
+                Err(e) => {
+                    return Err(Error::io_path("cannot create", display(path), errno_io(e)));
+                }
+            }
+        };
         let file = File::from(fd);
         let sparse = n.flags & FLAG_SPARSE != 0;
         // Offsets from the index's plaintext lengths, so chunks of a large
@@ -425,7 +519,13 @@ impl Ctx<'_> {
         // Its bytes were reported blob by blob.
         self.progress.file_done(&display(path), 0);
         let skip = fresh && owner_ok && exact_mode;
-        self.set_meta_fd(file.as_fd(), n, path, skip)
+        self.set_meta_fd(file.as_fd(), n, path, skip)?;
+        if !want_id {
+            return Ok(None);
+        }
+        obj_id(file.as_fd())
+            .map(Some)
+            .map_err(|e| Error::io_path("cannot stat", display(path), errno_io(e)))
     }
 
     /// Owner, mode, xattrs and times. `created_exact`: owner and mode are
@@ -476,39 +576,81 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn set_meta_at(
+    /// Owner, mode and times of a special file just created as `name` in
+    /// `dir`. It is opened (`O_PATH`, not following a symlink) and checked
+    /// to still be a `want`: if something else took its name meanwhile, it
+    /// is left alone. An `O_PATH` handle takes no `fchmod` or `futimens`, so
+    /// mode and times go through `/proc/self/fd/N`, which the kernel follows
+    /// to the object itself, not to a path.
+    fn set_meta_special(
         &self,
         dir: &OwnedFd,
-        name: &std::ffi::OsStr,
+        name: &OsStr,
+        want: FileType,
         n: &Node,
         path: &[u8],
     ) -> Result<()> {
         let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("cannot open", e))?;
+        let now = Meta::of(fd.as_fd()).map_err(|e| io("cannot stat", e))?;
+        if now.file_type() != want {
+            return Err(Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{} was replaced by a {} before its metadata was set; left alone",
+                    display(path).display(),
+                    type_name(now.file_type())
+                ),
+            ));
+        }
         if self.owners {
             rustix::fs::chownat(
-                dir,
-                name,
+                &fd,
+                "",
                 Some(rustix::fs::Uid::from_raw(n.uid)),
                 Some(rustix::fs::Gid::from_raw(n.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
+                AtFlags::EMPTY_PATH,
             )
             .map_err(|e| io("cannot set the owner of", e))?;
         }
+        if !proc_fd_available() {
+            return Err(Error::io_path(
+                "cannot set the mode of",
+                display(path),
+                std::io::Error::other("/proc is not mounted"),
+            ));
+        }
+        let handle = format!("/proc/self/fd/{}", fd.as_raw_fd());
         rustix::fs::chmodat(
-            dir,
-            name,
+            rustix::fs::CWD,
+            &handle,
             Mode::from_raw_mode(n.mode & 0o7777),
             AtFlags::empty(),
         )
         .map_err(|e| io("cannot set the mode of", e))?;
-        rustix::fs::utimensat(dir, name, &times(n), AtFlags::SYMLINK_NOFOLLOW)
+        rustix::fs::utimensat(rustix::fs::CWD, &handle, &times(n), AtFlags::empty())
             .map_err(|e| io("cannot set the times of", e))
     }
 
-    /// Check a restored SQLite capture; a failed check is an error for the
-    /// entry (the file stays, for inspection).
-    fn check_database(&self, local: &std::path::Path, path: &[u8]) -> Result<()> {
-        let verdict = crate::source::sqlite::check_restored(local)?;
+    /// Check a restored SQLite capture, `name` in `dir`, written as `id`;
+    /// a failed check is an error for the entry (the file stays, for
+    /// inspection). Everything goes through `dir`, the handle the file was
+    /// created in.
+    fn check_database(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: &[u8],
+        id: Option<ObjId>,
+    ) -> Result<()> {
+        let verdict =
+            crate::source::sqlite::check_restored_at(dir.as_fd(), name, id, &display(path))?;
         self.databases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -522,44 +664,266 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Reopen the directory `rel` below the target through the target's
+    /// handle ([`open_dir_beneath`]) and check that it is the directory
+    /// `id` this restore created or reused. `what` and `path` make the
+    /// messages.
+    fn open_restored_dir(
+        &self,
+        rel: &[u8],
+        id: Option<ObjId>,
+        what: &str,
+        path: &[u8],
+    ) -> Result<OwnedFd> {
+        let shown = display(path);
+        let fd = open_dir_beneath(self.root.as_fd(), rel).map_err(|e| match e {
+            Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::NOENT => Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{what} {}: the path to it below the target changed during the restore \
+                     (a directory was moved, removed or replaced by a symlink: {}); \
+                     nothing was changed there",
+                    shown.display(),
+                    std::io::Error::from(e)
+                ),
+            ),
+            e => Error::io_path(what, &shown, errno_io(e)),
+        })?;
+        let now = obj_id(fd.as_fd()).map_err(|e| Error::io_path(what, &shown, errno_io(e)))?;
+        match id {
+            Some(id) if id != now => Err(Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{what} {}: the directory there is not the one this restore made \
+                     (it was replaced during the restore); left alone",
+                    shown.display()
+                ),
+            )),
+            _ => Ok(fd),
+        }
+    }
+
+    /// Link the later members of hard-link groups to their first member.
     fn finish_links(&self) {
         let pending =
             std::mem::take(&mut *self.pending_links.lock().unwrap_or_else(|p| p.into_inner()));
-        for (new, _key, first) in pending {
-            let r = std::fs::hard_link(&first, &new);
-            if let Err(e) = r {
-                let e = Error::io_path("cannot create hard link", &new, e);
-                self.progress.error(&new, &e);
-                self.errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((new, e.to_string()));
+        if pending.is_empty() {
+            return;
+        }
+        let firsts = std::mem::take(&mut *self.links.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut dirs: HashMap<Vec<u8>, ObjId> = self
+            .dir_meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|d| (d.rel.clone(), d.id))
+            .collect();
+        dirs.insert(Vec::new(), self.root_id);
+        for p in pending {
+            if let Err(e) = self.link(&p, &firsts, &dirs) {
+                self.fail(&p.path, e);
             }
         }
+    }
+
+    /// Link one later member of a hard-link group: the first member is
+    /// opened (`O_PATH`, not following) in its reopened directory and must
+    /// be the file this restore wrote; the link is made from that handle,
+    /// not from a path.
+    fn link(
+        &self,
+        p: &PendingLink,
+        firsts: &HashMap<(u64, u64), LinkFirst>,
+        dirs: &HashMap<Vec<u8>, ObjId>,
+    ) -> Result<()> {
+        const WHAT: &str = "cannot create hard link";
+        let shown = display(&p.path);
+        let first = firsts.get(&p.key).ok_or_else(|| {
+            Error::io_path(WHAT, &shown, std::io::Error::other("no first member"))
+        })?;
+        let Some(first_id) = first.id else {
+            return Err(Error::io_path(
+                WHAT,
+                &shown,
+                std::io::Error::other(format!(
+                    "the first member of its group, {}, was not restored",
+                    display(&first.path).display()
+                )),
+            ));
+        };
+        let (first_dir, first_name) = split_last(&first.rel);
+        let src_dir =
+            self.open_restored_dir(first_dir, dirs.get(first_dir).copied(), WHAT, &p.path)?;
+        let src = rustix::fs::openat(
+            &src_dir,
+            first_name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        let m = Meta::of(src.as_fd()).map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        if !m.is_file() || (m.dev(), m.ino()) != first_id {
+            return Err(Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{WHAT} {}: {} is no longer the file this restore wrote (replaced during \
+                     the restore); not linked",
+                    shown.display(),
+                    display(&first.path).display()
+                ),
+            ));
+        }
+        let (dir, name) = split_last(&p.rel);
+        let dst_dir = self.open_restored_dir(dir, dirs.get(dir).copied(), WHAT, &p.path)?;
+        link_handle(&src, &dst_dir, name).map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))
     }
 
     fn finish_dirs(&self) {
         let mut dirs =
             std::mem::take(&mut *self.dir_meta.lock().unwrap_or_else(|p| p.into_inner()));
         // Deepest first: a parent's mtime is set after its children change it.
-        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-        for (p, n) in dirs {
-            let r = rustix::fs::open(
-                &p,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::io_path("cannot open directory", &p, errno_io(e)))
-            .and_then(|fd| self.set_meta_fd(fd.as_fd(), &n, p.as_os_str().as_bytes(), false));
+        dirs.sort_by_key(|d| std::cmp::Reverse(super::depth(&d.rel)));
+        for d in dirs {
+            let r = self
+                .open_restored_dir(
+                    &d.rel,
+                    Some(d.id),
+                    "cannot apply the metadata of directory",
+                    &d.path,
+                )
+                .and_then(|fd| self.set_meta_fd(fd.as_fd(), &d.node, &d.path, false));
             if let Err(e) = r {
-                self.progress.error(&p, &e);
-                self.errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((p, e.to_string()));
+                self.fail(&d.path, e);
             }
         }
     }
+}
+
+/// Split a path below the target into its directory ("" for the target)
+/// and its last component.
+fn split_last(rel: &[u8]) -> (&[u8], &OsStr) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], OsStr::from_bytes(&rel[i + 1..])),
+        None => (&[], OsStr::from_bytes(rel)),
+    }
+}
+
+/// Make `name` in `dir` a hard link to the file open as `src` (an `O_PATH`
+/// handle). `AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH`; without it, the
+/// file is named through `/proc/self/fd/N`, which the kernel follows to
+/// the file itself.
+fn link_handle(src: &OwnedFd, dir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
+    match rustix::fs::linkat(src, "", dir, name, AtFlags::EMPTY_PATH) {
+        Err(Errno::NOENT | Errno::PERM) if proc_fd_available() => rustix::fs::linkat(
+            rustix::fs::CWD,
+            format!("/proc/self/fd/{}", src.as_raw_fd()),
+            dir,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        ),
+        r => r,
+    }
+}
+
+/// Set once `openat2` turned out to be missing (`ENOSYS`: kernels before
+/// 5.6, or a seccomp filter that does not know it).
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Longest path handed to one `openat2` call: `PATH_MAX` is 4096 bytes
+/// with the terminating NUL, and deep trees make longer ones.
+const RESOLVE_SEGMENT: usize = 4000;
+
+/// Open the directory `rel` (`/`-separated, "" for `root` itself) below
+/// `root`, never following a symlink and never leaving `root`:
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, a segment of at most
+/// [`RESOLVE_SEGMENT`] bytes at a time (each beneath the handle of the one
+/// before), or where the kernel lacks `openat2`, one `openat(O_NOFOLLOW |
+/// O_DIRECTORY)` per component ([`open_dir_by_components`]).
+pub fn open_dir_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> std::result::Result<OwnedFd, Errno> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return open_dir_by_components(root, rel);
+    }
+    let mut cur: Option<OwnedFd> = None;
+    for seg in segments(rel, RESOLVE_SEGMENT) {
+        let base = cur.as_ref().map_or(root, |f| f.as_fd());
+        match openat2_beneath(base, seg) {
+            Ok(fd) => cur = Some(fd),
+            Err(Errno::NOSYS) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                return open_dir_by_components(root, rel);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match cur {
+        Some(fd) => Ok(fd),
+        None => openat2_beneath(root, b"."),
+    }
+}
+
+/// One `openat2` of a directory below `base`, retried when a concurrent
+/// rename makes the kernel ask for it.
+fn openat2_beneath(base: BorrowedFd<'_>, p: &[u8]) -> std::result::Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut again = 0;
+    loop {
+        match rustix::fs::openat2(base, OsStr::from_bytes(p), flags, Mode::empty(), how) {
+            Err(Errno::AGAIN) if again < 16 => again += 1,
+            r => return r,
+        }
+    }
+}
+
+/// `rel` cut at `/` into pieces of at most `max` bytes (a longer single
+/// component is a piece of its own, and fails as too long).
+fn segments(rel: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    let mut pos = 0;
+    for c in rel.split(|&b| b == b'/') {
+        let (from, to) = (pos, pos + c.len());
+        pos = to + 1;
+        if c.is_empty() {
+            continue;
+        }
+        match start {
+            Some(s) if to - s <= max => end = to,
+            Some(s) => {
+                out.push(&rel[s..end]);
+                start = Some(from);
+                end = to;
+            }
+            None => {
+                start = Some(from);
+                end = to;
+            }
+        }
+    }
+    if let Some(s) = start {
+        out.push(&rel[s..end]);
+    }
+    out
+}
+
+/// [`open_dir_beneath`] without `openat2`: one `openat(O_NOFOLLOW |
+/// O_DIRECTORY)` per component, each from the handle of the one before. A
+/// component that is `.`, `..` or empty-but-not-a-separator is refused
+/// (restore never makes one: names are checked when trees are decoded).
+pub fn open_dir_by_components(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+) -> std::result::Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut cur = rustix::fs::openat(root, ".", flags, Mode::empty())?;
+    for c in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if c == b"." || c == b".." {
+            return Err(Errno::XDEV);
+        }
+        cur = rustix::fs::openat(&cur, OsStr::from_bytes(c), flags, Mode::empty())?;
+    }
+    Ok(cur)
 }
 
 /// What to restore: a directory's tree, or one non-directory entry.
@@ -593,6 +957,8 @@ pub fn restore(
         Mode::empty(),
     )
     .map_err(|e| Error::io_path("cannot open the restore target", &target, errno_io(e)))?;
+    let root_id = obj_id(dir.as_fd())
+        .map_err(|e| Error::io_path("cannot stat the restore target", &target, errno_io(e)))?;
     let include = if opts.include.is_empty() {
         None
     } else {
@@ -600,7 +966,8 @@ pub fn restore(
     };
     let ctx = Ctx {
         repo,
-        target,
+        root: dir,
+        root_id,
         include,
         owners: opts
             .owners
@@ -626,14 +993,17 @@ pub fn restore(
     super::in_pool(|| match root {
         RestoreRoot::Tree(t) => {
             let all = ctx.include.is_none() || ctx.included(root_path, true);
-            ctx.restore_tree(&dir, t, root_path, b"", all, target_was_empty);
+            ctx.restore_tree(&ctx.root, t, root_path, b"", all, target_was_empty);
         }
         RestoreRoot::Entry(n) => {
-            if let Err(e) = ctx.restore_node(&dir, n, root_path, &n.name, true, target_was_empty) {
+            if let Err(e) =
+                ctx.restore_node(&ctx.root, n, root_path, &n.name, true, target_was_empty)
+            {
                 ctx.fail(root_path, e);
             }
         }
     });
+    crate::failpoint::hit("restore::before_finish")?;
     ctx.finish_links();
     ctx.finish_dirs();
     let errors = ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -654,6 +1024,47 @@ pub fn restore(
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    type Opener = fn(BorrowedFd<'_>, &[u8]) -> std::result::Result<OwnedFd, Errno>;
+
+    #[test]
+    fn long_paths_are_cut_into_segments_at_slashes() {
+        assert!(segments(b"", 10).is_empty());
+        assert_eq!(segments(b"a/bb/ccc", 100), vec![&b"a/bb/ccc"[..]]);
+        assert_eq!(segments(b"a/bb/ccc", 4), vec![&b"a/bb"[..], b"ccc"]);
+        assert_eq!(segments(b"a/bb/ccc", 3), vec![&b"a"[..], b"bb", b"ccc"]);
+        assert_eq!(segments(b"abcdef/g", 3), vec![&b"abcdef"[..], b"g"]);
+        let deep: Vec<u8> = b"d/".repeat(3000);
+        let segs = segments(&deep[..deep.len() - 1], RESOLVE_SEGMENT);
+        assert!(segs.iter().all(|s| s.len() <= RESOLVE_SEGMENT));
+        assert_eq!(segs.join(&b'/'), &deep[..deep.len() - 1]);
+    }
+
+    #[test]
+    fn reopening_below_the_target_never_follows_a_symlink_nor_leaves_it() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        std::fs::create_dir_all(d.path().join("outside/b")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), t.join("l")).unwrap();
+        let root = rustix::fs::open(&t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        // openat2, and the fallback for kernels without it.
+        for open in [open_dir_beneath as Opener, open_dir_by_components] {
+            let fd = open(root.as_fd(), b"a/b").unwrap();
+            assert_eq!(Meta::of(fd.as_fd()).unwrap().ino(), ino(&t.join("a/b")));
+            let fd = open(root.as_fd(), b"").unwrap();
+            assert_eq!(Meta::of(fd.as_fd()).unwrap().ino(), ino(&t));
+            for bad in [&b"l/b"[..], b"l", b"../t/a", b"a/../../t"] {
+                let e = open(root.as_fd(), bad).unwrap_err();
+                assert!(
+                    [Errno::LOOP, Errno::NOTDIR, Errno::XDEV].contains(&e),
+                    "{:?}: {e:?}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+    }
 
     #[test]
     fn write_sparse_keeps_zero_blocks_as_holes_and_content_exact() {

@@ -917,7 +917,7 @@ impl Repository {
             .ok_or_else(|| Error::integrity(format!("{} blob {id} is not in the index", t.name())))
     }
 
-    /// Read, authenticate and decompress one blob.
+    /// Read, authenticate, decompress and re-hash one blob.
     pub fn read_blob(&self, t: BlobType, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(t, id)?;
         self.read_blob_at(t, id, &loc)
@@ -925,6 +925,9 @@ impl Repository {
 
     /// Read a blob from a known location (tree blobs through the local
     /// cache when there is one; cached bytes are authenticated like any).
+    /// The plaintext is hashed again and must hash to `id`: a blob sealed
+    /// with other content than its ID says (by a faulty writer) is an
+    /// integrity error, never content handed out under the wrong ID.
     pub fn read_blob_at(&self, t: BlobType, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let cache = self.tree_cache.as_ref().filter(|_| t == BlobType::Tree);
         let hex = id.to_hex();
@@ -934,6 +937,7 @@ impl Repository {
         {
             if self
                 .open_blob(t, id, loc.compression, loc.raw_len, &mut buf)
+                .and_then(|()| self.check_blob_id(t, id, &buf))
                 .is_ok()
             {
                 return Ok(buf);
@@ -948,8 +952,22 @@ impl Repository {
             c.put(&cache_name, &buf);
         }
         self.open_blob(t, id, loc.compression, loc.raw_len, &mut buf)
+            .and_then(|()| self.check_blob_id(t, id, &buf))
             .map_err(|e| e.context(format!("pack {}", loc.pack)))?;
         Ok(buf)
+    }
+
+    /// Check that `plain` hashes to `id` (keyed BLAKE3, §4.4 of FORMAT.md).
+    pub fn check_blob_id(&self, t: BlobType, id: &BlobId, plain: &[u8]) -> Result<()> {
+        if self.ids.blob_id(plain) == *id {
+            return Ok(());
+        }
+        Err(Error::integrity(format!(
+            "{} blob {id}: its content does not hash to its ID (it was stored wrongly, \
+             e.g. by a backup that read a file while it was rewritten); \
+             `cairn check --read-data` lists every such blob",
+            t.name()
+        )))
     }
 
     /// Keep a just-written sealed tree blob in the local cache (if any), so

@@ -3,9 +3,12 @@
 //! matches the whole absolute path. `*` does not cross `/`, `**` does. A
 //! trailing `/` restricts the pattern to directories.
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
 
@@ -77,9 +80,11 @@ impl ExcludeMatcher {
         self
     }
 
-    /// True if a directory holding entries `names` is excluded by
-    /// `--exclude-if-present` or `--exclude-caches`.
-    pub fn excludes_dir(&self, dir: &Path, names: &[std::ffi::OsString]) -> bool {
+    /// True if the open directory `dir`, holding entries `names`, is
+    /// excluded by `--exclude-if-present` or `--exclude-caches`. A tag is
+    /// read through the handle, only if it is a regular file: a symlink or
+    /// a FIFO named `CACHEDIR.TAG` is not a tag (and never blocks the walk).
+    pub fn excludes_dir(&self, dir: BorrowedFd<'_>, names: &[std::ffi::OsString]) -> bool {
         use std::os::unix::ffi::OsStrExt;
         if names
             .iter()
@@ -88,10 +93,25 @@ impl ExcludeMatcher {
             return true;
         }
         if self.exclude_caches && names.iter().any(|n| n == CACHEDIR_TAG) {
+            let Ok(fd) = rustix::fs::openat(
+                dir,
+                CACHEDIR_TAG,
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
+                return false;
+            };
+            if !rustix::fs::fstat(&fd)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+            {
+                return false;
+            }
             let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-            let ok = std::fs::File::open(dir.join(CACHEDIR_TAG))
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-                .is_ok();
+            let ok = std::io::Read::read_exact(&mut std::fs::File::from(fd), &mut head).is_ok();
             return ok && head == CACHEDIR_SIGNATURE;
         }
         false

@@ -12,14 +12,19 @@
 //! last night's), so captures are cut on page boundaries and a night's
 //! changes cost about the pages that changed.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::source::fs::{Meta, pinned_path, type_name};
 
 /// The first 16 bytes of every SQLite database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -42,16 +47,171 @@ pub fn sniff(file: &File) -> std::io::Result<Option<u32>> {
     Ok((page.is_power_of_two() && (512..=65536).contains(&page)).then_some(page))
 }
 
-/// True if the file at `path` starts with a SQLite header.
-pub fn is_database(path: &Path) -> bool {
-    File::open(path)
-        .and_then(|f| sniff(&f))
-        .is_ok_and(|p| p.is_some())
+/// True if `name` in the open directory `dir` is a regular file that
+/// starts with a SQLite header (never follows a symlink, never blocks on a
+/// FIFO).
+pub fn is_database_at(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    if !Meta::of(fd.as_fd()).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    sniff(&File::from(fd)).is_ok_and(|p| p.is_some())
+}
+
+/// `name` followed by `suffix` (a companion file's name).
+fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
+    let mut n = name.to_owned();
+    n.push(suffix);
+    n
+}
+
+/// A SQLite VFS that opens databases in a directory given by handle.
+///
+/// SQLite's `unix` VFS turns every database name into a canonical absolute
+/// path *as text*, reading symlinks itself (`unixFullPathname`): a name
+/// through `/proc/self/fd/N` would become the directory's current path
+/// again, which another user may swap for a symlink before SQLite opens
+/// it. This VFS is `unix` with that one function replaced: names of the
+/// form `/proc/self/fd/N/NAME` are taken verbatim, so the kernel resolves
+/// them through the handle, and SQLite opens the database and its `-wal`,
+/// `-shm` and `-journal` files in exactly that directory (with `O_NOFOLLOW`
+/// on the last component, which `unix` always adds). Everything else —
+/// locking, shared memory, I/O — is `unix`'s own code.
+///
+/// One of Cairn's two fenced `unsafe` places (the other removes the
+/// passphrase variables from the environment at start,
+/// `cli::take_secret_env`): a C callback and the registration call.
+#[allow(unsafe_code)]
+mod pinned_vfs {
+    use std::ffi::{CStr, c_char, c_int};
+    use std::sync::OnceLock;
+
+    use rusqlite::ffi;
+
+    /// The VFS name to open connections with.
+    pub const NAME: &str = "cairn-pinned";
+    const NAME_C: &CStr = c"cairn-pinned";
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+
+    /// `xFullPathname`: the name as given, if it goes through a handle.
+    unsafe extern "C" fn full_pathname(
+        _vfs: *mut ffi::sqlite3_vfs,
+        z_path: *const c_char,
+        n_out: c_int,
+        z_out: *mut c_char,
+    ) -> c_int {
+        if z_path.is_null() || z_out.is_null() || n_out <= 0 {
+            return ffi::SQLITE_CANTOPEN;
+        }
+        // SAFETY: SQLite passes a NUL-terminated name (checked non-null).
+        let path = unsafe { CStr::from_ptr(z_path) }.to_bytes_with_nul();
+        if !path.starts_with(PREFIX) || path.len() > n_out as usize {
+            return ffi::SQLITE_CANTOPEN;
+        }
+        // SAFETY: `z_out` is SQLite's own buffer of `n_out` bytes (checked
+        // non-null), at least `path.len()` long, and distinct from `z_path`.
+        unsafe { std::ptr::copy_nonoverlapping(path.as_ptr().cast::<c_char>(), z_out, path.len()) };
+        ffi::SQLITE_OK
+    }
+
+    /// Register the VFS (once per process); false if SQLite has no `unix`
+    /// VFS to base it on.
+    pub fn register() -> bool {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        *REGISTERED.get_or_init(|| {
+            // SAFETY: `sqlite3_vfs_find` and `sqlite3_vfs_register` are
+            // thread-safe and initialise SQLite on first use. The copy of
+            // `unix`'s method table keeps its `pAppData` (which its methods
+            // expect); the registered struct is leaked, so it outlives every
+            // connection, as SQLite requires.
+            unsafe {
+                let unix = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+                if unix.is_null() {
+                    return false;
+                }
+                let mut vfs: ffi::sqlite3_vfs = *unix;
+                vfs.zName = NAME_C.as_ptr();
+                vfs.pNext = std::ptr::null_mut();
+                vfs.xFullPathname = Some(full_pathname);
+                let leaked: &'static mut ffi::sqlite3_vfs = Box::leak(Box::new(vfs));
+                ffi::sqlite3_vfs_register(leaked, 0) == ffi::SQLITE_OK
+            }
+        })
+    }
+}
+
+/// Open `name` in the directory `dir` with SQLite, through the handle
+/// ([`pinned_vfs`]). `shown` names the database in messages.
+fn open_pinned(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OpenFlags,
+    shown: &Path,
+    err: fn(&Path, &str, rusqlite::Error) -> Error,
+) -> Result<Connection> {
+    let path = pinned_path(dir, name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Source,
+            format!(
+                "cannot open SQLite database {}: /proc is not mounted (Cairn opens databases \
+                 through their directory's handle, /proc/self/fd/N)",
+                shown.display()
+            ),
+        )
+    })?;
+    if !pinned_vfs::register() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "cannot open SQLite database {}: SQLite has no unix VFS",
+                shown.display()
+            ),
+        ));
+    }
+    Connection::open_with_flags_and_vfs(&path, flags, pinned_vfs::NAME)
+        .map_err(|e| err(shown, "open", e))
+}
+
+/// Check that `name` in `dir` is still the regular file `expect` (device
+/// and inode): a database swapped for another file or a symlink while
+/// SQLite opens it by name is refused.
+fn still_same(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    expect: (u64, u64),
+) -> std::result::Result<(), String> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let m = Meta::new(st);
+            if m.is_file() && (m.dev(), m.ino()) == expect {
+                Ok(())
+            } else if m.is_file() {
+                Err("now another regular file".into())
+            } else {
+                Err(format!("now a {}", type_name(m.file_type())))
+            }
+        }
+        Err(e) => Err(format!("now {}", std::io::Error::from(e))),
+    }
 }
 
 /// Page images of one consistent state of a database, in page order.
 pub struct PageReader {
+    // Declared first, so the connection closes before the handle below.
     conn: Connection,
+    /// The database's directory: SQLite names its files through it.
+    dir: OwnedFd,
+    /// The database's name in `dir`, and the file (device, inode) it must
+    /// keep naming.
+    name: OsString,
+    id: (u64, u64),
     /// Page size in bytes.
     pub page_size: u32,
     /// Number of pages.
@@ -80,14 +240,41 @@ fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
 }
 
 impl PageReader {
-    /// Open `path` read-only and start a read transaction, waiting up to
-    /// `timeout` for writers that hold it.
-    pub fn open(path: &Path, timeout: Duration) -> Result<PageReader> {
-        let conn = Connection::open_with_flags(
-            path,
+    /// Open `name` in the directory `dir` read-only and start a read
+    /// transaction, waiting up to `timeout` for writers that hold it.
+    /// `expect` is the database file as the caller opened and checked it:
+    /// SQLite opens it by name in the same directory (through its handle),
+    /// and the capture is refused if the name stops naming that file
+    /// (`path` names it in messages).
+    pub fn open_at(
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        expect: &Meta,
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<PageReader> {
+        let dir = dir
+            .try_clone_to_owned()
+            .map_err(|e| Error::source_io("cannot duplicate the directory handle of", path, e))?;
+        let id = (expect.dev(), expect.ino());
+        let swapped = |why: String| {
+            Error::new(
+                ErrorKind::Source,
+                format!(
+                    "cannot capture SQLite database {}: it was replaced while it was opened \
+                     ({why}); not stored, as its content could come from another file",
+                    path.display()
+                ),
+            )
+        };
+        still_same(dir.as_fd(), name, id).map_err(swapped)?;
+        let conn = open_pinned(
+            dir.as_fd(),
+            name,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_err(path, "open", e))?;
+            path,
+            sql_err,
+        )?;
         conn.busy_timeout(timeout)
             .map_err(|e| sql_err(path, "busy timeout", e))?;
         let start = Instant::now();
@@ -123,8 +310,13 @@ impl PageReader {
                     format!("{}: invalid page size {page_size}", path.display()),
                 )
             })?;
+        // SQLite has the file open now, and holds the read transaction.
+        still_same(dir.as_fd(), name, id).map_err(swapped)?;
         Ok(PageReader {
             conn,
+            dir,
+            name: name.to_owned(),
+            id,
             page_size,
             page_count: u64::try_from(page_count).unwrap_or(0),
         })
@@ -179,45 +371,221 @@ impl PageReader {
         Ok(total)
     }
 
-    /// End the read transaction.
+    /// End the read transaction, and check that the database's name still
+    /// names the file that was opened.
     pub fn finish(self, path: &Path) -> Result<()> {
         self.conn
             .execute_batch("COMMIT")
-            .map_err(|e| sql_err(path, "end read", e))
+            .map_err(|e| sql_err(path, "end read", e))?;
+        still_same(self.dir.as_fd(), &self.name, self.id).map_err(|why| {
+            Error::new(
+                ErrorKind::Source,
+                format!(
+                    "cannot capture SQLite database {}: it was replaced while it was read \
+                     ({why}); not stored",
+                    path.display()
+                ),
+            )
+        })
     }
 }
 
 /// Check a restored database: remove stale companions next to it (so no
 /// old log is replayed over it) and run `PRAGMA integrity_check`. Returns
 /// SQLite's verdict ("ok" or the problems found).
-pub fn check_restored(path: &Path) -> Result<String> {
+///
+/// The database is `name` in the open directory `dir`; everything —
+/// removing companions, opening — goes through that handle, never follows
+/// a symlink, and is refused if `name` no longer names the file `expect`
+/// (device and inode) that restore wrote. `shown` names it in messages.
+pub fn check_restored_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    expect: Option<(u64, u64)>,
+    shown: &Path,
+) -> Result<String> {
     for c in COMPANIONS {
-        let mut p = path.as_os_str().to_owned();
-        p.push(c);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io_path("cannot remove stale", p, e)),
+        let n = with_suffix(name, c);
+        match rustix::fs::unlinkat(dir, &n, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => {
+                let mut p = shown.as_os_str().to_owned();
+                p.push(c);
+                return Err(Error::io_path("cannot remove stale", p, e.into()));
+            }
         }
     }
-    let conn = Connection::open_with_flags(
-        path,
+    let refused = |why: String| {
+        Error::new(
+            ErrorKind::UnsafePath,
+            format!(
+                "restored database {} was replaced before its check ({why}); not opened",
+                shown.display()
+            ),
+        )
+    };
+    let expect = match expect {
+        Some(id) => id,
+        None => {
+            let m = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map(Meta::new)
+                .map_err(|e| Error::io_path("cannot stat", shown, e.into()))?;
+            if !m.is_file() {
+                return Err(refused(format!("a {}", type_name(m.file_type()))));
+            }
+            (m.dev(), m.ino())
+        }
+    };
+    still_same(dir, name, expect).map_err(refused)?;
+    let conn = open_pinned(
+        dir,
+        name,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| {
-        Error::integrity(format!(
-            "{}: cannot open restored database: {e}",
-            path.display()
-        ))
-    })?;
+        shown,
+        |p, _, e| {
+            Error::integrity(format!(
+                "{}: cannot open restored database: {e}",
+                p.display()
+            ))
+        },
+    )?;
+    still_same(dir, name, expect).map_err(refused)?;
     let mut stmt = conn
         .prepare("PRAGMA integrity_check")
-        .map_err(|e| Error::integrity(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::integrity(format!("{}: {e}", shown.display())))?;
     let lines: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect())
         .map_err(|e| {
-            Error::integrity(format!("{}: integrity check failed: {e}", path.display()))
+            Error::integrity(format!("{}: integrity check failed: {e}", shown.display()))
         })?;
     Ok(lines.join("; "))
+}
+
+/// [`check_restored_at`] for a database given by path, in a directory only
+/// this process writes to (`restore-test`'s private directory).
+pub fn check_restored(path: &Path) -> Result<String> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::invalid(format!(
+            "{} is not a file path",
+            path.display()
+        )));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io_path("cannot open directory", parent, e.into()))?;
+    check_restored_at(dir.as_fd(), name, None, path)
+}
+
+/// The size and mtime of the `-wal` companion of `name` in `dir` (zeros if
+/// absent).
+pub fn wal_state_at(dir: BorrowedFd<'_>, name: &OsStr) -> (u64, (i64, u32)) {
+    match rustix::fs::statat(dir, with_suffix(name, "-wal"), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let m = Meta::new(st);
+            let t = m.mtime();
+            (m.size(), (t.sec, t.nsec))
+        }
+        Err(_) => (0, (0, 0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(path: &Path, value: &str) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE t(x); INSERT INTO t VALUES ('{value}');"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn databases_are_opened_through_their_directory_handle_not_by_path() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        std::fs::create_dir(d.path().join("outside")).unwrap();
+        db(&d.path().join("x/a.db"), "inside");
+        db(&d.path().join("outside/a.db"), "outside");
+        std::fs::write(d.path().join("outside/a.db-wal"), b"another log").unwrap();
+        let dir = rustix::fs::open(
+            d.path().join("x"),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let file = File::open(d.path().join("x/a.db")).unwrap();
+        let meta = Meta::of(file.as_fd()).unwrap();
+        // The directory is moved away and its path now leads elsewhere.
+        std::fs::rename(d.path().join("x"), d.path().join("x.moved")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), d.path().join("x")).unwrap();
+
+        let name = OsStr::new("a.db");
+        let r = PageReader::open_at(
+            dir.as_fd(),
+            name,
+            &meta,
+            Path::new("x/a.db"),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let mut pages = Vec::new();
+        r.for_each_batch(Path::new("x/a.db"), 64, &mut |b| {
+            pages.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        r.finish(Path::new("x/a.db")).unwrap();
+        assert_eq!(pages, std::fs::read(d.path().join("x.moved/a.db")).unwrap());
+
+        let id = (meta.dev(), meta.ino());
+        assert_eq!(
+            check_restored_at(dir.as_fd(), name, Some(id), Path::new("x/a.db")).unwrap(),
+            "ok"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("outside/a.db-wal")).unwrap(),
+            b"another log"
+        );
+        // Another file under the name is refused, not opened.
+        std::fs::rename(d.path().join("x.moved/a.db"), d.path().join("x.moved/b.db")).unwrap();
+        db(&d.path().join("x.moved/a.db"), "planted");
+        let e = check_restored_at(dir.as_fd(), name, Some(id), Path::new("x/a.db")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsafePath);
+        assert!(e.to_string().contains("now another regular file"), "{e}");
+        let e = PageReader::open_at(
+            dir.as_fd(),
+            name,
+            &meta,
+            Path::new("x/a.db"),
+            Duration::ZERO,
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("was replaced"), "{e}");
+    }
+
+    #[test]
+    fn the_pinned_vfs_takes_only_names_through_a_handle() {
+        assert!(pinned_vfs::register());
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.db");
+        db(&p, "x");
+        let r = Connection::open_with_flags_and_vfs(
+            &p,
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+            pinned_vfs::NAME,
+        );
+        assert!(r.is_err(), "a plain path is refused");
+    }
 }
