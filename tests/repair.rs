@@ -724,3 +724,48 @@ fn repair_snapshots_names_an_unknown_snapshot() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("is not a snapshot ID"), "{out}");
 }
+
+/// Issue 10, item 2 (prune): after superseded index files are copied back,
+/// prune used to read them as live, find the packs they list gone, and
+/// stop ("indexed pack … is missing"). It ignores them as every reader
+/// does, deletes them with the other old index files, and leaves a clean
+/// repository.
+#[test]
+fn a_prune_after_replayed_index_files_ignores_and_deletes_them() {
+    let env = Env::uninit();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    write_files(&src.join("a"), &["a0", "a1", "a2", "a3"], 1);
+    write_files(&src.join("b"), &["b0", "b1", "b2", "b3"], 100);
+    let s1 = backup(&env, &src);
+    let old_index = env.path("old-index");
+    keep_copy(&env.repo.join("index"), &old_index);
+    fs::remove_dir_all(src.join("a")).unwrap();
+    let s2 = backup(&env, &src);
+    keep_copy(&src, &env.path("exp2"));
+    env.ok(&["forget", &s1]);
+    age_past_prune_grace(&env.repo);
+    env.ok(&["prune", "--max-unused", "0%"]);
+    let after_prune = index_ids(&env);
+    let mut replayed = Vec::new();
+    for e in fs::read_dir(&old_index).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if !after_prune.contains(&name) {
+            fs::copy(e.path(), env.repo.join("index").join(&name)).unwrap();
+            replayed.push(name);
+        }
+    }
+    assert!(!replayed.is_empty());
+
+    age_past_prune_grace(&env.repo);
+    let (code, out) = code_and_output(&env, &["prune", "--max-unused", "0%"]);
+    assert_eq!(code, 0, "{out}");
+    for id in &replayed {
+        assert!(!env.repo.join("index").join(id).exists(), "{id} is left");
+    }
+    let (code, out) = code_and_output(&env, &["check", "--read-data"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 errors, 0 warnings"), "{out}");
+    restores_as(&env, &s2, &src, &env.path("exp2"));
+}

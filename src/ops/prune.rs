@@ -187,14 +187,29 @@ fn prune_inner(
         })
         .collect();
     let index_ids: Vec<IndexId> = index_list.iter().map(|(id, _)| *id).collect();
-    let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
-    // Packs listed by an index file older than the grace period.
-    let mut listed_long_ago: HashSet<PackId> = HashSet::new();
+    let mut files = Vec::with_capacity(index_list.len());
     for (id, mtime) in &index_list {
         let f = repo.load_index_file(id).map_err(|e| {
             e.context("prune stops: an index file cannot be read (run `cairn check`)")
         })?;
-        for p in f.packs {
+        files.push((*id, *mtime, f));
+    }
+    // Index files another one supersedes (left by an interrupted prune or
+    // repair, or copied back) are ignored, as by every reader (FORMAT.md
+    // §5.4): the packs only they list were to be deleted. They are deleted
+    // with the other old index files below.
+    let superseded: HashSet<IndexId> = files
+        .iter()
+        .flat_map(|(id, _, f)| f.supersedes.iter().filter(move |s| *s != id).copied())
+        .collect();
+    let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
+    // Packs listed by an index file older than the grace period.
+    let mut listed_long_ago: HashSet<PackId> = HashSet::new();
+    for (id, mtime, f) in &files {
+        if superseded.contains(id) {
+            continue;
+        }
+        for p in f.packs.clone() {
             if old(*mtime) {
                 listed_long_ago.insert(p.id);
             }
@@ -349,8 +364,14 @@ fn prune_inner(
     if opts.dry_run {
         return Ok(r);
     }
-    // Nothing to delete or rewrite: the index files stay as they are.
-    if delete.is_empty() && repack.is_empty() && unindexed.is_empty() && duplicates == 0 {
+    // Nothing to delete or rewrite: the index files stay as they are
+    // (superseded ones still present are work: they are deleted).
+    if delete.is_empty()
+        && repack.is_empty()
+        && unindexed.is_empty()
+        && duplicates == 0
+        && superseded.is_empty()
+    {
         r.index_files_replaced = 0;
         return Ok(r);
     }
