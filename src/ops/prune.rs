@@ -198,9 +198,14 @@ fn prune_inner(
     // repair, or copied back) are ignored, as by every reader (FORMAT.md
     // §5.4): the packs only they list were to be deleted. They are deleted
     // with the other old index files below.
-    let superseded: HashSet<IndexId> = files
+    let named: HashSet<IndexId> = files
         .iter()
         .flat_map(|(id, _, f)| f.supersedes.iter().filter(move |s| *s != id).copied())
+        .collect();
+    let superseded: HashSet<IndexId> = index_ids
+        .iter()
+        .filter(|id| named.contains(id))
+        .copied()
         .collect();
     let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
     // Packs listed by an index file older than the grace period.
