@@ -538,7 +538,7 @@ fn a_terminal_gets_a_progress_bar() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: util-linux `script` is not installed");
+        skipped("a_terminal_gets_a_progress_bar: util-linux `script` is not installed");
         return;
     }
     let env = Env::new();

@@ -27,7 +27,7 @@ fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("{test}: skipped, needs root (chown to another user)");
+    skipped(&format!("{test}: needs root (chown to another user)"));
     true
 }
 
