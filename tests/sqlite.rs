@@ -297,7 +297,12 @@ fn a_capture_is_the_page_images_with_the_wal_folded_in_and_its_header_in_wal_mod
         )
         .unwrap();
     env.backup_json(&[&src], &[]);
-    let out = env.cmd().args(["dump", "latest"]).arg(&db).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["dump", "latest"])
+        .arg(&db)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let capture = out.stdout;
     assert_eq!(capture.len() as i64, page_size * pages);
@@ -306,7 +311,11 @@ fn a_capture_is_the_page_images_with_the_wal_folded_in_and_its_header_in_wal_mod
         "the committed pages still in the WAL are part of the capture"
     );
     assert_eq!(&capture[..16], b"SQLite format 3\0");
-    assert_eq!((capture[18], capture[19]), (2, 2), "header still in WAL mode");
+    assert_eq!(
+        (capture[18], capture[19]),
+        (2, 2),
+        "header still in WAL mode"
+    );
 
     let target = env.path("t");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);

@@ -358,7 +358,12 @@ fn the_gear_table_its_keying_and_the_masks_are_what_format_md_states() {
     }
     // Strict mask one step up, loose one step down (level 1), with
     // round(log2(avg)): 1 MiB → 20, 1.4 MiB → 20, 1.5 MiB → 21.
-    for (avg, bits) in [(1usize << 20, 20), (1_468_006, 20), (1_572_864, 21), (256, 8)] {
+    for (avg, bits) in [
+        (1usize << 20, 20),
+        (1_468_006, 20),
+        (1_572_864, 21),
+        (256, 8),
+    ] {
         assert_eq!(
             select_masks(avg, Normalization::Level1),
             (MASKS[bits + 1], MASKS[bits - 1]),

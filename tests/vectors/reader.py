@@ -8,8 +8,9 @@ Rust code. It also recomputes the chunker's keyed gear table and cut points
 (FORMAT.md §4.4) and checks them against tests/vectors/chunks.json.
 
     python3 tests/vectors/reader.py            # self-test on tests/vectors/
-    python3 tests/vectors/reader.py REPO PASSWORD_FILE [TARGET]
-                                               # list, verify (and restore)
+    python3 tests/vectors/reader.py REPO PASSWORD_FILE [TARGET [SNAPSHOT]]
+                                               # list, verify (and restore
+                                               # the latest or given snapshot)
 
 Needs: cryptography (ChaCha20-Poly1305), blake3, zstandard, argon2-cffi
 (`pip install cryptography blake3 zstandard argon2-cffi`). Only what a
@@ -659,7 +660,10 @@ def main(argv):
         for path, _ in repo.walk(s["tree"]):
             pass
     if len(argv) > 3:
-        name, s = repo.snapshots()[-1]
+        want = argv[4] if len(argv) > 4 else None
+        snaps = [x for x in repo.snapshots() if want is None or x[0].startswith(want)]
+        name, s = snaps[-1]
+        os.makedirs(argv[3], exist_ok=True)
         repo.restore(s["tree"], argv[3])
 
 
