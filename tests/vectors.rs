@@ -295,3 +295,149 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// FORMAT.md §4.4 states the gear table (MD5-derived, checked here by its
+/// BLAKE3 digest; `tests/vectors/reader.py` derives it from MD5), how the
+/// seed keys it — the shifted table is `(GEAR[b] ^ k) << 1`, so it is XORed
+/// with `k << 1`, not `k` — the first keyed entries for one seed, and the
+/// mask table and choice. The chunker must use exactly these.
+#[test]
+fn the_gear_table_its_keying_and_the_masks_are_what_format_md_states() {
+    use fastcdc::v2020::{MASKS, Normalization, get_gear_with_seed, select_masks};
+    let (gear, gear_ls) = get_gear_with_seed(0);
+    let le: Vec<u8> = gear.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(
+        blake3::hash(&le).to_hex().as_str(),
+        "9af822d1e10df25d0157a43ccd0a73b56d1c1d0a5d77acb4e6e979522d0fe149"
+    );
+    assert_eq!(
+        (gear[0], gear[1], gear[255]),
+        (0x3b5d3c7d207e37dc, 0x784d68ba91123086, 0xaabd2b2a451504e1)
+    );
+    let seed = 0x0123_4567_89ab_cdef_u64;
+    let (g, gs) = get_gear_with_seed(seed);
+    for b in 0..256 {
+        assert_eq!(gear_ls[b], gear[b] << 1, "unkeyed GS[{b}]");
+        assert_eq!(g[b], gear[b] ^ seed, "G[{b}]");
+        assert_eq!(gs[b], (gear[b] ^ seed) << 1, "GS[{b}]");
+        assert_eq!(gs[b], gear_ls[b] ^ (seed << 1), "GS[{b}]");
+    }
+    assert_eq!(
+        (g[0], gs[0], g[1], gs[1]),
+        (
+            0x3a7e791aa9d5fa33,
+            0x74fcf23553abf466,
+            0x796e2ddd18b9fd69,
+            0xf2dc5bba3173fad2
+        )
+    );
+    // The table in FORMAT.md, by round(log2(size)).
+    let doc: [(usize, u64); 19] = [
+        (6, 0x0000000001803110),
+        (7, 0x0000000018035100),
+        (8, 0x0000001800035300),
+        (9, 0x0000019000353000),
+        (10, 0x0000590003530000),
+        (11, 0x0000d90003530000),
+        (12, 0x0000d90103530000),
+        (13, 0x0000d90303530000),
+        (14, 0x0000d90313530000),
+        (15, 0x0000d90f03530000),
+        (16, 0x0000d90303537000),
+        (17, 0x0000d90703537000),
+        (18, 0x0000d90707537000),
+        (19, 0x0000d91707537000),
+        (20, 0x0000d91747537000),
+        (21, 0x0000d91767537000),
+        (22, 0x0000d93767537000),
+        (23, 0x0000d93777537000),
+        (24, 0x0000d93777577000),
+    ];
+    for (bits, mask) in doc {
+        assert_eq!(MASKS[bits], mask, "MASK[{bits}]");
+    }
+    // Strict mask one step up, loose one step down (level 1), with
+    // round(log2(avg)): 1 MiB → 20, 1.4 MiB → 20, 1.5 MiB → 21.
+    for (avg, bits) in [
+        (1usize << 20, 20),
+        (1_468_006, 20),
+        (1_572_864, 21),
+        (256, 8),
+    ] {
+        assert_eq!(
+            select_masks(avg, Normalization::Level1),
+            (MASKS[bits + 1], MASKS[bits - 1]),
+            "avg {avg}"
+        );
+    }
+}
+
+/// FORMAT.md §4.1: a password file's bytes lose their trailing CR and LF
+/// bytes and nothing else, the environment variable is taken byte for
+/// byte, and Argon2id (K and X empty, 32-byte tag) of the result is the
+/// wrapping key itself. `kdf.json` was computed with the reference C
+/// Argon2 (Python `argon2-cffi`), independently of the Rust crate.
+#[test]
+fn a_password_file_becomes_the_wrapping_key_format_md_states() {
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(vectors().join("kdf.json")).unwrap()).unwrap();
+    let hex = |k: &str| hex::decode(v[k].as_str().unwrap()).unwrap();
+    let num = |k: &str| u32::try_from(v[k].as_u64().unwrap()).unwrap();
+    let file = hex("password_file_hex");
+    assert!(file.ends_with(b"\r\n\n"), "the vector tests the trimming");
+    let key = cairn::crypto::derive_wrapping_key(
+        v["passphrase"].as_str().unwrap().as_bytes(),
+        &hex("salt_hex"),
+        KdfParams {
+            memory_kib: num("memory_kib"),
+            iterations: num("iterations"),
+            parallelism: num("parallelism"),
+        },
+    )
+    .unwrap();
+    assert_eq!(key.expose().as_slice(), hex("wrapping_key_hex").as_slice());
+
+    // The binary reads the same file as that passphrase: it opens the
+    // golden repository (passphrase `cairn-golden-vectors`, as in kdf.json).
+    assert_eq!(v["passphrase"], GOLDEN_PASSWORD);
+    let env = Env::uninit();
+    let repo = env.path("repo");
+    copy_dir(&vectors().join("repo-v1"), &repo);
+    let e = Env {
+        dir: tempfile::tempdir().unwrap(),
+        repo,
+    };
+    let pw = env.path("pass");
+    let with_file = |bytes: &[u8]| {
+        fs::write(&pw, bytes).unwrap();
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+        e.cmd()
+            .env_remove("CAIRN_PASSWORD")
+            .arg("--password-file")
+            .arg(&pw)
+            .arg("snapshots")
+            .output()
+            .unwrap()
+    };
+    let out = with_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for bad in [
+        &b"cairn-golden-vectors \n"[..],
+        b"cairn-golden-vectors\t",
+        b"\xef\xbb\xbfcairn-golden-vectors\n",
+    ] {
+        assert_eq!(with_file(bad).status.code(), Some(12), "{bad:?}");
+    }
+    // CAIRN_PASSWORD is not trimmed.
+    let out = e
+        .cmd()
+        .env("CAIRN_PASSWORD", "cairn-golden-vectors\n")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12));
+}
