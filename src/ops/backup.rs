@@ -1117,7 +1117,7 @@ pub fn backup(
     let present = repo.load_index_present()?;
     // Packs an interrupted backup stored but could not index are indexed
     // now, so this run reuses them instead of storing their blobs again.
-    let adopted = repo.adopt_unindexed_packs(Some(&present), &lock)?;
+    let adopted = repo.adopt_unindexed_packs(Some(&present), lock)?;
 
     let host = opts
         .host
