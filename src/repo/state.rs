@@ -24,7 +24,7 @@
 //!
 //! Misuse does not compile. `ops::prune` needs an exclusive lock:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # fn f(repo: &mut cairn::repo::Repository) -> cairn::Result<()> {
 //! use cairn::ops::prune::{PruneOptions, prune};
 //! let mut lock = repo.lock_shared()?;
@@ -44,7 +44,7 @@
 //!
 //! `ops::restore` needs the index, loaded under a lock:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # fn f(repo: &mut cairn::repo::Repository, opts: &cairn::ops::restore::RestoreOptions,
 //! #      root: &cairn::ops::restore::RestoreRoot) -> cairn::Result<()> {
 //! let lock = repo.lock_shared()?;
@@ -52,7 +52,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # fn f(repo: &mut cairn::repo::Repository, opts: &cairn::ops::restore::RestoreOptions,
 //! #      root: &cairn::ops::restore::RestoreRoot) -> cairn::Result<()> {
 //! repo.load_index()?; // loaded, but under no lock
