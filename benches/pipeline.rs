@@ -188,7 +188,9 @@ fn bench_end_to_end(c: &mut Criterion) {
                 paths: vec![src.clone()],
                 ..BackupOptions::default()
             };
-            black_box(backup(&mut repo, &o, &NoProgress).expect("backup"));
+            black_box(
+                backup(&mut repo.lock_shared().expect("lock"), &o, &NoProgress).expect("backup"),
+            );
         })
     });
     g.finish();

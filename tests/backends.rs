@@ -297,7 +297,12 @@ fn with_a_warm_cache_an_incremental_backup_downloads_almost_nothing() {
         ..BackupOptions::default()
     };
     let mut repo = Repository::open(cached.clone(), b"pw").unwrap();
-    backup(&mut repo, &bo, &cairn::ops::NoProgress).unwrap();
+    backup(
+        &mut repo.lock_shared().unwrap(),
+        &bo,
+        &cairn::ops::NoProgress,
+    )
+    .unwrap();
     let stored = counting
         .inner
         .snapshot()
@@ -308,7 +313,12 @@ fn with_a_warm_cache_an_incremental_backup_downloads_almost_nothing() {
     // A new process: open, incremental backup of the unchanged tree.
     counting.read.store(0, Ordering::SeqCst);
     let mut repo = Repository::open(cached.clone(), b"pw").unwrap();
-    let r = backup(&mut repo, &bo, &cairn::ops::NoProgress).unwrap();
+    let r = backup(
+        &mut repo.lock_shared().unwrap(),
+        &bo,
+        &cairn::ops::NoProgress,
+    )
+    .unwrap();
     assert_eq!(r.snapshot.summary.files_read, 0);
     let read = counting.read.load(Ordering::SeqCst);
     assert!(read < 4096, "read {read} bytes of {stored} stored");
@@ -316,7 +326,12 @@ fn with_a_warm_cache_an_incremental_backup_downloads_almost_nothing() {
     // Without the cache the same backup reads every tree and index file.
     counting.read.store(0, Ordering::SeqCst);
     let mut repo = Repository::open(counting.clone(), b"pw").unwrap();
-    backup(&mut repo, &bo, &cairn::ops::NoProgress).unwrap();
+    backup(
+        &mut repo.lock_shared().unwrap(),
+        &bo,
+        &cairn::ops::NoProgress,
+    )
+    .unwrap();
     let uncached = counting.read.load(Ordering::SeqCst);
     assert!(
         uncached > 10 * read.max(1),
@@ -334,11 +349,16 @@ fn with_a_warm_cache_an_incremental_backup_downloads_almost_nothing() {
         }
     }
     let mut repo = Repository::open(cached.clone(), b"pw").unwrap();
-    let r = backup(&mut repo, &bo, &cairn::ops::NoProgress).unwrap();
+    let r = backup(
+        &mut repo.lock_shared().unwrap(),
+        &bo,
+        &cairn::ops::NoProgress,
+    )
+    .unwrap();
     assert_eq!(r.snapshot.summary.files_read, 0);
     let mut repo = Repository::open(cached, b"pw").unwrap();
     let c = cairn::ops::check::check(
-        &mut repo,
+        &mut repo.lock_shared().unwrap(),
         &cairn::ops::check::CheckOptions {
             read_data: cairn::ops::check::ReadData::All,
         },

@@ -478,7 +478,8 @@ fn verify_finds_restored_files_that_differ_from_the_snapshot() {
     env.ok(&["backup", src.to_str().unwrap()]);
     let backend = std::sync::Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
     let mut repo = cairn::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
+    let mut lock = repo.lock_shared().unwrap();
+    let repo = lock.load_index().unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let target = env.path("restored");
     let opts = RestoreOptions {

@@ -458,11 +458,11 @@ fn a_full_disk_during_backup_is_a_clean_error_and_the_repository_stays_valid() {
         paths: vec![src.clone()],
         ..BackupOptions::default()
     };
-    backup(&mut repo, &bo, &NoProgress).unwrap();
+    backup(&mut repo.lock_shared().unwrap(), &bo, &NoProgress).unwrap();
     // The disk fills up 3 MB into the next backup.
     make_tree(&src.join("more"), 20, 500_000, 5);
     backend.fail_writes_after_bytes(3_000_000);
-    let err = backup(&mut repo, &bo, &NoProgress).unwrap_err();
+    let err = backup(&mut repo.lock_shared().unwrap(), &bo, &NoProgress).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("No space left on device"), "{msg}");
     assert_eq!(
@@ -475,7 +475,7 @@ fn a_full_disk_during_backup_is_a_clean_error_and_the_repository_stays_valid() {
     backend.fail_writes_after_bytes(-1);
     let mut repo = Repository::open(backend.clone(), b"pw").unwrap();
     let r = check(
-        &mut repo,
+        &mut repo.lock_shared().unwrap(),
         &CheckOptions {
             read_data: ReadData::All,
         },
@@ -483,9 +483,9 @@ fn a_full_disk_during_backup_is_a_clean_error_and_the_repository_stays_valid() {
     )
     .unwrap();
     assert_eq!(r.errors(), 0, "{:?}", r.problems);
-    backup(&mut repo, &bo, &NoProgress).unwrap();
+    backup(&mut repo.lock_shared().unwrap(), &bo, &NoProgress).unwrap();
     let r = check(
-        &mut repo,
+        &mut repo.lock_shared().unwrap(),
         &CheckOptions {
             read_data: ReadData::All,
         },

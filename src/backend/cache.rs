@@ -21,18 +21,12 @@ use std::path::{Path, PathBuf};
 use super::{Backend, ObjectInfo};
 use crate::error::Result;
 
-/// Where the cache lives: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`,
-/// else `~/.cache/cairn`, with one directory per repository location.
-pub fn cache_dir(location: &str) -> Option<PathBuf> {
-    if std::env::var_os("CAIRN_CACHE_DIR").is_some_and(|v| v.is_empty() || v == "off") {
-        return None;
-    }
-    let base = std::env::var_os("CAIRN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cairn")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn")))?;
+/// The cache directory of one repository location under `base` (the
+/// caller's cache root: the command line's `$CAIRN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`).
+pub fn cache_dir(base: &Path, location: &str) -> PathBuf {
     let key = blake3::hash(location.as_bytes()).to_hex();
-    Some(base.join(&key.as_str()[..24]))
+    base.join(&key.as_str()[..24])
 }
 
 /// Files under one directory, written atomically.
@@ -193,5 +187,8 @@ impl Backend for CachedBackend {
     }
     fn cache_dir(&self) -> Option<PathBuf> {
         Some(self.cache.dir().to_path_buf())
+    }
+    fn preferred_writers(&self) -> usize {
+        self.inner.preferred_writers()
     }
 }

@@ -76,6 +76,12 @@ pub trait Backend: Send + Sync {
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// How many uploads this backend takes at once with profit: 1 for a
+    /// local disk, the connection limit for network storage. Writers
+    /// (backup's packer) use this many threads unless told otherwise.
+    fn preferred_writers(&self) -> usize {
+        1
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -114,6 +120,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         (**self).cache_dir()
+    }
+    fn preferred_writers(&self) -> usize {
+        (**self).preferred_writers()
     }
 }
 

@@ -33,19 +33,31 @@ pub struct RemoteOptions {
     pub attempts: u32,
     /// Timeout of one request.
     pub timeout: Duration,
-    /// Settings that take precedence over the process environment
-    /// (`AWS_ACCESS_KEY_ID`, `CAIRN_SFTP_KEY`, …), as a configuration file's
-    /// `[repository.NAME.env]` gives them.
+    /// Settings by name ([`SETTINGS`]: `AWS_ACCESS_KEY_ID`,
+    /// `CAIRN_SFTP_KEY`, …). The library never reads the process
+    /// environment: the command line fills this from it, and from a
+    /// configuration file's `[repository.NAME.env]`, which wins.
     pub env: std::collections::BTreeMap<String, String>,
+    /// Root of the local cache of network repositories (one directory per
+    /// location below it, see [`super::cache::cache_dir`]); `None` for no
+    /// cache.
+    pub cache_root: Option<std::path::PathBuf>,
 }
 
+/// The settings a network backend reads from [`RemoteOptions::env`].
+pub const SETTINGS: [&str; 6] = [
+    "CAIRN_SFTP_KEY",
+    "CAIRN_SFTP_KNOWN_HOSTS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+];
+
 impl RemoteOptions {
-    /// A setting: from `env` first, then the process environment.
+    /// A setting.
     fn var(&self, key: &str) -> Option<String> {
-        self.env
-            .get(key)
-            .cloned()
-            .or_else(|| std::env::var(key).ok())
+        self.env.get(key).cloned()
     }
 }
 
@@ -56,6 +68,7 @@ impl Default for RemoteOptions {
             attempts: 5,
             timeout: Duration::from_secs(120),
             env: Default::default(),
+            cache_root: None,
         }
     }
 }
@@ -437,6 +450,9 @@ impl Backend for RemoteBackend {
         self.retry(&format!("stat {name}"), || self.op.stat(name))
             .map(|m| m.content_length())
     }
+    fn preferred_writers(&self) -> usize {
+        self.opts.connections.max(1)
+    }
 }
 
 /// Open a backend for a repository location: a local path, or a URL.
@@ -446,9 +462,13 @@ pub fn open(location: &str, opts: RemoteOptions) -> Result<std::sync::Arc<dyn Ba
             location,
         ))),
         Some(url) => {
+            let cache = opts
+                .cache_root
+                .as_deref()
+                .map(|root| super::cache::cache_dir(root, location));
             let remote: std::sync::Arc<dyn Backend> =
                 std::sync::Arc::new(RemoteBackend::open(&url, location, opts)?);
-            Ok(match super::cache::cache_dir(location) {
+            Ok(match cache {
                 Some(dir) => std::sync::Arc::new(super::cache::CachedBackend::new(remote, dir)),
                 None => remote,
             })

@@ -81,7 +81,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    execute(g, a).map(|r| r.code)
+    execute(g, &options(a)?, a.parent.as_deref()).map(|r| r.code)
 }
 
 /// A finished backup, for `cairn run`.
@@ -96,13 +96,13 @@ pub struct Done {
     pub changed: Vec<(PathBuf, String)>,
 }
 
-/// Run the backup and print its result.
-pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
+/// The engine's options for these arguments (exclude files read).
+fn options(a: &Args) -> Result<BackupOptions> {
     let mut excludes = a.exclude.clone();
     for f in &a.exclude_file {
         excludes.extend(ExcludeMatcher::read_file(f)?);
     }
-    let opts = BackupOptions {
+    Ok(BackupOptions {
         paths: a.paths.clone(),
         excludes,
         exclude_if_present: a.exclude_if_present.clone(),
@@ -111,11 +111,8 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
         tags: a.tag.clone(),
         host: a.host.clone(),
         compression_level: a.compression,
-        // Remote stores take several uploads at once; a local disk one.
-        writers: cairn::backend::remote::RemoteUrl::parse(g.repo.as_deref().unwrap_or(""))
-            .ok()
-            .flatten()
-            .map(|_| g.connections.max(1)),
+        // As many as the backend takes at once.
+        writers: None,
         parent: None,
         force: a.force,
         ignore_inode: a.ignore_inode,
@@ -139,25 +136,26 @@ pub fn execute(g: &GlobalArgs, a: &Args) -> Result<Done> {
             None
         },
         sqlite_timeout: Some(std::time::Duration::from_secs(a.sqlite_timeout)),
-        cancel: Some(cairn::ops::CancelToken::new()),
-    };
+    })
+}
+
+/// Run a backup with these options (and the parent snapshot `parent`
+/// names, if any) and print its result; `cairn run` calls this too.
+pub fn execute(g: &GlobalArgs, opts: &BackupOptions, parent: Option<&str>) -> Result<Done> {
     // Tags, host and paths the format cannot carry fail before the
     // repository is opened or anything is written.
     opts.validate()?;
     let mut repo = g.open()?;
-    let mut opts = opts;
-    if let Some(spec) = &a.parent {
+    let mut opts = opts.clone();
+    if let Some(spec) = parent {
         opts.parent = Some(repo.find_snapshot(spec)?.0);
     }
+    let mut lock = repo.lock_shared()?;
     let reporter = Reporter::new(g, "backup");
     reporter.start("backup", None, None);
     reporter.scan_sources(&opts.paths);
-    let interrupts = opts
-        .cancel
-        .as_ref()
-        .map(super::Interrupts::install)
-        .transpose()?;
-    let r = backup(&mut repo, &opts, &reporter);
+    let interrupts = super::Interrupts::install(lock.cancel_token())?;
+    let r = backup(&mut lock, &opts, &reporter);
     drop(interrupts);
     reporter.finish();
     let r = r?;

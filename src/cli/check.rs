@@ -23,10 +23,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
+    execute(g, read_data)
+}
+
+/// Check the repository, reading `read_data` of the packs, and print the
+/// findings; `cairn run` calls this too.
+pub fn execute(g: &GlobalArgs, read_data: ReadData) -> Result<i32> {
     let mut repo = g.open()?;
-    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
+    let mut lock = repo.lock_shared()?;
     let reporter = super::progress::Reporter::new(g, "check");
-    let r = check(&mut repo, &CheckOptions { read_data }, &reporter);
+    let r = check(&mut lock, &CheckOptions { read_data }, &reporter);
     reporter.finish();
     let r = r?;
     if g.json {

@@ -3,7 +3,6 @@
 use anyhow::{Result, bail};
 use cairn::ops::copy::copy;
 use cairn::repo::Repository;
-use cairn::repo::lock::RepoLock;
 
 use super::{GlobalArgs, human_bytes};
 
@@ -83,28 +82,51 @@ pub fn open_source(
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let mut src = open_source(g, &a.from_repo, &a.pass, &a.from_env)?;
+    let from = Source {
+        repo: a.from_repo.clone(),
+        pass: a.pass.clone(),
+        env: a.from_env.clone(),
+    };
+    execute(g, &from, &a.snapshots, &a.filter.filter()?)
+}
+
+/// The repository `copy` copies from.
+pub struct Source {
+    /// Its location.
+    pub repo: String,
+    /// Where its passphrase comes from.
+    pub pass: SourcePass,
+    /// Its backend settings (a configuration file's).
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Copy the snapshots `specs` name (all if none) among those `filter`
+/// passes from `from` into the repository of `g`, and print the result;
+/// `cairn run` calls this too.
+pub fn execute(
+    g: &GlobalArgs,
+    from: &Source,
+    specs: &[String],
+    filter: &cairn::repo::SnapshotFilter,
+) -> Result<i32> {
+    let mut src = open_source(g, &from.repo, &from.pass, &from.env)?;
     let mut dst = g.open()?;
-    let _l1 = RepoLock::acquire(&src, false)?;
-    let dst_lock = RepoLock::acquire(&dst, false)?;
-    src.load_index()?;
-    // The copy deduplicates against the destination: trust only its packs
-    // that are there.
-    dst.load_index_present()?;
-    let filter = a.filter.filter()?;
-    let snaps = if a.snapshots.is_empty() {
+    let mut src_lock = src.lock_shared()?;
+    let mut dst_lock = dst.lock_shared()?;
+    let src = src_lock.load_index()?;
+    let snaps = if specs.is_empty() {
         src.load_snapshots()?
             .into_iter()
             .filter(|(_, s)| filter.matches(s))
             .collect()
     } else {
-        a.snapshots
+        specs
             .iter()
-            .map(|spec| src.select_snapshot(spec, &filter))
+            .map(|spec| src.select_snapshot(spec, filter))
             .collect::<cairn::Result<Vec<_>>>()?
     };
     let reporter = super::progress::Reporter::new(g, "copy");
-    let r = copy(&src, &mut dst, &dst_lock, &snaps, &reporter);
+    let r = copy(&src, &mut dst_lock, &snaps, &reporter);
     reporter.finish();
     let r = r?;
     if g.json {

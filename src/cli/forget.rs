@@ -1,8 +1,7 @@
 //! `cairn forget`: remove snapshots by a retention policy or by ID.
 
 use anyhow::{Result, bail};
-use cairn::ops::forget::{GroupBy, Policy, plan};
-use cairn::repo::lock::RepoLock;
+use cairn::ops::forget::{GroupBy, Policy, forget, plan};
 
 use super::{GlobalArgs, format_time, lossy};
 
@@ -72,30 +71,62 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             .transpose()?,
         tags: a.keep_tag.clone(),
     };
-    if a.ids.is_empty() && policy.is_empty() {
+    let request = Request {
+        ids: a.ids.clone(),
+        policy,
+        group: GroupBy::parse(&a.group_by)?,
+        filter: a.filter.filter()?,
+        dry_run: a.dry_run,
+        prune: {
+            let max_unused = super::prune::parse_percent(&a.max_unused)?;
+            a.prune.then_some(max_unused)
+        },
+    };
+    execute(g, &request)
+}
+
+/// What to forget, typed: snapshot IDs, or a policy over the snapshots
+/// `filter` passes.
+pub struct Request {
+    /// Snapshots by ID prefix (instead of a policy).
+    pub ids: Vec<String>,
+    /// Retention policy.
+    pub policy: Policy,
+    /// Grouping for the policy.
+    pub group: GroupBy,
+    /// Which snapshots the policy looks at.
+    pub filter: cairn::repo::SnapshotFilter,
+    /// Only say what would be forgotten.
+    pub dry_run: bool,
+    /// Prune afterwards, tolerating this share of unused data.
+    pub prune: Option<f64>,
+}
+
+/// Forget what `r` says and print the plan and the result; `cairn run`
+/// calls this too.
+pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
+    let (policy, group, filter) = (&r.policy, r.group, &r.filter);
+    if r.ids.is_empty() && policy.is_empty() {
         bail!("no policy given: name snapshots to forget, or give at least one --keep-* option");
     }
-    if !a.ids.is_empty() && !policy.is_empty() {
+    if !r.ids.is_empty() && !policy.is_empty() {
         bail!("give either snapshot IDs or a --keep-* policy, not both");
     }
-    let group = GroupBy::parse(&a.group_by)?;
-    let max_unused = super::prune::parse_percent(&a.max_unused)?;
     let mut repo = g.open()?;
-    let lock = RepoLock::acquire(&repo, true)?;
-    let filter = a.filter.filter()?;
+    let mut lock = repo.lock_exclusive()?;
     let mut doomed = Vec::new();
-    if !a.ids.is_empty() {
-        for spec in &a.ids {
-            let (id, s) = repo.find_snapshot(spec)?;
+    if !r.ids.is_empty() {
+        for spec in &r.ids {
+            let (id, s) = lock.find_snapshot(spec)?;
             doomed.push((id, s));
         }
     } else {
-        let snaps: Vec<_> = repo
+        let snaps: Vec<_> = lock
             .load_snapshots()?
             .into_iter()
             .filter(|(_, s)| filter.matches(s))
             .collect();
-        let plans = plan(snaps, &policy, group);
+        let plans = plan(snaps, policy, group);
         let mut json_groups = Vec::new();
         for p in &plans {
             if g.json {
@@ -150,12 +181,12 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         if g.json {
             println!(
                 "{}",
-                serde_json::json!({"message_type": "plan", "groups": json_groups, "dry_run": a.dry_run})
+                serde_json::json!({"message_type": "plan", "groups": json_groups, "dry_run": r.dry_run})
             );
         }
     }
     let ids: Vec<String> = doomed.iter().map(|(id, _)| id.to_hex()).collect();
-    if a.dry_run {
+    if r.dry_run {
         if g.json {
             super::print_summary(&serde_json::json!({
                 "dry_run": true, "removed": [], "would_remove": ids, "prune": null,
@@ -168,29 +199,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         return Ok(super::exit::OK);
     }
-    if !doomed.is_empty() {
-        cairn::failpoint::hit("forget::before_delete")?;
-        lock.verify()
-            .map_err(|e| e.context("forget stopped, no snapshot was removed"))?;
-    }
-    for (n, (id, _)) in doomed.iter().enumerate() {
-        lock.check().map_err(|e| {
-            e.context(format!(
-                "forget stopped after removing {n} of {} snapshots",
-                doomed.len()
-            ))
-        })?;
-        repo.backend().delete(&cairn::repo::snapshot_name(id))?;
-    }
+    let doomed_ids: Vec<_> = doomed.iter().map(|(id, _)| *id).collect();
+    let removed = forget(&mut lock, &doomed_ids)?;
     if !g.json && !g.quiet {
-        println!("removed {} snapshots", doomed.len());
+        println!("removed {removed} snapshots");
     }
     let mut pruned = None;
-    if a.prune {
+    if let Some(max_unused) = r.prune {
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = cairn::ops::prune::prune(
-            &mut repo,
-            &lock,
+            &mut lock,
             &cairn::ops::prune::PruneOptions {
                 max_unused,
                 dry_run: false,

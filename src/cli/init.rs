@@ -30,6 +30,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         pack_size: a.pack_size * 1024 * 1024,
         compression_level: a.compression,
         kdf: super::kdf_policy().0,
+        identity: Some(super::identity()),
         ..InitOptions::default()
     };
     if let (true, Some(from)) = (a.copy_chunker_params, &a.from_repo) {

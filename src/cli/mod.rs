@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use cairn::backend::Backend;
 use cairn::crypto::{KdfLimits, KdfParams};
-use cairn::repo::{OpenOptions, Repository};
+use cairn::repo::{Identity, OpenOptions, Repository};
 use cairn::{Error, ErrorKind};
 use clap::{Parser, Subcommand};
 
@@ -286,6 +286,62 @@ pub fn kdf_policy() -> (KdfParams, KdfLimits) {
     (KdfParams::DEFAULT, KdfLimits::STANDARD)
 }
 
+/// The command line's observer: warnings and events from the engine go to
+/// standard error, as `warning: …` lines.
+pub struct StderrObserver;
+
+impl cairn::observer::Observer for StderrObserver {
+    fn warning(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+    fn waiting_for_lock(&self, why: &Error) {
+        eprintln!("waiting for the repository lock: {why}");
+    }
+}
+
+/// Who this process works as: the kernel's host name, and `USER` (or
+/// `LOGNAME`) for the user, as shells and ssh report it, else the user
+/// database's name.
+pub fn identity() -> Identity {
+    let mut who = Identity::of_process();
+    if let Some(u) = std::env::var_os("USER")
+        .or_else(|| std::env::var_os("LOGNAME"))
+        .filter(|u| !u.is_empty())
+    {
+        who.username = u.to_string_lossy().into_owned();
+    }
+    who
+}
+
+/// Root of the local cache of network repositories: `$CAIRN_CACHE_DIR`
+/// (empty or `off`: no cache), else `$XDG_CACHE_HOME/cairn`, else
+/// `~/.cache/cairn`.
+pub fn cache_root() -> Option<PathBuf> {
+    match std::env::var_os("CAIRN_CACHE_DIR") {
+        Some(v) if v.is_empty() || v == "off" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(|d| PathBuf::from(d).join("cairn"))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn"))),
+    }
+}
+
+/// Backend settings: the process environment's values of
+/// [`cairn::backend::remote::SETTINGS`], then `overrides` (a configuration
+/// file's `[repository.NAME.env]`), which win.
+pub fn backend_settings(
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for key in cairn::backend::remote::SETTINGS {
+        if let Ok(v) = std::env::var(key) {
+            out.insert(key.to_string(), v);
+        }
+    }
+    out.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
 /// Warn, as ssh does about private keys, when a file holding secrets can
 /// be read or written by users other than its owner (once per file and
 /// process: `cairn run` reads a password file for every step).
@@ -427,7 +483,8 @@ impl GlobalArgs {
             repo,
             cairn::backend::remote::RemoteOptions {
                 connections: self.connections.max(1),
-                env: self.env.clone(),
+                env: backend_settings(&self.env),
+                cache_root: cache_root(),
                 ..Default::default()
             },
         )?)
@@ -505,7 +562,8 @@ impl GlobalArgs {
         Ok(repo)
     }
 
-    /// Open the repository and load its index.
+    /// Open the repository and load its index without a lock (pure
+    /// readers: `ls`, `dump`, `diff`, `cat`).
     fn open_with_index(&self) -> Result<Repository> {
         let mut repo = self.open()?;
         repo.load_index()?;
@@ -513,10 +571,13 @@ impl GlobalArgs {
     }
 }
 
-/// Open a repository with the limits of [`kdf_policy`].
+/// Open a repository with the limits of [`kdf_policy`], warnings to
+/// standard error, and this process's [`identity`].
 pub fn open_repository(backend: Arc<dyn Backend>, pass: &[u8]) -> Result<Repository> {
     let opts = OpenOptions {
         kdf_limits: kdf_policy().1,
+        observer: Some(Arc::new(StderrObserver)),
+        identity: Some(identity()),
     };
     Ok(Repository::open_with(backend, pass, &opts)?)
 }

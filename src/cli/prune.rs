@@ -1,8 +1,7 @@
 //! `cairn prune`: give back the space of blobs no snapshot references.
 
 use anyhow::{Result, anyhow};
-use cairn::ops::prune::{PruneOptions, PruneResult, prune};
-use cairn::repo::lock::RepoLock;
+use cairn::ops::prune::{PruneOptions, PruneResult, plan, prune};
 
 use super::{GlobalArgs, human_bytes};
 
@@ -72,20 +71,34 @@ pub fn report(g: &GlobalArgs, r: &PruneResult) {
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let max_unused = parse_percent(&a.max_unused)?;
+    let opts = PruneOptions {
+        max_unused: parse_percent(&a.max_unused)?,
+        dry_run: a.dry_run,
+    };
+    execute(g, &opts)
+}
+
+/// The `--max-unused` default, 5%.
+pub const DEFAULT_MAX_UNUSED: f64 = 0.05;
+
+/// Prune (or plan, for a dry run) and print the result; `cairn run` calls
+/// this too.
+pub fn execute(g: &GlobalArgs, opts: &PruneOptions) -> Result<i32> {
+    let opts = *opts;
     let mut repo = g.open()?;
-    let lock = RepoLock::acquire(&repo, !a.dry_run)?;
-    let reporter = super::progress::Reporter::new(g, "prune");
-    let r = prune(
-        &mut repo,
-        &lock,
-        &PruneOptions {
-            max_unused,
-            dry_run: a.dry_run,
-        },
-        &reporter,
-    );
-    reporter.finish();
+    let r = if opts.dry_run {
+        let mut lock = repo.lock_shared()?;
+        let reporter = super::progress::Reporter::new(g, "prune");
+        let r = plan(&mut lock, &opts, &reporter);
+        reporter.finish();
+        r
+    } else {
+        let mut lock = repo.lock_exclusive()?;
+        let reporter = super::progress::Reporter::new(g, "prune");
+        let r = prune(&mut lock, &opts, &reporter);
+        reporter.finish();
+        r
+    };
     report(g, &r?);
     Ok(super::exit::OK)
 }

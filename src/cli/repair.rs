@@ -4,9 +4,9 @@
 use anyhow::{Result, bail};
 use cairn::id::SnapshotId;
 use cairn::ops::repair::{
-    REPAIRED_TAG, RepairIndexOptions, RepairSnapshotsOptions, repair_index, repair_snapshots,
+    REPAIRED_TAG, RepairIndexOptions, RepairSnapshotsOptions, plan_repair_index, repair_index,
+    repair_snapshots, repair_snapshots_and_forget,
 };
-use cairn::repo::lock::RepoLock;
 
 use super::{GlobalArgs, lossy};
 
@@ -56,9 +56,16 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 
 fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
-    let lock = RepoLock::acquire(&repo, !dry_run)?;
-    let reporter = super::progress::Reporter::new(g, "repair index");
-    let r = repair_index(&mut repo, &RepairIndexOptions { dry_run }, &lock, &reporter);
+    let reporter;
+    let r = if dry_run {
+        let mut lock = repo.lock_shared()?;
+        reporter = super::progress::Reporter::new(g, "repair index");
+        plan_repair_index(&mut lock, &reporter)
+    } else {
+        let mut lock = repo.lock_exclusive()?;
+        reporter = super::progress::Reporter::new(g, "repair index");
+        repair_index(&mut lock, &RepairIndexOptions { dry_run }, &reporter)
+    };
     reporter.finish();
     let r = r?;
     let hex = |v: &[cairn::id::PackId]| v.iter().map(|p| p.to_hex()).collect::<Vec<_>>();
@@ -127,24 +134,19 @@ fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
 
 fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
-    let lock = RepoLock::acquire(&repo, forget && !dry_run)?;
-    let mut ids: Vec<SnapshotId> = Vec::new();
-    for spec in specs {
-        let id = if spec == "latest" {
-            repo.find_snapshot(spec)?.0
-        } else {
-            resolve(&repo, spec)?
-        };
-        ids.push(id);
-    }
-    let reporter = super::progress::Reporter::new(g, "repair snapshots");
-    let r = repair_snapshots(
-        &mut repo,
-        &ids,
-        &RepairSnapshotsOptions { forget, dry_run },
-        &lock,
-        &reporter,
-    );
+    let opts = RepairSnapshotsOptions { forget, dry_run };
+    let reporter;
+    let r = if forget && !dry_run {
+        let mut lock = repo.lock_exclusive()?;
+        let ids = resolve_all(&lock, specs)?;
+        reporter = super::progress::Reporter::new(g, "repair snapshots");
+        repair_snapshots_and_forget(&mut lock, &ids, &opts, &reporter)
+    } else {
+        let mut lock = repo.lock_shared()?;
+        let ids = resolve_all(&lock, specs)?;
+        reporter = super::progress::Reporter::new(g, "repair snapshots");
+        repair_snapshots(&mut lock, &ids, &opts, &reporter)
+    };
     reporter.finish();
     let r = r?;
     if g.json {
@@ -229,6 +231,19 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
         }
     }
     Ok(super::exit::OK)
+}
+
+/// The snapshots named (`latest` or ID prefixes).
+fn resolve_all(repo: &cairn::repo::Repository, specs: &[String]) -> Result<Vec<SnapshotId>> {
+    let mut ids = Vec::new();
+    for spec in specs {
+        ids.push(if spec == "latest" {
+            repo.find_snapshot(spec)?.0
+        } else {
+            resolve(repo, spec)?
+        });
+    }
+    Ok(ids)
 }
 
 /// A snapshot ID from a unique hex prefix (at least 4 characters), without

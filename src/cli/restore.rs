@@ -26,7 +26,9 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let repo = g.open_with_index()?;
+    let mut repo = g.open()?;
+    let mut lock = repo.lock_shared()?;
+    let repo = lock.load_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
     let (id, snap) = repo.select_snapshot(spec, &a.filter.filter()?)?;
     let sub = sub.unwrap_or("/");
@@ -39,7 +41,6 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         include: a.include.clone(),
         owners: None,
     };
-    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
     let reporter = Reporter::new(g, "restore");
     if sub == "/" && a.include.is_empty() {
         reporter.start(

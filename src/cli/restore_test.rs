@@ -79,14 +79,16 @@ fn sqlite_files(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
 fn test(
     g: &GlobalArgs,
     spec: &str,
-    filter: &super::FilterArgs,
+    filter: &cairn::repo::SnapshotFilter,
     tmp: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let repo = g.open_with_index()?;
-    let _lock = cairn::repo::lock::RepoLock::acquire(&repo, false)?;
-    let (id, snap) = repo.select_snapshot(spec, &filter.filter()?)?;
-    let dir = temp_target(tmp)?;
+    let mut repo = g.open()?;
+    let mut lock = repo.lock_shared()?;
+    let repo = lock.load_index()?;
+    let (id, snap) = repo.select_snapshot(spec, filter)?;
+    let base = tmp.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let dir = temp_target(&base)?;
     let reporter = Reporter::new(g, "restore-test");
     reporter.start(
         "restore",
@@ -180,7 +182,19 @@ fn test(
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let o = test(g, &a.snapshot, &a.filter, a.tmp_dir.as_deref())?;
+    execute(g, &a.snapshot, &a.filter.filter()?, a.tmp_dir.as_deref())
+}
+
+/// Test-restore the snapshot `spec` names (among those `filter` passes)
+/// under `tmp` (default: the system's temporary directory) and print the
+/// outcome; `cairn run` calls this too.
+pub fn execute(
+    g: &GlobalArgs,
+    spec: &str,
+    filter: &cairn::repo::SnapshotFilter,
+    tmp: Option<&std::path::Path>,
+) -> Result<i32> {
+    let o = test(g, spec, filter, tmp)?;
     if g.json {
         println!(
             "{}",

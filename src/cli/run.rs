@@ -17,6 +17,10 @@
 //!
 //! Quiet on success unless `-v`; failures are plain lines on standard error
 //! (for cron mail and the systemd journal).
+//!
+//! Each step calls the command's `execute` with typed options built from
+//! the job's table (the engine's `BackupOptions`, `PruneOptions`, a
+//! `SnapshotFilter`, …): the command-line grammar is not an internal API.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -24,11 +28,16 @@ use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Parser;
+use cairn::ops::backup::{BackupOptions, StreamSource};
+use cairn::ops::check::ReadData;
+use cairn::ops::forget::{GroupBy, Policy};
+use cairn::ops::prune::PruneOptions;
+use cairn::repo::SnapshotFilter;
+use cairn::source::exclude::ExcludeMatcher;
 
+use super::GlobalArgs;
 use super::jobconfig::{self, JobConfig, Loaded, RepoConfig};
 use super::progress::ProgressMode;
-use super::{Cli, Command, GlobalArgs};
 
 /// Arguments of `cairn run`.
 #[derive(clap::Args, Debug)]
@@ -266,22 +275,29 @@ impl<'a> Runner<'a> {
         Ok((g, rc))
     }
 
-    /// Parse a command line as the CLI would.
-    fn parse(argv: Vec<String>) -> Result<Command> {
-        let cli = Cli::try_parse_from(std::iter::once("cairn".to_string()).chain(argv))
-            .map_err(|e| anyhow!("{}", e.to_string().trim()))?;
-        Ok(cli.command)
-    }
-
-    /// Run a command on a repository; a non-zero exit code is an error.
-    fn command(&self, repo: &str, argv: Vec<String>) -> Result<()> {
+    /// Run a command on a repository of the configuration file, with its
+    /// global options; a non-zero exit code is an error.
+    fn command(
+        &self,
+        repo: &str,
+        what: &str,
+        f: impl FnOnce(&GlobalArgs) -> Result<i32>,
+    ) -> Result<()> {
         let (g, _) = self.globals_for(repo)?;
-        let what = argv.first().cloned().unwrap_or_default();
-        let code = super::dispatch(&g, &Self::parse(argv)?)?;
+        let code = f(&g)?;
         if code != super::exit::OK {
             bail!("`cairn {what}` on [repository.{repo}] exited with {code}");
         }
         Ok(())
+    }
+
+    /// The snapshots of this job (tag `job:NAME`, and its host if set).
+    fn own_snapshots(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            host: self.job.host.clone(),
+            tags: vec![format!("job:{}", self.name)],
+            ..SnapshotFilter::default()
+        }
     }
 
     /// Run hooks in order; the first failure stops the rest of that list.
@@ -323,47 +339,29 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn backup_argv(&self) -> Vec<String> {
+    /// The engine's backup options for this job.
+    fn backup_options(&self) -> Result<BackupOptions> {
         let j = self.job;
-        let mut v: Vec<String> = vec!["backup".into()];
-        v.extend(j.paths.iter().map(|p| p.to_string_lossy().into_owned()));
-        for e in &j.exclude {
-            v.push(format!("--exclude={e}"));
-        }
+        let mut excludes = j.exclude.clone();
         for f in &j.exclude_file {
-            v.push(format!("--exclude-file={}", f.to_string_lossy()));
+            excludes.extend(ExcludeMatcher::read_file(f)?);
         }
-        for n in &j.exclude_if_present {
-            v.push(format!("--exclude-if-present={n}"));
-        }
-        if j.exclude_caches {
-            v.push("--exclude-caches".into());
-        }
-        if j.one_file_system {
-            v.push("--one-file-system".into());
-        }
-        for t in self.tags() {
-            v.push(format!("--tag={t}"));
-        }
-        if let Some(h) = &j.host {
-            v.push(format!("--host={h}"));
-        }
-        if let Some(s) = &j.sqlite {
-            v.push(format!("--sqlite={s}"));
-        }
-        if let Some(t) = j.sqlite_timeout {
-            v.push(format!("--sqlite-timeout={t}"));
-        }
-        if !j.stdin_command.is_empty() {
-            v.push("--stdin-from-command".into());
-            v.push(format!(
-                "--stdin-filename={}",
-                j.stdin_filename.as_deref().unwrap_or("stdin")
-            ));
-            v.push("--".into());
-            v.extend(j.stdin_command.iter().cloned());
-        }
-        v
+        Ok(BackupOptions {
+            paths: j.paths.clone(),
+            excludes,
+            exclude_if_present: j.exclude_if_present.clone(),
+            exclude_caches: j.exclude_caches,
+            one_file_system: j.one_file_system,
+            tags: self.tags(),
+            host: j.host.clone(),
+            sqlite_off: j.sqlite.as_deref() == Some("off"),
+            sqlite_timeout: Some(Duration::from_secs(j.sqlite_timeout.unwrap_or(60))),
+            stream: (!j.stdin_command.is_empty()).then(|| StreamSource::Command {
+                argv: j.stdin_command.clone(),
+                filename: j.stdin_filename.clone().unwrap_or_else(|| "stdin".into()),
+            }),
+            ..BackupOptions::default()
+        })
     }
 
     /// The job's tags: its own and `job:NAME`, which ties its snapshots to
@@ -379,10 +377,7 @@ impl<'a> Runner<'a> {
         self.say("backup");
         let r = (|| -> Result<()> {
             let (g, _) = self.globals_for(&self.job.repository)?;
-            let Command::Backup(a) = Self::parse(self.backup_argv())? else {
-                bail!("internal: not a backup command");
-            };
-            let done = super::backup::execute(&g, &a)?;
+            let done = super::backup::execute(&g, &self.backup_options()?, None)?;
             self.snapshot = Some(done.id.to_hex());
             if done.code == super::exit::PARTIAL {
                 let list = |items: &[(std::path::PathBuf, String)]| {
@@ -424,29 +419,44 @@ impl<'a> Runner<'a> {
         self.record("backup", started, r, stops);
     }
 
-    /// The job's retention options, empty when it has no policy.
-    fn keep_argv(&self) -> Vec<String> {
+    /// The job's retention policy (empty when it has none).
+    fn policy(&self) -> Result<Policy> {
         let j = self.job;
-        let mut v = Vec::new();
-        for (flag, n) in [
-            ("last", j.keep_last),
-            ("hourly", j.keep_hourly),
-            ("daily", j.keep_daily),
-            ("weekly", j.keep_weekly),
-            ("monthly", j.keep_monthly),
-            ("yearly", j.keep_yearly),
-        ] {
-            if let Some(n) = n {
-                v.push(format!("--keep-{flag}={n}"));
-            }
-        }
-        if let Some(w) = &j.keep_within {
-            v.push(format!("--keep-within={w}"));
-        }
-        for t in &j.keep_tags {
-            v.push(format!("--keep-tag={t}"));
-        }
-        v
+        Ok(Policy {
+            last: j.keep_last,
+            hourly: j.keep_hourly,
+            daily: j.keep_daily,
+            weekly: j.keep_weekly,
+            monthly: j.keep_monthly,
+            yearly: j.keep_yearly,
+            within: j
+                .keep_within
+                .as_deref()
+                .map(|w| {
+                    w.parse::<jiff::Span>()
+                        .map(|s| s.abs())
+                        .map_err(|e| anyhow!("keep_within {w:?}: {e}"))
+                })
+                .transpose()?,
+            tags: j.keep_tags.clone(),
+        })
+    }
+
+    /// True if the job has a retention policy.
+    fn has_policy(&self) -> bool {
+        let j = self.job;
+        [
+            j.keep_last,
+            j.keep_hourly,
+            j.keep_daily,
+            j.keep_weekly,
+            j.keep_monthly,
+            j.keep_yearly,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || j.keep_within.is_some()
+            || !j.keep_tags.is_empty()
     }
 
     /// Every repository the job writes to: its own, then its copies.
@@ -476,26 +486,16 @@ impl<'a> Runner<'a> {
                         self.job.repository
                     );
                 }
-                let mut argv = vec![
-                    "copy".to_string(),
-                    format!("--from-repo={}", src.url),
-                    format!("--tag=job:{}", self.name),
-                ];
-                if let Some(h) = &self.job.host {
-                    argv.push(format!("--host={h}"));
-                }
-                if let Some(f) = &src.password_file {
-                    argv.push(format!("--from-password-file={}", f.to_string_lossy()));
-                }
-                if let Some(c) = &src.password_command {
-                    argv.push(format!("--from-password-command={c}"));
-                }
-                let (g, _) = self.globals_for(&target)?;
-                let Command::Copy(mut a) = Self::parse(argv)? else {
-                    bail!("internal: not a copy command");
+                let from = super::copy::Source {
+                    repo: src.url.clone(),
+                    pass: super::copy::SourcePass {
+                        from_password_file: src.password_file.clone(),
+                        from_password_command: src.password_command.clone(),
+                    },
+                    env: src.env.clone(),
                 };
-                a.from_env = src.env.clone();
-                let code = super::dispatch(&g, &Command::Copy(a))?;
+                let (g, _) = self.globals_for(&target)?;
+                let code = super::copy::execute(&g, &from, &[], &self.own_snapshots())?;
                 if code != super::exit::OK {
                     bail!("copy exited with {code}");
                 }
@@ -506,8 +506,7 @@ impl<'a> Runner<'a> {
     }
 
     fn forget(&mut self) {
-        let keep = self.keep_argv();
-        if keep.is_empty() {
+        if !self.has_policy() {
             return;
         }
         for repo in self.repositories() {
@@ -516,19 +515,24 @@ impl<'a> Runner<'a> {
             }
             let started = Instant::now();
             self.say(&format!("forget on {repo}"));
-            let mut argv = vec!["forget".to_string(), format!("--tag=job:{}", self.name)];
-            if let Some(h) = &self.job.host {
-                argv.push(format!("--host={h}"));
-            }
-            argv.extend(keep.iter().cloned());
-            let r = self.command(&repo, argv);
+            let r = self.policy().and_then(|policy| {
+                let request = super::forget::Request {
+                    ids: Vec::new(),
+                    policy,
+                    group: GroupBy::default(),
+                    filter: self.own_snapshots(),
+                    dry_run: false,
+                    prune: None,
+                };
+                self.command(&repo, "forget", |g| super::forget::execute(g, &request))
+            });
             self.record(&format!("forget on {repo}"), started, r, true);
         }
     }
 
     fn prune(&mut self, state: &mut JobState) {
         let days = self.job.prune_every_days.unwrap_or(7);
-        if self.keep_argv().is_empty() || !JobState::due(state.last_prune, days, now_unix()) {
+        if !self.has_policy() || !JobState::due(state.last_prune, days, now_unix()) {
             return;
         }
         for repo in self.repositories() {
@@ -537,7 +541,11 @@ impl<'a> Runner<'a> {
             }
             let started = Instant::now();
             self.say(&format!("prune on {repo}"));
-            let r = self.command(&repo, vec!["prune".into()]);
+            let opts = PruneOptions {
+                max_unused: super::prune::DEFAULT_MAX_UNUSED,
+                dry_run: false,
+            };
+            let r = self.command(&repo, "prune", |g| super::prune::execute(g, &opts));
             self.record(&format!("prune on {repo}"), started, r, true);
         }
         if !self.stopped {
@@ -550,17 +558,20 @@ impl<'a> Runner<'a> {
             return;
         }
         let slices = self.job.check_slices.unwrap_or(7);
-        let mut argv = vec!["check".to_string()];
-        let step = if slices == 0 {
-            "check".to_string()
+        let (read_data, step) = if slices == 0 {
+            (ReadData::None, "check".to_string())
         } else {
-            let n = state.runs % u64::from(slices) + 1;
-            argv.push(format!("--read-data-subset={n}/{slices}"));
-            format!("check (data slice {n}/{slices})")
+            let n = (state.runs % u64::from(slices)) as u32 + 1;
+            (
+                ReadData::Slice { n, of: slices },
+                format!("check (data slice {n}/{slices})"),
+            )
         };
         let started = Instant::now();
         self.say(&step);
-        let r = self.command(&self.job.repository.clone(), argv);
+        let r = self.command(&self.job.repository, "check", |g| {
+            super::check::execute(g, read_data)
+        });
         self.record(&step, started, r, true);
     }
 
@@ -576,11 +587,14 @@ impl<'a> Runner<'a> {
         }
         let started = Instant::now();
         self.say("restore test");
-        let mut argv = vec!["restore-test".to_string(), id];
-        if let Some(d) = &self.job.restore_test_dir {
-            argv.push(format!("--tmp-dir={}", d.to_string_lossy()));
-        }
-        let r = self.command(&self.job.repository.clone(), argv);
+        let r = self.command(&self.job.repository, "restore-test", |g| {
+            super::restore_test::execute(
+                g,
+                &id,
+                &SnapshotFilter::default(),
+                self.job.restore_test_dir.as_deref(),
+            )
+        });
         if r.is_ok() {
             state.last_restore_test = Some(now_unix());
         }

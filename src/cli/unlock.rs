@@ -6,7 +6,7 @@
 //! it is removed only with `--remove-all`.
 
 use anyhow::Result;
-use cairn::repo::lock::{Observer, list_locks, lock_name, stale_reason, storage_now};
+use cairn::repo::lock::unlock;
 
 use super::GlobalArgs;
 
@@ -21,49 +21,41 @@ pub struct Args {
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let me = Observer::this_process();
-    let now = storage_now(&repo)?;
-    let mut removed = 0;
-    let mut json = Vec::new();
-    for l in list_locks(&repo)? {
-        let why = match &l.lock {
-            Ok(lock) => stale_reason(lock, l.mtime, now, &me),
-            Err(e) if a.remove_all => Some(format!("unreadable: {e}")),
-            Err(e) => {
-                eprintln!(
-                    "kept unreadable lock {} ({e}); if no Cairn process uses the repository, remove it with --remove-all",
-                    l.id.short()
-                );
-                None
-            }
-        };
-        let Some(why) = why.or_else(|| a.remove_all.then(|| "--remove-all".to_string())) else {
-            continue;
-        };
-        repo.backend().delete(&lock_name(&l.id))?;
-        removed += 1;
-        json.push(serde_json::json!({
-            "id": l.id.to_hex(),
-            "pid": l.lock.as_ref().ok().map(|l| l.pid),
-            "hostname": l.lock.as_ref().ok().map(|l| l.hostname.clone()),
-            "reason": why,
-        }));
-        if !g.quiet && !g.json {
-            match &l.lock {
-                Ok(lock) => println!(
-                    "removed lock {} of PID {} on {} ({why})",
-                    l.id.short(),
-                    lock.pid,
-                    lock.hostname
-                ),
-                Err(_) => println!("removed lock {} ({why})", l.id.short()),
-            }
-        }
+    let r = unlock(&repo, a.remove_all)?;
+    for (id, e) in &r.kept_unreadable {
+        eprintln!(
+            "kept unreadable lock {} ({e}); if no Cairn process uses the repository, remove it with --remove-all",
+            id.short()
+        );
     }
     if g.json {
-        super::print_summary(&serde_json::json!({ "removed": json }))?;
+        let removed: Vec<_> = r
+            .removed
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "id": l.id.to_hex(),
+                    "pid": l.lock.as_ref().map(|l| l.pid),
+                    "hostname": l.lock.as_ref().map(|l| l.hostname.clone()),
+                    "reason": l.reason,
+                })
+            })
+            .collect();
+        super::print_summary(&serde_json::json!({ "removed": removed }))?;
     } else if !g.quiet {
-        println!("{removed} locks removed");
+        for l in &r.removed {
+            match &l.lock {
+                Some(lock) => println!(
+                    "removed lock {} of PID {} on {} ({})",
+                    l.id.short(),
+                    lock.pid,
+                    lock.hostname,
+                    l.reason
+                ),
+                None => println!("removed lock {} ({})", l.id.short(), l.reason),
+            }
+        }
+        println!("{} locks removed", r.removed.len());
     }
     Ok(super::exit::OK)
 }

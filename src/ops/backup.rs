@@ -44,9 +44,8 @@ use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
-use crate::repo::Repository;
-use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
+use crate::repo::{Repository, SharedLock};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{self as sfs, Meta, NameCache};
 use crate::source::sqlite;
@@ -70,7 +69,8 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// zstd level (default: the repository's).
     pub compression_level: Option<i32>,
-    /// Pack writer threads (default 1 for local storage).
+    /// Pack writer threads (default: as many as the backend takes at once,
+    /// [`crate::backend::Backend::preferred_writers`]).
     pub writers: Option<usize>,
     /// Parent snapshot; `None` picks the latest one of this host with the
     /// same paths.
@@ -93,9 +93,6 @@ pub struct BackupOptions {
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
-    /// Set by the caller to stop the backup early (Ctrl-C, SIGTERM): what
-    /// was stored is indexed, no snapshot is written.
-    pub cancel: Option<super::CancelToken>,
 }
 
 /// A stream stored as one file: `pg_dumpall | cairn backup --stdin`, or a
@@ -1082,9 +1079,12 @@ fn aborted(e: Error) -> Error {
     }
 }
 
-/// Run a backup and commit its snapshot.
+/// Run a backup under `guard` and commit its snapshot. The guard's
+/// cancellation token stops it early (Ctrl-C, SIGTERM, or the lock found
+/// lost): what was stored is indexed, no snapshot is written. The index is
+/// loaded here, under the lock, trusting only packs that are present.
 pub fn backup(
-    repo: &mut Repository,
+    guard: &mut SharedLock<'_>,
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
@@ -1109,7 +1109,7 @@ pub fn backup(
     opts.validate()?;
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
-    let lock = RepoLock::acquire(repo, false)?;
+    let (repo, lock) = guard.parts();
     // Deduplicate only against packs that are there: an index entry whose
     // pack is gone (a replayed index file, a lost pack) would make this
     // snapshot reference data that cannot be read. Such blobs count as not
@@ -1117,9 +1117,12 @@ pub fn backup(
     let present = repo.load_index_present()?;
     // Packs an interrupted backup stored but could not index are indexed
     // now, so this run reuses them instead of storing their blobs again.
-    let adopted = repo.adopt_unindexed_packs(Some(&present), &lock)?;
+    let adopted = repo.adopt_unindexed_packs(Some(&present), lock)?;
 
-    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let host = opts
+        .host
+        .clone()
+        .unwrap_or_else(|| repo.identity().hostname.clone());
     let mut raw_paths: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
@@ -1136,9 +1139,10 @@ pub fn backup(
         .compression_level
         .unwrap_or(repo.config().compression_level);
     let mut popts = PackerOptions::new(repo.config().pack_size as usize);
-    if let Some(w) = opts.writers {
-        popts.writers = w.max(1);
-    }
+    popts.writers = opts
+        .writers
+        .unwrap_or_else(|| repo.backend().preferred_writers())
+        .max(1);
     let packer = Packer::with_gate(
         repo.backend().clone(),
         repo.seal_key().clone(),
@@ -1164,7 +1168,7 @@ pub fn backup(
             ignore_ctime: opts.ignore_ctime,
         },
         sqlite: !opts.sqlite_off,
-        cancel: opts.cancel.clone().unwrap_or_default(),
+        cancel: lock.cancel_token().clone(),
         sqlite_timeout: opts
             .sqlite_timeout
             .unwrap_or(std::time::Duration::from_secs(60)),
@@ -1216,7 +1220,9 @@ pub fn backup(
             // Interrupted or failed: index what was stored, so the next run
             // reuses it. No snapshot is written.
             if let Err(fe) = packer.finish(&**repo.backend()) {
-                eprintln!("warning: what the backup stored could not be indexed: {fe}");
+                repo.observer().warning(&format!(
+                    "what the backup stored could not be indexed: {fe}"
+                ));
             }
             return Err(aborted(e));
         }
@@ -1240,7 +1246,7 @@ pub fn backup(
         tree,
         parent: parent.map(|(id, _)| id.0),
         hostname: host,
-        username: crate::repo::username(),
+        username: repo.identity().username.clone(),
         paths: raw_paths,
         tags,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
@@ -1263,7 +1269,6 @@ pub fn backup(
     crate::failpoint::hit("backup::before_snapshot")?;
     lock.verify().map_err(aborted)?;
     let id = repo.save_snapshot(&snapshot)?;
-    drop(lock);
     Ok(BackupResult {
         id,
         snapshot,

@@ -19,7 +19,7 @@ use crate::format::pack::{self, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::format::{BlobType, aad};
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::repo::{Repository, pack_name};
+use crate::repo::{Repository, SharedLock, pack_name};
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -200,12 +200,14 @@ fn read_pack(repo: &Repository, id: &PackId) -> Result<PackRead> {
     })
 }
 
-/// Check the repository. The index is loaded by the check itself.
+/// Check the repository under a shared lock. The index is loaded by the
+/// check itself (every index file is read and judged).
 pub fn check(
-    repo: &mut Repository,
+    guard: &mut SharedLock<'_>,
     opts: &CheckOptions,
     progress: &dyn Progress,
 ) -> Result<CheckResult> {
+    let (repo, _lock) = guard.parts();
     super::in_pool(|| check_inner(repo, opts, progress))
 }
 

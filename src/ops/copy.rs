@@ -19,9 +19,9 @@ use crate::format::snapshot::{EXT_COPIED_FROM, Snapshot};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
-use crate::repo::Repository;
 use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
+use crate::repo::{Indexed, Repository, SharedLock};
 
 /// What a copy did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -134,11 +134,23 @@ fn marker(src: &Repository, id: &SnapshotId) -> Vec<u8> {
     v
 }
 
-/// Copy `snapshots` of `src` into `dst`. Both indexes must be loaded; the
-/// caller holds a shared lock on each, `dst_lock` on `dst`: every index
-/// file and snapshot written to `dst` is committed only after that lock is
-/// verified.
+/// Copy `snapshots` of `src` (indexed, under a shared lock) into `dst`
+/// (under a shared lock): every index file and snapshot written to `dst`
+/// is committed only after that lock is verified. The destination's index
+/// is loaded here, trusting only its packs that are present.
 pub fn copy(
+    src: &Indexed<'_>,
+    dst: &mut SharedLock<'_>,
+    snapshots: &[(SnapshotId, Snapshot)],
+    progress: &dyn Progress,
+) -> Result<CopyResult> {
+    let src: &Repository = src;
+    let (dst, dst_lock) = dst.parts();
+    dst.load_index_present()?;
+    copy_inner(src, dst, dst_lock, snapshots, progress)
+}
+
+fn copy_inner(
     src: &Repository,
     dst: &mut Repository,
     dst_lock: &RepoLock,

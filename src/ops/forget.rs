@@ -16,6 +16,31 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
+use crate::repo::{ExclusiveLock, snapshot_name};
+
+/// Remove these snapshots, under an exclusive lock: verified on the
+/// storage right before the first deletion (the commit point), and asked
+/// again before each one. Returns how many were removed. The data they
+/// alone referenced stays until a prune.
+pub fn forget(guard: &mut ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    crate::failpoint::hit("forget::before_delete")?;
+    guard
+        .verify()
+        .map_err(|e| e.context("forget stopped, no snapshot was removed"))?;
+    for (n, id) in ids.iter().enumerate() {
+        guard.check().map_err(|e| {
+            e.context(format!(
+                "forget stopped after removing {n} of {} snapshots",
+                ids.len()
+            ))
+        })?;
+        guard.backend().delete(&snapshot_name(id))?;
+    }
+    Ok(ids.len() as u64)
+}
 
 /// A retention policy.
 #[derive(Debug, Clone, Default)]

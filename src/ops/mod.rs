@@ -12,6 +12,7 @@ pub mod forget;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod stats;
 pub mod verify;
 pub mod walk;
 
@@ -69,41 +70,7 @@ pub trait Progress: Sync {
     fn advance(&self, _items: u64, _bytes: u64) {}
 }
 
-/// A request to stop an operation early, shared between the caller (a
-/// signal handler, a server) and the operation, which polls it between
-/// files and chunks. A stopped backup indexes what it stored and writes no
-/// snapshot; the next run reuses the stored data.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl CancelToken {
-    /// A token that is not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Ask the operation to stop.
-    pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    /// True once [`CancelToken::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// The flag itself (for signal handlers that set it).
-    pub fn flag(&self) -> &std::sync::Arc<std::sync::atomic::AtomicBool> {
-        &self.0
-    }
-    /// An *interrupted* error if cancelled.
-    pub fn check(&self) -> crate::error::Result<()> {
-        if self.is_cancelled() {
-            return Err(Error::new(
-                crate::error::ErrorKind::Interrupted,
-                "interrupted; what was stored so far is indexed, and the next run reuses it",
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::cancel::CancelToken;
 
 /// A progress sink that ignores everything.
 pub struct NoProgress;

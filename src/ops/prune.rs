@@ -41,7 +41,7 @@ use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
-use crate::repo::{Repository, index_name, pack_name};
+use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, pack_name};
 
 /// Packs younger than this by the storage's clock, and not listed by an
 /// index file older than this, are never deleted or repacked: they may
@@ -138,20 +138,30 @@ fn stopped(e: Error) -> Error {
     e.context("prune stopped before deleting anything more")
 }
 
-/// Prune the repository under `lock`, which the caller took on it:
-/// exclusive, unless this is a dry run.
+/// Prune the repository under an exclusive lock (a dry run if
+/// `opts.dry_run`).
 pub fn prune(
-    repo: &mut Repository,
-    lock: &RepoLock,
+    guard: &mut ExclusiveLock<'_>,
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneResult> {
-    if !opts.dry_run && !lock.is_exclusive() {
-        return Err(Error::invalid(
-            "prune needs an exclusive lock on the repository",
-        ));
-    }
+    let (repo, lock) = guard.parts();
     super::in_pool(|| prune_inner(repo, lock, opts, progress))
+}
+
+/// What a prune would do, under a shared lock: a dry run, whatever
+/// `opts.dry_run` says.
+pub fn plan(
+    guard: &mut SharedLock<'_>,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneResult> {
+    let opts = PruneOptions {
+        dry_run: true,
+        ..*opts
+    };
+    let (repo, lock) = guard.parts();
+    super::in_pool(|| prune_inner(repo, lock, &opts, progress))
 }
 
 fn prune_inner(
@@ -167,10 +177,10 @@ fn prune_inner(
     // Ages by the storage's clock: against the time of our own lock object.
     let now = lock.storage_time();
     if now.is_none() {
-        eprintln!(
-            "warning: {} gives no modification times: prune cannot tell old packs from new ones and deletes none",
+        repo.observer().warning(&format!(
+            "{} gives no modification times: prune cannot tell old packs from new ones and deletes none",
             repo.backend().location()
-        );
+        ));
     }
     let grace = PACK_GRACE.as_nanos() as i64;
     let old =

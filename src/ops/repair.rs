@@ -43,7 +43,7 @@ use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::lock::RepoLock;
 use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
-use crate::repo::{Repository, index_name, snapshot_name};
+use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, snapshot_name};
 
 /// The tag every repaired snapshot carries.
 pub const REPAIRED_TAG: &str = "repaired";
@@ -100,12 +100,22 @@ pub struct RepairIndexResult {
 /// stops the repair before anything is written: an index rebuilt from a
 /// partial read would make the unread packs look unreferenced to prune.
 pub fn repair_index(
-    repo: &mut Repository,
+    guard: &mut ExclusiveLock<'_>,
     opts: &RepairIndexOptions,
-    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairIndexResult> {
+    let (repo, lock) = guard.parts();
     super::in_pool(|| repair_index_inner(repo, opts, lock, progress))
+}
+
+/// What [`repair_index`] would do, under a shared lock: a dry run.
+pub fn plan_repair_index(
+    guard: &mut SharedLock<'_>,
+    progress: &dyn Progress,
+) -> Result<RepairIndexResult> {
+    let (repo, lock) = guard.parts();
+    let opts = RepairIndexOptions { dry_run: true };
+    super::in_pool(|| repair_index_inner(repo, &opts, lock, progress))
 }
 
 /// One pack's header entries as index entries (offsets computed from the
@@ -487,16 +497,40 @@ impl Walker<'_> {
 
 /// Rewrite damaged snapshots (all of them if `ids` is empty); see the
 /// module documentation. Loads the index itself, trusting only packs that
-/// are on storage.
+/// are on storage. Removing the originals (`opts.forget`, not a dry run)
+/// deletes: [`repair_snapshots_and_forget`] does that, under an exclusive
+/// lock; here `opts.forget` is refused.
 pub fn repair_snapshots(
-    repo: &mut Repository,
+    guard: &mut SharedLock<'_>,
     ids: &[SnapshotId],
     opts: &RepairSnapshotsOptions,
-    lock: &RepoLock,
     progress: &dyn Progress,
 ) -> Result<RepairSnapshotsResult> {
+    if opts.forget && !opts.dry_run && !guard.is_exclusive() {
+        return Err(Error::invalid(
+            "removing the damaged originals needs an exclusive lock: use repair_snapshots_and_forget",
+        ));
+    }
+    let (repo, lock) = guard.parts();
     repo.load_index_present()?;
     super::in_pool(|| repair_snapshots_inner(repo, ids, opts, lock, progress))
+}
+
+/// [`repair_snapshots`] that also removes the damaged originals once their
+/// repaired copies are stored, under an exclusive lock.
+pub fn repair_snapshots_and_forget(
+    guard: &mut ExclusiveLock<'_>,
+    ids: &[SnapshotId],
+    opts: &RepairSnapshotsOptions,
+    progress: &dyn Progress,
+) -> Result<RepairSnapshotsResult> {
+    let opts = RepairSnapshotsOptions {
+        forget: true,
+        ..*opts
+    };
+    let (repo, lock) = guard.parts();
+    repo.load_index_present()?;
+    super::in_pool(|| repair_snapshots_inner(repo, ids, &opts, lock, progress))
 }
 
 fn repair_snapshots_inner(

@@ -37,7 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
 use crate::format::tree::{EXT_SQLITE_CAPTURE, FLAG_SPARSE, Node, NodeKind, Timestamp};
 use crate::id::BlobId;
-use crate::repo::Repository;
+use crate::repo::{Indexed, Repository};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{Meta, proc_fd_available, type_name};
 
@@ -935,14 +935,16 @@ pub enum RestoreRoot {
 }
 
 /// Restore `root` into `opts.target`. `root_path` is the snapshot path of
-/// `root` (for messages and include patterns).
+/// `root` (for messages and include patterns). The index must be loaded
+/// under a shared lock, which is held throughout.
 pub fn restore(
-    repo: &Repository,
+    index: &Indexed<'_>,
     root: &RestoreRoot,
     root_path: &[u8],
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
+    let repo: &Repository = index;
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io_path("cannot create the restore target", &opts.target, e))?;
     let target_was_empty = std::fs::read_dir(&opts.target)

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -194,11 +194,10 @@ fn check_file(
     Ok((off, None))
 }
 
-/// A temporary directory for `restore-test`, removed on drop.
-pub fn temp_target(base: Option<&Path>) -> Result<tempfile::TempDir> {
-    let base: PathBuf = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+/// A temporary directory under `base` for `restore-test`, removed on drop.
+pub fn temp_target(base: &Path) -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("cairn-restore-test-")
-        .tempdir_in(&base)
-        .map_err(|e| crate::error::Error::io_path("cannot create a directory in", &base, e))
+        .tempdir_in(base)
+        .map_err(|e| crate::error::Error::io_path("cannot create a directory in", base, e))
 }

@@ -33,11 +33,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::Repository;
 use crate::backend::Backend;
+use crate::cancel::CancelToken;
 use crate::crypto::SealKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::aad;
 use crate::format::lock::{BOOT_ID_LEN, Lock};
 use crate::id::LockId;
+use crate::observer::Observer;
 
 /// A lock whose object was last written longer ago than this, by the
 /// storage's clock, is stale.
@@ -67,7 +69,7 @@ pub fn lock_name(id: &LockId) -> String {
 /// Where the process looking at locks runs: what a recorded PID must share
 /// with it before the PID can be tested here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observer {
+pub struct Vantage {
     /// Host name.
     pub hostname: String,
     /// Boot ID of the running kernel; zeros if unknown.
@@ -76,12 +78,12 @@ pub struct Observer {
     pub pid_ns: u64,
 }
 
-impl Observer {
+impl Vantage {
     /// This process.
-    pub fn this_process() -> Observer {
+    pub fn this_process() -> Vantage {
         static IDS: OnceLock<([u8; BOOT_ID_LEN], u64)> = OnceLock::new();
         let (boot_id, pid_ns) = *IDS.get_or_init(|| (boot_id(), pid_namespace()));
-        Observer {
+        Vantage {
             hostname: super::hostname(),
             boot_id,
             pid_ns,
@@ -124,7 +126,7 @@ pub fn stale_reason(
     l: &Lock,
     mtime: Option<i64>,
     now: Option<i64>,
-    me: &Observer,
+    me: &Vantage,
 ) -> Option<String> {
     if let (Some(m), Some(n)) = (mtime, now) {
         let age = n.saturating_sub(m);
@@ -213,6 +215,58 @@ pub fn storage_now(repo: &Repository) -> Result<Option<i64>> {
         .and_then(|o| o.mtime))
 }
 
+/// A lock `unlock` removed, and why.
+#[derive(Debug, Clone)]
+pub struct RemovedLock {
+    /// The lock's ID.
+    pub id: LockId,
+    /// Its record, if it could be read.
+    pub lock: Option<Lock>,
+    /// Why it was removed ("process 12 on this host is gone", "--remove-all").
+    pub reason: String,
+}
+
+/// What [`unlock`] did.
+#[derive(Debug, Clone, Default)]
+pub struct UnlockResult {
+    /// Locks removed, in listing order.
+    pub removed: Vec<RemovedLock>,
+    /// Unreadable locks kept (they may be anyone's), with why they cannot
+    /// be read.
+    pub kept_unreadable: Vec<(LockId, String)>,
+}
+
+/// Remove stale locks, judged as every lock holder judges them (by the
+/// storage's clock, learned from a probe, and by PID where a PID means
+/// something); with `remove_all`, every lock, also live and unreadable
+/// ones. Holds no lock itself: it is what frees a repository whose locks
+/// are stuck.
+pub fn unlock(repo: &Repository, remove_all: bool) -> Result<UnlockResult> {
+    let me = Vantage::this_process();
+    let now = storage_now(repo)?;
+    let mut r = UnlockResult::default();
+    for l in list_locks(repo)? {
+        let why = match &l.lock {
+            Ok(lock) => stale_reason(lock, l.mtime, now, &me),
+            Err(e) if remove_all => Some(format!("unreadable: {e}")),
+            Err(e) => {
+                r.kept_unreadable.push((l.id, e.clone()));
+                None
+            }
+        };
+        let Some(reason) = why.or_else(|| remove_all.then(|| "--remove-all".to_string())) else {
+            continue;
+        };
+        repo.backend().delete(&lock_name(&l.id))?;
+        r.removed.push(RemovedLock {
+            id: l.id,
+            lock: l.lock.ok(),
+            reason,
+        });
+    }
+    Ok(r)
+}
+
 /// What commit points ask before they commit (an index file, a snapshot,
 /// a deletion): is the lock this operation runs under still trustworthy?
 pub trait CommitGate: Send + Sync {
@@ -254,6 +308,11 @@ const DEFAULT_TIMINGS: Timings = Timings {
 
 /// What the holder, its refresher and its gates share.
 struct LockState {
+    /// Told when the refresher finds the lock lost.
+    observer: Arc<dyn Observer>,
+    /// Cancelled (with the reason) when the lock is found lost, so that
+    /// the operation stops at its next poll, not only at its next commit.
+    cancel: CancelToken,
     name: String,
     short: String,
     trust_for: Duration,
@@ -283,17 +342,20 @@ impl LockState {
         )
     }
 
-    /// Mark the lock lost (the first reason stays), saying so on standard
-    /// error if `warn` (the refresher: nobody else would report it yet).
+    /// Mark the lock lost (the first reason stays) and cancel the
+    /// operation's token with it, telling the observer if `warn` (the
+    /// refresher: nobody else would report it yet).
     fn cancel(&self, why: String, warn: bool) -> Error {
         let mut lost = guard(&self.lost);
         if lost.is_none() {
             if warn {
-                eprintln!(
-                    "warning: the repository lock {} {why}; the operation stops before it commits anything more",
+                self.observer.warning(&format!(
+                    "the repository lock {} {why}; the operation stops before it commits anything more",
                     self.short
-                );
+                ));
             }
+            self.cancel
+                .cancel_because(ErrorKind::LockLost, self.error(&why).to_string());
             *lost = Some(why);
         }
         self.error(lost.as_deref().unwrap_or_default())
@@ -370,18 +432,33 @@ impl RepoLock {
     /// Take a shared or exclusive lock, waiting up to the repository's lock
     /// wait for conflicting holders, or fail with [`ErrorKind::Locked`].
     pub fn acquire(repo: &Repository, exclusive: bool) -> Result<RepoLock> {
-        Self::acquire_with(repo, exclusive, DEFAULT_TIMINGS)
+        Self::acquire_with(repo, exclusive, DEFAULT_TIMINGS, CancelToken::new())
     }
 
-    fn acquire_with(repo: &Repository, exclusive: bool, timings: Timings) -> Result<RepoLock> {
+    /// [`RepoLock::acquire`], cancelling `cancel` (with the reason) when
+    /// the lock is found lost.
+    pub fn acquire_cancelling(
+        repo: &Repository,
+        exclusive: bool,
+        cancel: CancelToken,
+    ) -> Result<RepoLock> {
+        Self::acquire_with(repo, exclusive, DEFAULT_TIMINGS, cancel)
+    }
+
+    fn acquire_with(
+        repo: &Repository,
+        exclusive: bool,
+        timings: Timings,
+        cancel: CancelToken,
+    ) -> Result<RepoLock> {
         let deadline = Instant::now() + repo.lock_wait();
         let mut warned = false;
         let mut clock = None;
         loop {
-            match Self::try_acquire(repo, exclusive, !warned, &mut clock, timings) {
+            match Self::try_acquire(repo, exclusive, !warned, &mut clock, timings, &cancel) {
                 Err(e) if e.kind() == ErrorKind::Locked && Instant::now() < deadline => {
                     if !warned {
-                        eprintln!("waiting for the repository lock: {e}");
+                        repo.observer().waiting_for_lock(&e);
                         warned = true;
                     }
                     // A little jitter, so two waiters do not keep meeting.
@@ -403,8 +480,9 @@ impl RepoLock {
         warn: bool,
         clock: &mut Option<StorageClock>,
         timings: Timings,
+        cancel: &CancelToken,
     ) -> Result<RepoLock> {
-        let me = Observer::this_process();
+        let me = Vantage::this_process();
         if let Some(c) = clock {
             let locks = list_locks(repo)?;
             if let Some(e) = conflict(repo, &locks, None, exclusive, Some(c.now()), &me, false) {
@@ -417,7 +495,7 @@ impl RepoLock {
             exclusive,
             time_ns: now_ns(),
             hostname: me.hostname.clone(),
-            username: super::username(),
+            username: repo.identity().username.clone(),
             pid: std::process::id(),
             boot_id: me.boot_id,
             pid_ns: me.pid_ns,
@@ -454,6 +532,8 @@ impl RepoLock {
             });
         }
         let state = Arc::new(LockState {
+            observer: Arc::clone(repo.observer()),
+            cancel: cancel.clone(),
             short: id.short(),
             name,
             trust_for: timings.trust_for,
@@ -487,10 +567,15 @@ impl RepoLock {
         self.id
     }
 
+    /// The token this lock cancels when it is found lost.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.state.cancel
+    }
+
     /// True if another process holds a lock that is live as far as this
     /// one can tell (readable and not stale, or unreadable: assumed live).
     pub fn others_present(&self, repo: &Repository) -> Result<bool> {
-        let me = Observer::this_process();
+        let me = Vantage::this_process();
         Ok(list_locks(repo)?.iter().any(|l| {
             l.id != self.id
                 && l.lock.as_ref().map_or(true, |lock| {
@@ -551,7 +636,7 @@ fn conflict(
     ours: Option<&LockId>,
     exclusive: bool,
     now: Option<i64>,
-    me: &Observer,
+    me: &Vantage,
     warn: bool,
 ) -> Option<Error> {
     let location = repo.backend().location();
@@ -569,22 +654,22 @@ fn conflict(
             ),
             Err(why) => {
                 if warn {
-                    eprintln!(
-                        "warning: passing over unreadable lock {} ({why})",
+                    repo.observer().warning(&format!(
+                        "passing over unreadable lock {} ({why})",
                         l.id.short()
-                    );
+                    ));
                 }
                 continue;
             }
             Ok(lock) => {
                 if let Some(why) = stale_reason(lock, l.mtime, now, me) {
                     if warn {
-                        eprintln!(
-                            "warning: ignoring stale lock {} held by PID {} on {} ({why})",
+                        repo.observer().warning(&format!(
+                            "ignoring stale lock {} held by PID {} on {} ({why})",
                             l.id.short(),
                             lock.pid,
                             lock.hostname
-                        );
+                        ));
                     }
                     continue;
                 }
@@ -690,7 +775,9 @@ impl Drop for RepoLock {
             let _ = h.join();
         }
         if let Err(e) = self.backend.delete(&self.state.name) {
-            eprintln!("warning: cannot remove lock {}: {e}", self.state.name);
+            self.state
+                .observer
+                .warning(&format!("cannot remove lock {}: {e}", self.state.name));
         }
     }
 }
@@ -785,7 +872,7 @@ mod tests {
 
     #[test]
     fn staleness_by_age_uses_only_storage_times() {
-        let me = Observer::this_process();
+        let me = Vantage::this_process();
         let l = foreign(true);
         let min = NS_PER_MINUTE;
         let now = 1_000 * min;
@@ -806,7 +893,7 @@ mod tests {
 
     #[test]
     fn staleness_by_pid_needs_the_same_host_boot_and_pid_namespace() {
-        let me = Observer::this_process();
+        let me = Vantage::this_process();
         let gone = Lock {
             hostname: me.hostname.clone(),
             boot_id: me.boot_id,
@@ -845,7 +932,7 @@ mod tests {
             assert!(stale_reason(&other, None, None, &me).is_none(), "{other:?}");
         }
         // An observer that knows neither never judges by PID.
-        let blind = Observer {
+        let blind = Vantage {
             boot_id: [0; BOOT_ID_LEN],
             pid_ns: 0,
             ..me
@@ -878,6 +965,33 @@ mod tests {
         drop(l);
     }
 
+    /// What a lock passes over goes to the repository's observer, not to
+    /// standard error.
+    #[test]
+    fn locks_passed_over_are_reported_to_the_observer() {
+        let b = Arc::new(MemBackend::new());
+        let mut r = repo_on(b.clone());
+        let seen = Arc::new(crate::observer::Collect::default());
+        r.set_observer(seen.clone());
+        plant(&r, &foreign(true));
+        b.backdate("locks/", Duration::from_secs(31 * 60));
+        let unreadable = LockId::random();
+        b.set_raw(&lock_name(&unreadable), vec![0; 80]);
+        drop(RepoLock::acquire(&r, false).unwrap());
+        let w = seen.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter().any(|m| m.starts_with("ignoring stale lock")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|m| m.starts_with("passing over unreadable lock")
+                    && m.contains(&unreadable.short())),
+            "{w:?}"
+        );
+    }
+
     #[test]
     fn an_unreadable_lock_blocks_exclusive_locks_but_not_shared_ones() {
         let b = Arc::new(MemBackend::new());
@@ -906,7 +1020,7 @@ mod tests {
             refresh_every: Duration::from_millis(10),
             trust_for: TRUST_FOR,
         };
-        let l = RepoLock::acquire_with(&r, false, timings).unwrap();
+        let l = RepoLock::acquire_with(&r, false, timings, CancelToken::new()).unwrap();
         l.verify().unwrap();
         b.fail_writes_after(0);
         until("the refresh fails", || l.check().is_err());
@@ -924,7 +1038,7 @@ mod tests {
     fn a_refresh_that_comes_too_late_by_the_wall_clock_cancels_the_lock() {
         let r = repo();
         // The refresher does not wake during this test.
-        let l = RepoLock::acquire_with(&r, false, DEFAULT_TIMINGS).unwrap();
+        let l = RepoLock::acquire_with(&r, false, DEFAULT_TIMINGS, CancelToken::new()).unwrap();
         let gate = l.gate();
         // 25 minutes pass on the wall clock only.
         guard(&l.state.refreshed).0 -= Duration::from_secs(25 * 60);
@@ -946,7 +1060,7 @@ mod tests {
             refresh_every: Duration::from_millis(200),
             trust_for: Duration::from_millis(100),
         };
-        let l = RepoLock::acquire_with(&r, false, timings).unwrap();
+        let l = RepoLock::acquire_with(&r, false, timings, CancelToken::new()).unwrap();
         let before = r.backend().get(&l.state.name).unwrap();
         until("the refresher cancels", || guard(&l.state.lost).is_some());
         let why = guard(&l.state.lost).clone().unwrap();

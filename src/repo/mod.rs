@@ -8,6 +8,9 @@
 
 pub mod lock;
 pub mod packer;
+pub mod state;
+
+pub use state::{ExclusiveLock, Indexed, SharedLock};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::format::tree::Tree;
 use crate::format::{BlobType, Compression, FORMAT_VERSION, aad, caps};
 use crate::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
 use crate::index::{Index, Location};
+use crate::observer::Observer;
 
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
@@ -66,6 +70,9 @@ pub struct InitOptions {
     /// chunker parameters and ID key makes equal content have equal IDs in
     /// both, so copies between them send only what the other lacks.
     pub id_key: Option<[u8; 32]>,
+    /// Host and user recorded (sealed) in the first key file; `None` for
+    /// [`Identity::of_process`].
+    pub identity: Option<Identity>,
 }
 
 impl Default for InitOptions {
@@ -76,18 +83,58 @@ impl Default for InitOptions {
             compression_level: 3,
             chunker: None,
             id_key: None,
+            identity: None,
         }
     }
 }
 
-/// How [`Repository::open_with`] treats key files.
-#[derive(Debug, Clone, Default)]
+/// How [`Repository::open_with`] treats key files, and what the opened
+/// repository reports to and records about its caller.
+#[derive(Clone, Default)]
 pub struct OpenOptions {
     /// Argon2id costs a key file must have to be tried (default
     /// [`KdfLimits::widest`]: the standard limits, lowered to admit
     /// [`KdfParams::INSECURE_TEST`] keys only in builds with the test-only
     /// `insecure-test-kdf` feature).
     pub kdf_limits: KdfLimits,
+    /// Receives warnings and events, from opening on (default: none).
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Host and user recorded in locks, snapshots and new key files;
+    /// `None` for [`Identity::of_process`].
+    pub identity: Option<Identity>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("kdf_limits", &self.kdf_limits)
+            .field("observer", &self.observer.as_ref().map(|_| "…"))
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// Who works on a repository: recorded (sealed) in key files, locks and
+/// snapshots. The library learns it from the system, never from the
+/// environment; a caller that knows better (the command line reads `USER`)
+/// passes it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Host name.
+    pub hostname: String,
+    /// User name.
+    pub username: String,
+}
+
+impl Identity {
+    /// This process: the kernel's host name, and the name the user
+    /// database gives this process's user ID (`uid N` if it has none).
+    pub fn of_process() -> Identity {
+        Identity {
+            hostname: hostname(),
+            username: username(),
+        }
+    }
 }
 
 /// At most this many key files are tried (each costs one Argon2id run):
@@ -138,27 +185,26 @@ pub struct Repository {
     master: Secret32,
     /// Sealed tree blobs cached locally (remote repositories only).
     tree_cache: Option<crate::backend::cache::DiskCache>,
+    /// Receives warnings and events.
+    observer: Arc<dyn Observer>,
+    /// Recorded in locks, snapshots and new key files.
+    identity: Identity,
 }
 
-fn host_and_user() -> (String, String) {
-    let host = rustix::system::uname()
+/// This machine's host name (the kernel's node name).
+pub fn hostname() -> String {
+    rustix::system::uname()
         .nodename()
         .to_string_lossy()
-        .into_owned();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
-    (host, user)
+        .into_owned()
 }
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    host_and_user().0
-}
-
-/// The current user's name.
+/// The name of this process's user in the user database, or `uid N`.
 pub fn username() -> String {
-    host_and_user().1
+    let uid = rustix::process::getuid().as_raw();
+    uzers::get_user_by_uid(uid)
+        .map(|u| u.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn now_unix() -> i64 {
@@ -182,17 +228,26 @@ fn clip(mut s: String, max: usize) -> String {
 /// `master`. Costs outside [`KdfLimits::widest`] are refused: a key this
 /// build would not try is useless, and a cheap one is dangerous.
 pub fn make_key_file(master: &Secret32, passphrase: &[u8], kdf: KdfParams) -> Result<KeyFile> {
+    make_key_file_for(master, passphrase, kdf, &Identity::of_process())
+}
+
+/// [`make_key_file`], recording `who` as its maker.
+pub fn make_key_file_for(
+    master: &Secret32,
+    passphrase: &[u8],
+    kdf: KdfParams,
+    who: &Identity,
+) -> Result<KeyFile> {
     kdf.validate()?;
     KdfLimits::widest()
         .check(&kdf)
         .map_err(|why| Error::invalid(format!("refusing to make a key file: {why}")))?;
     let salt: [u8; SALT_LEN] = crypto::random_array();
-    let (hostname, username) = host_and_user();
     // Display information only: names are cut to the format's limit.
     let info = KeyInfo {
         created: now_unix(),
-        hostname: clip(hostname, MAX_KEY_INFO_NAME_LEN),
-        username: clip(username, MAX_KEY_INFO_NAME_LEN),
+        hostname: clip(who.hostname.clone(), MAX_KEY_INFO_NAME_LEN),
+        username: clip(who.username.clone(), MAX_KEY_INFO_NAME_LEN),
     };
     let mut kf = KeyFile {
         kdf,
@@ -310,7 +365,8 @@ impl Repository {
         let mut body = zeroize::Zeroizing::new(config.to_bytes()?);
         backend.create()?;
         let master = Secret32::random();
-        let kf = make_key_file(&master, passphrase, opts.kdf)?;
+        let identity = opts.identity.clone().unwrap_or_else(Identity::of_process);
+        let kf = make_key_file_for(&master, passphrase, opts.kdf, &identity)?;
         let key_id = KeyId::random();
         backend.put(&key_name(&key_id), &kf.to_bytes()?)?;
         let seal = SealKey::new(&crypto::derive_subkey(crypto::CONTEXT_SEAL_KEY, &master));
@@ -320,7 +376,9 @@ impl Repository {
         zeroize::Zeroize::zeroize(&mut *body);
         // The config is written last: it is what makes the location a repository.
         backend.put(CONFIG_NAME, &obj)?;
-        Ok(Self::assemble(backend, master, seal, config, key_id))
+        let mut repo = Self::assemble(backend, master, seal, config, key_id);
+        repo.identity = identity;
+        Ok(repo)
     }
 
     fn assemble(
@@ -346,6 +404,8 @@ impl Repository {
             key_id,
             lock_wait: std::time::Duration::ZERO,
             tree_cache,
+            observer: crate::observer::none(),
+            identity: Identity::of_process(),
         }
     }
 
@@ -370,6 +430,7 @@ impl Repository {
         passphrase: &[u8],
         opts: &OpenOptions,
     ) -> Result<Repository> {
+        let observer = opts.observer.clone().unwrap_or_else(crate::observer::none);
         let raw = match backend.get_capped(CONFIG_NAME, caps::CONFIG) {
             Ok(raw) => raw,
             Err(e) if e.is_not_found() => {
@@ -411,7 +472,7 @@ impl Repository {
             {
                 Ok(kf) => kf,
                 Err(e) => {
-                    eprintln!("warning: skipping key file {name}: {e}");
+                    observer.warning(&format!("skipping key file {name}: {e}"));
                     if e.kind() == ErrorKind::UnsupportedVersion {
                         newer = Some(e.to_string());
                     }
@@ -420,7 +481,7 @@ impl Repository {
                 }
             };
             if let Err(why) = opts.kdf_limits.check(&kf.kdf) {
-                eprintln!("warning: not trying key file {name}: {why}");
+                observer.warning(&format!("not trying key file {name}: {why}"));
                 skipped.push(format!("{name}: {why}"));
                 continue;
             }
@@ -430,15 +491,15 @@ impl Repository {
         candidates.sort_by(|a, b| work(&a.2).cmp(&work(&b.2)).then_with(|| a.1.cmp(&b.1)));
         if candidates.len() > MAX_KEYS_TRIED {
             let rest = candidates.split_off(MAX_KEYS_TRIED);
-            eprintln!(
-                "warning: repository {} has {} key files; only the {MAX_KEYS_TRIED} cheapest are tried, not {}; remove key files you do not know (`cairn key list`, `cairn key remove`)",
+            observer.warning(&format!(
+                "repository {} has {} key files; only the {MAX_KEYS_TRIED} cheapest are tried, not {}; remove key files you do not know (`cairn key list`, `cairn key remove`)",
                 backend.location(),
                 MAX_KEYS_TRIED + rest.len(),
                 rest.iter()
                     .map(|(_, n, _)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
             skipped.extend(rest.into_iter().map(|(_, n, _)| format!("{n}: not tried")));
         }
         let tried = candidates.len();
@@ -448,7 +509,7 @@ impl Repository {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
-                    eprintln!("warning: skipping key file {name}: {e}");
+                    observer.warning(&format!("skipping key file {name}: {e}"));
                     continue;
                 }
             };
@@ -456,17 +517,20 @@ impl Repository {
             let mut plain = match seal.open(&config_aad(&header), sealed, "config") {
                 Ok(p) => zeroize::Zeroizing::new(p),
                 Err(_) => {
-                    eprintln!(
-                        "warning: key file {name} opens with this passphrase but not this repository's config: it was made for another repository, or planted by someone who knows the passphrase; remove it (`cairn key remove {}`)",
+                    observer.warning(&format!(
+                        "key file {name} opens with this passphrase but not this repository's config: it was made for another repository, or planted by someone who knows the passphrase; remove it (`cairn key remove {}`)",
                         key_id.short()
-                    );
+                    ));
                     foreign += 1;
                     continue;
                 }
             };
             let config = Config::from_bytes(&plain);
             zeroize::Zeroize::zeroize(&mut *plain);
-            return Ok(Self::assemble(backend, master, seal, config?, key_id));
+            let mut repo = Self::assemble(backend, master, seal, config?, key_id);
+            repo.observer = observer;
+            repo.identity = opts.identity.clone().unwrap_or_else(Identity::of_process);
+            return Ok(repo);
         }
         let location = backend.location();
         if tried == 0 {
@@ -500,6 +564,18 @@ impl Repository {
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
+    /// Where warnings and events go.
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+    /// Send warnings and events to `observer` from now on.
+    pub fn set_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.observer = observer;
+    }
+    /// Who this session records in locks, snapshots and new key files.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
     /// The decoded config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -530,17 +606,18 @@ impl Repository {
             {
                 Ok(k) => k,
                 Err(e) => {
-                    eprintln!("warning: unreadable key file {name}: {e}");
+                    self.observer
+                        .warning(&format!("unreadable key file {name}: {e}"));
                     continue;
                 }
             };
             let info = match key_file_info(&kf, &self.master) {
                 Ok(i) => Some(i),
                 Err(e) => {
-                    eprintln!(
-                        "warning: key file {name} was not made for this repository: {e}; remove it (`cairn key remove {}`)",
+                    self.observer.warning(&format!(
+                        "key file {name} was not made for this repository: {e}; remove it (`cairn key remove {}`)",
                         id.short()
-                    );
+                    ));
                     None
                 }
             };
@@ -560,7 +637,7 @@ impl Repository {
         if passphrase.is_empty() {
             return Err(Error::invalid("an empty passphrase is not allowed"));
         }
-        let kf = make_key_file(&self.master, passphrase, kdf)?;
+        let kf = make_key_file_for(&self.master, passphrase, kdf, &self.identity)?;
         // Prove the new key before storing it.
         if unwrap_key_file(&kf, passphrase)?.is_none() {
             return Err(Error::integrity("a freshly made key file does not open"));
@@ -744,11 +821,11 @@ impl Repository {
         let present = self.list_packs()?;
         let missing = self.install_index(files, Some(&present));
         if !missing.is_empty() {
-            eprintln!(
-                "warning: {} packs listed in the index are missing from the repository (e.g. pack {}); their blobs are not trusted and are stored again when needed; run `cairn check`",
+            self.observer.warning(&format!(
+                "{} packs listed in the index are missing from the repository (e.g. pack {}); their blobs are not trusted and are stored again when needed; run `cairn check`",
                 missing.len(),
                 missing[0].short()
-            );
+            ));
         }
         Ok(present)
     }
@@ -761,10 +838,10 @@ impl Repository {
         present: Option<&HashMap<PackId, u64>>,
     ) -> Vec<PackId> {
         for (id, e) in &files.unreadable {
-            eprintln!(
-                "warning: skipping index file {}: {e}; run `cairn check`",
+            self.observer.warning(&format!(
+                "skipping index file {}: {e}; run `cairn check`",
                 id.short()
-            );
+            ));
         }
         let mut index = Index::new();
         let mut missing = Vec::new();
@@ -862,10 +939,10 @@ impl Repository {
                     packs.push(crate::format::index::IndexPack { id, blobs });
                 }
                 Err(e) if e.is_not_found() => {}
-                Err(e) => eprintln!(
-                    "warning: pack {} is in no index file and its header cannot be read: {e}; run `cairn check`",
+                Err(e) => self.observer.warning(&format!(
+                    "pack {} is in no index file and its header cannot be read: {e}; run `cairn check`",
                     id.short()
-                ),
+                )),
             }
         }
         let adopted = packs.len() as u64;
@@ -1068,10 +1145,10 @@ impl Repository {
     pub fn load_snapshots(&self) -> Result<SnapshotList> {
         let (ok, damaged) = self.load_snapshots_and_damage()?;
         for (id, e) in damaged {
-            eprintln!(
-                "warning: skipping unreadable snapshot {}: {e}; run `cairn check`",
+            self.observer.warning(&format!(
+                "skipping unreadable snapshot {}: {e}; run `cairn check`",
                 id.short()
-            );
+            ));
         }
         Ok(ok)
     }
