@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use cairn::format::BlobType;
-use cairn::format::tree::{NodeKind, Tree};
+use cairn::format::tree::{FileContent, NodeKind, Tree};
 use cairn::id::{BlobId, IndexId};
 
 use super::{GlobalArgs, lossy};
@@ -75,7 +75,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                         "xattrs": n.xattrs.iter().map(|x| lossy(&x.name)).collect::<Vec<_>>(),
                     });
                     match &n.kind {
-                        NodeKind::File { content } => v["content"] = content.iter().map(|c| c.to_hex()).collect(),
+                        NodeKind::File { content: FileContent::Inline(ids) } => v["content"] = ids.iter().map(|c| c.to_hex()).collect(),
+                        NodeKind::File { content: FileContent::Tree { height, top } } => {
+                            v["content_height"] = (*height).into();
+                            v["content_lists"] = top.iter().map(|c| c.to_hex()).collect();
+                        }
                         NodeKind::Dir { subtree } => v["subtree"] = subtree.to_hex().into(),
                         NodeKind::Symlink { target } => v["target"] = lossy(target).into(),
                         _ => {}
