@@ -190,7 +190,7 @@ fn samples() -> Vec<Vec<u8>> {
                 },
             ),
             Node::new(
-                "big",
+                "ab",
                 NodeKind::File {
                     content: FileContent::Tree {
                         height: 2,
