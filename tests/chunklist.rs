@@ -133,9 +133,14 @@ fn a_big_file_round_trips_byte_for_byte_through_a_two_level_tree() {
     };
     assert_eq!(
         *height, 2,
-        "~12 000 chunks, ~300 leaves, ~8 lists above them"
+        "~10 000 chunks, ~500 leaves, ~30 lists above them"
     );
     assert!(top.len() <= chunklist::MAX_INLINE_IDS);
+    // `cat list` shows an ID-list blob: the top list names level 1.
+    let l: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "list", &top[0].to_hex()])).unwrap();
+    assert_eq!(l["level"], 1);
+    assert!(!l["ids"].as_array().unwrap().is_empty());
     let NodeKind::File {
         content: FileContent::Inline(ids),
     } = &entry(&env, "small").kind

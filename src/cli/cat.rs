@@ -10,8 +10,9 @@ use super::{GlobalArgs, lossy};
 /// Arguments of `cairn cat`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to print: config, snapshot, index, tree, or blob.
-    #[arg(value_parser = ["config", "snapshot", "index", "tree", "blob"])]
+    /// What to print: config, snapshot, index, tree, list (an ID-list blob
+    /// of a file's chunk-list tree), or blob.
+    #[arg(value_parser = ["config", "snapshot", "index", "tree", "list", "blob"])]
     kind: String,
     /// The object's ID (snapshots: a prefix or `latest` too).
     id: Option<String>,
@@ -86,6 +87,17 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                     }
                     v
                 }).collect::<Vec<_>>(),
+            })
+        }
+        "list" => {
+            let repo = g.open_with_index()?;
+            let id = BlobId::from_hex(need_id()?)?;
+            let l = cairn::format::chunklist::IdList::from_bytes(
+                &repo.read_blob(BlobType::Tree, &id)?,
+            )?;
+            serde_json::json!({
+                "level": l.level,
+                "ids": l.ids.iter().map(|c| c.to_hex()).collect::<Vec<_>>(),
             })
         }
         "blob" => {

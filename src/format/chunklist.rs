@@ -41,8 +41,11 @@ pub const MAX_LIST_IDS: usize = 256;
 /// `MIN_LIST_IDS - 1 + 16 = 19` IDs (612 bytes) per list blob. Smaller lists
 /// make a scattered change cheaper (each changed page rewrites one leaf)
 /// until the 128 bytes each stored blob costs (seal, pack header and index
-/// entries) dominate: at 0.6% of a 210 MB database's pages changed, leaves
-/// of ~40 IDs cost ~430 KB, of ~19 ~300 KB, of ~11 ~280 KB.
+/// entries) dominate. A changed page sits in a longer than average leaf
+/// (size-biased: ~31 IDs here), and nearly every list of the level above
+/// changes too. Estimated for 350 changed pages of a 210 MB database:
+/// ~510 KB of list blobs with leaves of ~31 IDs, ~390 KB with ~19, ~385 KB
+/// with ~13; measured with ~19: 362 KB (docs/BENCHMARKS.md).
 pub const BOUNDARY_BITS: u32 = 4;
 
 /// Most levels of ID-list blobs below an entry. With at least
