@@ -173,7 +173,12 @@ fn store(repo: &Repository, t: BlobType, data: &[u8]) -> BlobId {
 }
 
 fn file(name: &str, content: Vec<BlobId>, size: u64) -> Node {
-    let mut n = Node::new(name, NodeKind::File { content });
+    let mut n = Node::new(
+        name,
+        NodeKind::File {
+            content: content.into(),
+        },
+    );
     n.mode = 0o644;
     n.size = size;
     n

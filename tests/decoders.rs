@@ -10,7 +10,7 @@ use cairn::format::pack::{
     PackEntry, entry_offsets, header_from_bytes, header_to_bytes, split_pack,
 };
 use cairn::format::snapshot::{Snapshot, Summary};
-use cairn::format::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
+use cairn::format::tree::{FileContent, Node, NodeKind, Timestamp, Tree, Xattr};
 use cairn::format::{BlobType, Compression};
 use cairn::id::{BlobId, IndexId, PackId};
 use proptest::prelude::*;
@@ -23,6 +23,7 @@ fn decode_all(b: &[u8]) {
     }
     let _ = IndexFile::from_bytes(b);
     let _ = Tree::from_bytes(b);
+    let _ = cairn::format::chunklist::IdList::from_bytes(b);
     let _ = Snapshot::from_bytes(b);
     let _ = KeyFile::from_bytes(b);
     let _ = KeyInfo::from_bytes(b);
@@ -47,7 +48,13 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 fn node() -> impl Strategy<Value = Node> {
     let kind = prop_oneof![
         proptest::collection::vec(id(), 0..4).prop_map(|v| NodeKind::File {
-            content: v.into_iter().map(BlobId).collect()
+            content: FileContent::Inline(v.into_iter().map(BlobId).collect())
+        }),
+        (1u8..=10, proptest::collection::vec(id(), 1..4)).prop_map(|(height, v)| NodeKind::File {
+            content: FileContent::Tree {
+                height,
+                top: v.into_iter().map(BlobId).collect()
+            }
         }),
         id().prop_map(|i| NodeKind::Dir { subtree: BlobId(i) }),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(|t| NodeKind::Symlink { target: t }),
@@ -179,7 +186,16 @@ fn samples() -> Vec<Vec<u8>> {
             Node::new(
                 "a",
                 NodeKind::File {
-                    content: vec![BlobId([1; 32])],
+                    content: vec![BlobId([1; 32])].into(),
+                },
+            ),
+            Node::new(
+                "ab",
+                NodeKind::File {
+                    content: FileContent::Tree {
+                        height: 2,
+                        top: vec![BlobId([8; 32]), BlobId([9; 32])],
+                    },
                 },
             ),
             Node::new(
@@ -243,6 +259,7 @@ fn samples() -> Vec<Vec<u8>> {
         lock.to_bytes().unwrap(),
         sealed,
         IndexFile::default().to_bytes().unwrap(),
+        cairn::format::chunklist::list_to_bytes(1, &[BlobId([1; 32]), BlobId([2; 32])]).unwrap(),
     ]
 }
 
@@ -255,7 +272,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_records_never_panic(which in 0usize..8, pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+    fn mutated_records_never_panic(which in 0usize..9, pos in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
         let mut b = samples()[which].clone();
         let i = pos % b.len();
         b[i] ^= byte | 1;

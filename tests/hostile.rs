@@ -65,7 +65,12 @@ impl Crafter {
 
     fn file(&self, name: &[u8], content: &[u8]) -> Node {
         let id = self.store(&[(BlobType::Data, content.to_vec())])[0];
-        let mut n = Node::new(name, NodeKind::File { content: vec![id] });
+        let mut n = Node::new(
+            name,
+            NodeKind::File {
+                content: vec![id].into(),
+            },
+        );
         n.size = content.len() as u64;
         n
     }

@@ -110,7 +110,8 @@ fn file_packs(repo: &Repository, snap: &str, dir: &Path) -> BTreeMap<String, Has
     let mut out = BTreeMap::new();
     for n in &t.nodes {
         if let NodeKind::File { content } = &n.kind {
-            let packs = content
+            let packs = cairn::repo::chunklist::data_ids(repo, content, u64::MAX)
+                .unwrap()
                 .iter()
                 .map(|b| repo.index().get(BlobType::Data, b).unwrap().pack)
                 .collect();

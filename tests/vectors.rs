@@ -5,6 +5,10 @@
 //!   pseudo-random data under fixed chunker parameters and a fixed ID key.
 //! - `tests/vectors/repo-v1/`: a small repository written by Cairn's format
 //!   version 1, which the current code must open and restore exactly.
+//! - `tests/vectors/chunklist.json`: chunk-list trees (FORMAT.md §5.8) of
+//!   fixed data blob IDs under a fixed ID key: every ID-list blob's level,
+//!   ID and (for the small case and the upper level) bytes, and the tree
+//!   node holding the entry.
 //! - `tests/vectors/key-v1`, `key-v2` (+ `key-v2.json`): key files of both
 //!   layouts (FORMAT.md §5.1) wrapping known secrets; `key-v1` is the
 //!   original key of `repo-v1` and is never regenerated.
@@ -96,6 +100,85 @@ fn chunk_cut_points_and_ids_match_the_vectors() {
         now, golden,
         "chunking or blob IDs changed; if deliberate, see tests/vectors/README.md"
     );
+}
+
+fn chunk_list_vectors() -> serde_json::Value {
+    use cairn::format::chunklist;
+    use cairn::format::tree::{FileContent, Node, NodeKind, Tree};
+    let key = IdKey::new(Secret32::from_bytes(*b"cairn golden vector id key 32 b!"));
+    let mut cases = Vec::new();
+    for (label, n, full_bytes_below) in [("one level", 200u64, 0u8), ("two levels", 3000, 1)] {
+        let ids: Vec<_> = (0..n).map(|i| key.blob_id(&i.to_le_bytes())).collect();
+        let mut lists = Vec::new();
+        let content = chunklist::build(ids, &mut |b| {
+            let id = key.blob_id(b);
+            let level = b[1];
+            let mut v = serde_json::json!({ "level": level, "id": id.to_hex(), "len": b.len() });
+            if level >= full_bytes_below {
+                v["bytes"] = hex::encode(b).into();
+            }
+            lists.push(v);
+            Ok(id)
+        })
+        .unwrap();
+        let FileContent::Tree { height, top } = &content else {
+            panic!("{label}: not a tree")
+        };
+        let (height, top) = (*height, top.iter().map(|i| i.to_hex()).collect::<Vec<_>>());
+        let mut node = Node::new("db", NodeKind::File { content });
+        node.mode = 0o600;
+        node.size = n * 4096;
+        node.mtime.sec = 1_790_000_000;
+        node.ctime.sec = 1_790_000_000;
+        let tree = Tree { nodes: vec![node] }.to_bytes().unwrap();
+        cases.push(serde_json::json!({
+            "label": label,
+            "data blob ids": format!("keyed BLAKE3 of the u64 i, little-endian, for i in 0..{n}"),
+            "id-list blobs (in the order written)": lists,
+            "height": height,
+            "top": top,
+            "tree node holding the entry": hex::encode(&tree),
+            "tree node id": key.blob_id(&tree).to_hex(),
+        }));
+    }
+    serde_json::json!({
+        "id_key": "ASCII \"cairn golden vector id key 32 b!\"",
+        "rule": "FORMAT.md §5.8: inline up to 64 IDs; cut after an ID once a list holds 4 when u32le(id[0..4]) & 15 == 0, or at 256",
+        "cases": cases,
+    })
+}
+
+#[test]
+fn chunk_list_trees_match_the_vectors() {
+    let path = vectors().join("chunklist.json");
+    let now = chunk_list_vectors();
+    if regenerate() {
+        fs::write(&path, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
+        return;
+    }
+    let golden: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        now, golden,
+        "chunk-list trees changed; if deliberate, see tests/vectors/README.md"
+    );
+    // The committed bytes decode to what they claim, and hash to their IDs.
+    let key = IdKey::new(Secret32::from_bytes(*b"cairn golden vector id key 32 b!"));
+    for case in golden["cases"].as_array().unwrap() {
+        for l in case["id-list blobs (in the order written)"]
+            .as_array()
+            .unwrap()
+        {
+            if let Some(b) = l["bytes"].as_str() {
+                let b = hex::decode(b).unwrap();
+                assert_eq!(key.blob_id(&b).to_hex(), l["id"].as_str().unwrap());
+                let list = cairn::format::chunklist::IdList::from_bytes(&b).unwrap();
+                assert_eq!(u64::from(list.level), l["level"].as_u64().unwrap());
+            }
+        }
+        let t = hex::decode(case["tree node holding the entry"].as_str().unwrap()).unwrap();
+        cairn::format::tree::Tree::from_bytes(&t).unwrap();
+    }
 }
 
 /// The deterministic tree stored in the golden repository.

@@ -1,6 +1,7 @@
-//! Tree nodes: decoding never panics; anything accepted is canonical
-//! (re-encodes byte-identically) and has only safe names.
+//! Tree nodes and ID-list blobs: decoding never panics; anything accepted is
+//! canonical (re-encodes byte-identically) and has only safe names.
 #![no_main]
+use cairn::format::chunklist::{IdList, list_to_bytes};
 use cairn::format::tree::{Tree, validate_name};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,5 +14,8 @@ fuzz_target!(|data: &[u8]| {
         for n in &t.nodes {
             assert!(validate_name(&n.name).is_ok());
         }
+    }
+    if let Ok(l) = IdList::from_bytes(data) {
+        assert_eq!(list_to_bytes(l.level, &l.ids).unwrap(), data);
     }
 });

@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use cairn::format::BlobType;
-use cairn::format::tree::{NodeKind, Tree};
+use cairn::format::tree::{FileContent, NodeKind, Tree};
 use cairn::id::{BlobId, IndexId};
 
 use super::{GlobalArgs, lossy};
@@ -10,8 +10,9 @@ use super::{GlobalArgs, lossy};
 /// Arguments of `cairn cat`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to print: config, snapshot, index, tree, or blob.
-    #[arg(value_parser = ["config", "snapshot", "index", "tree", "blob"])]
+    /// What to print: config, snapshot, index, tree, list (an ID-list blob
+    /// of a file's chunk-list tree), or blob.
+    #[arg(value_parser = ["config", "snapshot", "index", "tree", "list", "blob"])]
     kind: String,
     /// The object's ID (snapshots: a prefix or `latest` too).
     id: Option<String>,
@@ -75,13 +76,28 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                         "xattrs": n.xattrs.iter().map(|x| lossy(&x.name)).collect::<Vec<_>>(),
                     });
                     match &n.kind {
-                        NodeKind::File { content } => v["content"] = content.iter().map(|c| c.to_hex()).collect(),
+                        NodeKind::File { content: FileContent::Inline(ids) } => v["content"] = ids.iter().map(|c| c.to_hex()).collect(),
+                        NodeKind::File { content: FileContent::Tree { height, top } } => {
+                            v["content_height"] = (*height).into();
+                            v["content_lists"] = top.iter().map(|c| c.to_hex()).collect();
+                        }
                         NodeKind::Dir { subtree } => v["subtree"] = subtree.to_hex().into(),
                         NodeKind::Symlink { target } => v["target"] = lossy(target).into(),
                         _ => {}
                     }
                     v
                 }).collect::<Vec<_>>(),
+            })
+        }
+        "list" => {
+            let repo = g.open_with_index()?;
+            let id = BlobId::from_hex(need_id()?)?;
+            let l = cairn::format::chunklist::IdList::from_bytes(
+                &repo.read_blob(BlobType::Tree, &id)?,
+            )?;
+            serde_json::json!({
+                "level": l.level,
+                "ids": l.ids.iter().map(|c| c.to_hex()).collect::<Vec<_>>(),
             })
         }
         "blob" => {

@@ -7,6 +7,7 @@
 //! output before returning it, so Cairn never stores a record it cannot
 //! read back. Never touches: I/O, backends, keys (sealing happens in `repo`).
 
+pub mod chunklist;
 pub mod config;
 pub mod index;
 pub mod keyfile;

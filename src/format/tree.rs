@@ -4,6 +4,7 @@
 //! field order, so the same directory always yields the same bytes and so
 //! the same blob ID: unchanged subtrees are shared between snapshots.
 
+use super::chunklist::{MAX_HEIGHT, MAX_LIST_IDS};
 use super::wire::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ID_LEN};
@@ -30,13 +31,61 @@ pub const FLAG_SPARSE: u8 = 0x01;
 /// page size as u32 (reserved for the SQLite capture feature).
 pub const EXT_SQLITE_CAPTURE: u16 = 1;
 
+/// A file's content: its data blob IDs in file order, either listed in the
+/// entry itself or as a chunk-list tree (FORMAT.md §5.8,
+/// [`super::chunklist`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// The data blob IDs themselves (node kind 1; the only form written
+    /// before chunk-list trees, and still the form of short lists).
+    Inline(Vec<BlobId>),
+    /// A chunk-list tree (node kind 8): `top` names ID-list blobs of level
+    /// `height - 1`; a list blob of level 0 names data blobs.
+    Tree {
+        /// Levels of ID-list blobs below the entry, 1 ..= `MAX_HEIGHT`.
+        height: u8,
+        /// The top list, 1 ..= `MAX_LIST_IDS` ID-list blob IDs.
+        top: Vec<BlobId>,
+    },
+}
+
+impl FileContent {
+    /// An empty file's content.
+    pub fn empty() -> Self {
+        FileContent::Inline(Vec::new())
+    }
+
+    /// The inline list, if the content is not a tree.
+    pub fn inline(&self) -> Option<&[BlobId]> {
+        match self {
+            FileContent::Inline(ids) => Some(ids),
+            FileContent::Tree { .. } => None,
+        }
+    }
+
+    /// The IDs held by the entry itself: data blob IDs (inline) or the top
+    /// list's ID-list blob IDs (tree), with the type they are stored as.
+    pub fn entry_ids(&self) -> (super::BlobType, &[BlobId]) {
+        match self {
+            FileContent::Inline(ids) => (super::BlobType::Data, ids),
+            FileContent::Tree { top, .. } => (super::BlobType::Tree, top),
+        }
+    }
+}
+
+impl From<Vec<BlobId>> for FileContent {
+    fn from(ids: Vec<BlobId>) -> Self {
+        FileContent::Inline(ids)
+    }
+}
+
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
     /// A regular file with its content as a list of data blobs.
     File {
-        /// Data blob IDs in file order.
-        content: Vec<BlobId>,
+        /// Data blob IDs in file order, inline or as a chunk-list tree.
+        content: FileContent,
     },
     /// A directory with its subtree blob.
     Dir {
@@ -67,7 +116,12 @@ pub enum NodeKind {
 impl NodeKind {
     fn tag(&self) -> u8 {
         match self {
-            NodeKind::File { .. } => 1,
+            NodeKind::File {
+                content: FileContent::Inline(_),
+            } => 1,
+            NodeKind::File {
+                content: FileContent::Tree { .. },
+            } => 8,
             NodeKind::Dir { .. } => 2,
             NodeKind::Symlink { .. } => 3,
             NodeKind::Fifo => 4,
@@ -258,9 +312,20 @@ impl Tree {
                 w.bytes32(&x.value);
             }
             match &n.kind {
-                NodeKind::File { content } => {
-                    w.len32(content.len(), "the number of chunks");
-                    for id in content {
+                NodeKind::File {
+                    content: FileContent::Inline(ids),
+                } => {
+                    w.len32(ids.len(), "the number of chunks");
+                    for id in ids {
+                        w.raw(id.as_bytes());
+                    }
+                }
+                NodeKind::File {
+                    content: FileContent::Tree { height, top },
+                } => {
+                    w.u8(*height);
+                    w.len32(top.len(), "the number of chunk-list blobs");
+                    for id in top {
                         w.raw(id.as_bytes());
                     }
                 }
@@ -322,7 +387,31 @@ impl Tree {
                     for _ in 0..n {
                         content.push(BlobId(r.array()?));
                     }
-                    NodeKind::File { content }
+                    NodeKind::File {
+                        content: FileContent::Inline(content),
+                    }
+                }
+                8 => {
+                    let height = r.u8()?;
+                    if height == 0 || height > MAX_HEIGHT {
+                        return Err(r.error(format!(
+                            "chunk-list tree of height {height} (1 to {MAX_HEIGHT} allowed)"
+                        )));
+                    }
+                    let n = r.count32(ID_LEN)?;
+                    if n == 0 || n > MAX_LIST_IDS {
+                        return Err(r.error(format!(
+                            "chunk-list tree with a top list of {n} IDs (1 to {MAX_LIST_IDS} \
+                             allowed)"
+                        )));
+                    }
+                    let mut top = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        top.push(BlobId(r.array()?));
+                    }
+                    NodeKind::File {
+                        content: FileContent::Tree { height, top },
+                    }
                 }
                 2 => NodeKind::Dir {
                     subtree: BlobId(r.array()?),
@@ -386,7 +475,7 @@ mod tests {
         let mut file = Node::new(
             &b"a file\n"[..],
             NodeKind::File {
-                content: vec![BlobId([1; 32]), BlobId([2; 32])],
+                content: vec![BlobId([1; 32]), BlobId([2; 32])].into(),
             },
         );
         file.xattrs.push(Xattr {
@@ -412,6 +501,15 @@ mod tests {
                 ),
                 Node::new("dev", NodeKind::CharDevice { rdev: 7 }),
                 Node::new("fifo", NodeKind::Fifo),
+                Node::new(
+                    "big",
+                    NodeKind::File {
+                        content: FileContent::Tree {
+                            height: 2,
+                            top: vec![BlobId([4; 32]), BlobId([5; 32])],
+                        },
+                    },
+                ),
             ],
         };
         t.sort();

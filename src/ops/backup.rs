@@ -305,7 +305,7 @@ struct Ctx<'a> {
     one_file_system: bool,
     level: i32,
     names: NameCache,
-    hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
+    hardlinks: Mutex<HashMap<(u64, u64), crate::format::tree::FileContent>>,
     progress: &'a dyn Progress,
     change: ChangeRules,
     sqlite: bool,
@@ -656,9 +656,7 @@ impl Ctx<'_> {
                 NodeKind::File { content }
                     if self.change.unchanged(o, &meta)
                         && self.capture_still_valid(o, dir, os_name)
-                        && content
-                            .iter()
-                            .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
+                        && crate::repo::chunklist::content_indexed(self.repo, o, content) =>
                 {
                     Some((
                         content.clone(),
@@ -690,11 +688,16 @@ impl Ctx<'_> {
                             stored_meta = read.meta;
                             add(&self.counters.files_read, 1);
                             add(&self.counters.bytes_read, read.len);
+                            // The chunk list becomes the entry's content:
+                            // inline, or a tree of ID-list blobs stored here.
+                            let content = crate::format::chunklist::build(read.ids, &mut |list| {
+                                self.save_blob(BlobType::Tree, list)
+                            })?;
                             if meta.nlink() > 1 {
                                 self.hardlinks
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
-                                    .insert(key, read.ids.clone());
+                                    .insert(key, content.clone());
                             }
                             if let Some(what) = read.changed {
                                 self.changed
@@ -703,7 +706,7 @@ impl Ctx<'_> {
                                     .push((path.to_path_buf(), what));
                             }
                             opened = Some(read.file.into());
-                            (read.ids, read.len)
+                            (content, read.len)
                         }
                         Err(e) if e.kind() == crate::error::ErrorKind::Source => {
                             self.record_error(path, e);
@@ -1002,6 +1005,9 @@ impl Ctx<'_> {
         };
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
+        let content = crate::format::chunklist::build(content, &mut |list| {
+            self.save_blob(BlobType::Tree, list)
+        })?;
         let mut n = Node::new(name, NodeKind::File { content });
         n.mode = 0o600;
         n.uid = uid;

@@ -19,7 +19,7 @@ use crate::format::pack::{self, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::format::{BlobType, aad};
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::repo::{Repository, SharedLock, pack_name};
+use crate::repo::{Repository, SharedLock, chunklist, pack_name};
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -395,8 +395,17 @@ fn check_inner(
     result.snapshots = snaps.len() as u64;
     let mut memo: HashMap<BlobId, DamagedPaths> = HashMap::new();
     let mut tree_errors: HashSet<BlobId> = HashSet::new();
+    let mut lists = chunklist::ScanMemo::new();
     for (id, s) in &snaps {
-        let found = scan_tree(repo, &s.tree, &f.damaged, &mut memo, &mut tree_errors, 0);
+        let found = scan_tree(
+            repo,
+            &s.tree,
+            &f.damaged,
+            &mut memo,
+            &mut lists,
+            &mut tree_errors,
+            0,
+        );
         for (path, why) in found.iter() {
             let p = if path.is_empty() {
                 b"/".to_vec()
@@ -433,6 +442,7 @@ fn scan_tree(
     tree: &BlobId,
     damaged: &HashMap<(BlobType, BlobId), String>,
     memo: &mut HashMap<BlobId, DamagedPaths>,
+    lists: &mut chunklist::ScanMemo,
     tree_errors: &mut HashSet<BlobId>,
     depth: usize,
 ) -> DamagedPaths {
@@ -460,7 +470,8 @@ fn scan_tree(
                 p.extend_from_slice(&n.name);
                 match &n.kind {
                     NodeKind::Dir { subtree } => {
-                        let below = scan_tree(repo, subtree, damaged, memo, tree_errors, depth + 1);
+                        let below =
+                            scan_tree(repo, subtree, damaged, memo, lists, tree_errors, depth + 1);
                         for (q, why) in below.iter() {
                             let mut full = p.clone();
                             full.extend_from_slice(q);
@@ -468,14 +479,20 @@ fn scan_tree(
                         }
                     }
                     NodeKind::File { content } => {
-                        let bad = content.iter().find_map(|b| {
-                            damaged.get(&(BlobType::Data, *b)).cloned().or_else(|| {
-                                (!repo.index().contains(BlobType::Data, b))
-                                    .then(|| format!("data blob {} is not in the index", b.short()))
+                        // Every data blob, and every ID-list blob of a
+                        // chunk-list tree (read, re-hashed, level-checked).
+                        let problem = |t: BlobType, b: &BlobId| {
+                            damaged.get(&(t, *b)).cloned().or_else(|| {
+                                (!repo.index().contains(t, b)).then(|| {
+                                    format!("{} blob {} is not in the index", t.name(), b.short())
+                                })
                             })
-                        });
-                        if let Some(why) = bad {
-                            out.push((p, why));
+                        };
+                        let limit = chunklist::chunk_limit(n);
+                        match chunklist::scan(repo, content, limit, lists, &problem) {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(why)) => out.push((p, why)),
+                            Err(e) => out.push((p, format!("chunk list unreadable: {e}"))),
                         }
                     }
                     _ => {}

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::Progress;
 use crate::error::Result;
 use crate::format::snapshot::{EXT_COPIED_FROM, Snapshot};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{FileContent, Node, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::lock::RepoLock;
@@ -106,11 +106,32 @@ impl Ctx<'_> {
             .par_iter()
             .map(|n| {
                 let mut n = n.clone();
+                let limit = crate::repo::chunklist::chunk_limit(&n);
                 match &mut n.kind {
-                    NodeKind::File { content } => {
-                        for b in content.iter_mut() {
+                    NodeKind::File {
+                        content: FileContent::Inline(ids),
+                    } => {
+                        for b in ids.iter_mut() {
                             *b = self.data(b)?;
                         }
+                    }
+                    // A chunk-list tree is built again from the copied data
+                    // blob IDs: under another ID key its boundaries differ;
+                    // under the same one it comes out as it was.
+                    NodeKind::File { content } => {
+                        let mut ids = Vec::new();
+                        crate::repo::chunklist::for_each_data_id(
+                            self.src,
+                            content,
+                            limit,
+                            &mut |b| {
+                                ids.push(self.data(b)?);
+                                Ok(())
+                            },
+                        )?;
+                        *content = crate::format::chunklist::build(ids, &mut |list| {
+                            self.store(BlobType::Tree, list)
+                        })?;
                     }
                     NodeKind::Dir { subtree } => *subtree = self.tree(subtree, depth + 1)?,
                     _ => {}

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind};
 use crate::id::BlobId;
-use crate::repo::Repository;
+use crate::repo::{Repository, chunklist};
 
 /// What happened to one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -164,7 +164,17 @@ fn compare(
             diff(repo, sa, sb, path, f)
         }
         (NodeKind::File { content: ca }, NodeKind::File { content: cb }) => {
-            if ca != cb {
+            // Equal entries mean equal content in either form; otherwise
+            // the data blob lists are compared (an old inline list and a
+            // chunk-list tree of the same content are the same file).
+            let differ = if ca == cb {
+                None
+            } else {
+                let a = chunklist::data_ids(repo, ca, chunklist::chunk_limit(x))?;
+                let b = chunklist::data_ids(repo, cb, chunklist::chunk_limit(y))?;
+                (a != b).then_some((a, b))
+            };
+            if let Some((ca, cb)) = differ {
                 let db = (x.extension(EXT_SQLITE_CAPTURE).is_some()
                     && y.extension(EXT_SQLITE_CAPTURE).is_some())
                 .then(|| {

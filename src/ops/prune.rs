@@ -120,10 +120,17 @@ pub fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, BlobId)>> {
         for n in t.nodes {
             match n.kind {
                 NodeKind::Dir { subtree } => stack.push((subtree, depth + 1)),
+                // ID-list blobs are used too; each is read once, however
+                // many snapshots share it.
                 NodeKind::File { content } => {
-                    for b in content {
-                        used.insert((BlobType::Data, b));
-                    }
+                    crate::repo::chunklist::walk(repo, &content, &mut |t, id| {
+                        Ok(used.insert((t, *id)))
+                    })
+                    .map_err(|e| {
+                        e.context(
+                            "prune stops: a file's chunk list cannot be read (run `cairn check`)",
+                        )
+                    })?
                 }
                 _ => {}
             }

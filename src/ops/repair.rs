@@ -38,7 +38,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexBlob, IndexPack};
 use crate::format::pack::PackEntry;
 use crate::format::snapshot::{EXT_REPAIRED_FROM, Snapshot};
-use crate::format::tree::{NodeKind, Tree};
+use crate::format::tree::{FileContent, NodeKind, Tree};
 use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::lock::RepoLock;
@@ -451,7 +451,44 @@ impl Walker<'_> {
                                 n.kind = NodeKind::Dir { subtree: below.id };
                             }
                         }
-                        NodeKind::File { content } => {
+                        NodeKind::File {
+                            content: content @ FileContent::Tree { .. },
+                        } => {
+                            // A chunk-list tree: every list blob must be
+                            // indexed and read (re-hashed, level-checked),
+                            // every data blob indexed; else the file is left
+                            // out, like a file with a lost data blob.
+                            let index = self.repo.index();
+                            let problem = |t: BlobType, b: &BlobId| {
+                                (!index.contains(t, b)).then(|| {
+                                    format!(
+                                        "{} blob {} is in no index file, or its pack is gone",
+                                        t.name(),
+                                        b.short()
+                                    )
+                                })
+                            };
+                            let limit = crate::repo::chunklist::chunk_limit(&n);
+                            let mut memo = crate::repo::chunklist::ScanMemo::new();
+                            if let Err(why) = crate::repo::chunklist::scan(
+                                self.repo, content, limit, &mut memo, &problem,
+                            )
+                            .map_err(|e| {
+                                e.context(format!("repair stops: a chunk list below tree {id}"))
+                            })? {
+                                lost.push(LostPath {
+                                    path: rel,
+                                    reason: format!("file left out: {why}"),
+                                });
+                                changed = true;
+                                continue;
+                            }
+                            counts.files += 1;
+                            counts.bytes += n.size;
+                        }
+                        NodeKind::File {
+                            content: FileContent::Inline(content),
+                        } => {
                             let missing = content
                                 .iter()
                                 .filter(|b| !self.repo.index().contains(BlobType::Data, b))

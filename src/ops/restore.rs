@@ -35,7 +35,9 @@ use rustix::io::Errno;
 use super::Progress;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
-use crate::format::tree::{EXT_SQLITE_CAPTURE, FLAG_SPARSE, Node, NodeKind, Timestamp};
+use crate::format::tree::{
+    EXT_SQLITE_CAPTURE, FLAG_SPARSE, FileContent, Node, NodeKind, Timestamp,
+};
 use crate::id::BlobId;
 use crate::repo::{Indexed, Repository};
 use crate::source::exclude::ExcludeMatcher;
@@ -448,7 +450,7 @@ impl Ctx<'_> {
         dir: &OwnedFd,
         name: &std::ffi::OsStr,
         n: &Node,
-        content: &[BlobId],
+        content: &FileContent,
         path: &[u8],
         fresh: bool,
         want_id: bool,
@@ -483,6 +485,15 @@ impl Ctx<'_> {
         };
         let file = File::from(fd);
         let sparse = n.flags & FLAG_SPARSE != 0;
+        // The data blob IDs in order: the entry's own list, or read from
+        // its chunk-list tree (each list blob re-hashed to its ID).
+        let content = crate::repo::chunklist::data_ids(
+            self.repo,
+            content,
+            crate::repo::chunklist::chunk_limit(n),
+        )
+        .map_err(|e| e.context(display(path).display()))?;
+        let content: &[BlobId] = &content;
         // Offsets from the index's plaintext lengths, so chunks of a large
         // file can be fetched and written in parallel.
         let mut offsets = Vec::with_capacity(content.len());

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::Progress;
 use crate::error::Result;
 use crate::format::BlobType;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{FileContent, Node, NodeKind};
 use crate::id::BlobId;
 use crate::repo::Repository;
 
@@ -136,7 +136,7 @@ fn check_file(
     repo: &Repository,
     path: &Path,
     n: &Node,
-    content: &[BlobId],
+    content: &FileContent,
 ) -> std::result::Result<(u64, Option<String>), String> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("missing: {e}"))?;
     if !meta.is_file() {
@@ -148,10 +148,13 @@ fn check_file(
             Some(format!("size {} instead of {} bytes", meta.len(), n.size)),
         ));
     }
+    let content =
+        crate::repo::chunklist::data_ids(repo, content, crate::repo::chunklist::chunk_limit(n))
+            .map_err(|e| format!("its chunk list cannot be read: {e}"))?;
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut buf = Vec::new();
     let mut off = 0u64;
-    for id in content {
+    for id in content.iter() {
         let Some(loc) = repo.index().get(BlobType::Data, id) else {
             return Ok((off, Some(format!("blob {} is in no index file", id))));
         };

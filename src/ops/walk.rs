@@ -102,11 +102,13 @@ pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<
         )));
     };
     let mut n = 0u64;
-    for id in content {
+    let limit = crate::repo::chunklist::chunk_limit(node);
+    crate::repo::chunklist::for_each_data_id(repo, content, limit, &mut |id| {
         let data = repo.read_blob(BlobType::Data, id)?;
         out.write_all(&data)
             .map_err(|e| Error::io("cannot write to the output", e))?;
         n += data.len() as u64;
-    }
+        Ok(())
+    })?;
     Ok(n)
 }

@@ -6,6 +6,7 @@
 //! ordering that makes commits crash-safe (packs → index → snapshot).
 //! Never touches: the CLI, the filesystem being backed up.
 
+pub mod chunklist;
 pub mod lock;
 pub mod packer;
 pub mod state;
