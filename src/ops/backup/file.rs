@@ -9,11 +9,10 @@ use std::path::Path;
 
 use super::Ctx;
 use super::record::CaptureInfo;
-use super::stream::STREAM_WINDOW;
-use crate::chunker::Cut;
 use crate::error::{Error, Result};
 use crate::format::tree::{EXT_SQLITE_CAPTURE, Node};
 use crate::id::BlobId;
+use crate::repo::save::STREAM_WINDOW;
 use crate::source::fs::{self as sfs, Meta};
 use crate::source::sqlite;
 
@@ -98,11 +97,12 @@ impl Ctx<'_> {
         let window = STREAM_WINDOW as u64;
         let (ids, len, streamed) = if size < window {
             let data = sfs::read_all(&mut file, size, path)?;
-            let cuts: Vec<Cut> = self.repo.chunker().cuts(&data).collect();
-            (self.save_chunks(&data, &cuts)?, data.len() as u64, 0)
+            (self.saver.save_chunked(&data)?, data.len() as u64, 0)
         } else {
             sfs::advise_sequential(&file);
-            let (ids, len) = self.save_reader(&mut file, true, &read_err)?;
+            let (ids, len) =
+                self.saver
+                    .save_reader(&mut file, &|n| self.progress.advance(0, n), &read_err)?;
             (ids, len, len)
         };
         let after = Meta::of(file.as_fd()).map_err(|e| read_err(e.into()))?;

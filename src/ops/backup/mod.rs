@@ -31,8 +31,7 @@ mod stream;
 mod tree;
 mod walk;
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -40,21 +39,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use super::Progress;
-use crate::chunker::Cut;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::Tree;
-use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::Repository;
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
+use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{Meta, NameCache};
 
+pub use crate::repo::save::compress;
 use file::ChangeRules;
 pub use options::{BackupOptions, StreamSource};
 pub use record::CaptureInfo;
@@ -88,68 +84,21 @@ struct Counters {
     files_read: AtomicU64,
     bytes_read: AtomicU64,
     total_bytes: AtomicU64,
-    data_blobs_added: AtomicU64,
-    tree_blobs_added: AtomicU64,
-    bytes_added: AtomicU64,
-    bytes_stored: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// IDs of blobs claimed by this backup (stored or being stored), sharded to
-/// keep lock contention low.
-struct Claims {
-    shards: Vec<Mutex<HashSet<(BlobType, BlobId)>>>,
-}
-
-impl Claims {
-    fn new() -> Self {
-        Claims {
-            shards: (0..64).map(|_| Mutex::new(HashSet::new())).collect(),
-        }
-    }
-    /// True if the caller is the first to claim the blob.
-    fn claim(&self, t: BlobType, id: BlobId) -> bool {
-        let shard = &self.shards[usize::from(id.0[0]) % self.shards.len()];
-        shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((t, id))
-    }
-}
-
-thread_local! {
-    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
-}
-
-/// zstd-compress with a per-thread context; `None` if it does not shrink.
-pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
-    if level == 0 || data.len() < 64 {
-        return None;
-    }
-    ZSTD.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-        }
-        let (_, c) = slot.as_mut()?;
-        let out = c.compress(data).ok()?;
-        (out.len() < data.len()).then_some(out)
-    })
-}
-
 struct Ctx<'a> {
     repo: &'a Repository,
-    packer: &'a Packer,
-    claims: Claims,
+    /// The save path: every blob of the backup goes through it.
+    saver: &'a BlobSaver<'a>,
     counters: Counters,
     errors: Mutex<Vec<(PathBuf, String)>>,
     changed: Mutex<Vec<(PathBuf, String)>>,
     excludes: ExcludeMatcher,
     one_file_system: bool,
-    level: i32,
     names: NameCache,
     hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
     progress: &'a dyn Progress,
@@ -166,61 +115,6 @@ impl Ctx<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((path.to_path_buf(), e.to_string()));
-    }
-
-    /// Store a blob unless the repository or this backup already has it.
-    /// `data` must be private to this process (never a memory map of a
-    /// file another process may write): the bytes hashed for the ID are the
-    /// bytes compressed and sealed.
-    pub(super) fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<BlobId> {
-        self.cancel.check()?;
-        let id = self.repo.id_key().blob_id(data);
-        if self.repo.index().contains(t, &id) || !self.claims.claim(t, id) {
-            return Ok(id);
-        }
-        crate::failpoint::hit("backup::blob_hashed")?;
-        let (compression, payload) = match compress(self.level, data) {
-            Some(c) => (Compression::Zstd, c),
-            None => (Compression::None, Vec::new()),
-        };
-        let plain: &[u8] = if compression == Compression::Zstd {
-            &payload
-        } else {
-            data
-        };
-        let sealed = self
-            .repo
-            .seal_key()
-            .seal(&aad::blob(t, compression, &id), plain);
-        if t == BlobType::Tree {
-            self.repo.cache_tree(&id, &sealed);
-        }
-        add(&self.counters.bytes_added, data.len() as u64);
-        add(&self.counters.bytes_stored, sealed.len() as u64);
-        add(
-            match t {
-                BlobType::Data => &self.counters.data_blobs_added,
-                BlobType::Tree => &self.counters.tree_blobs_added,
-            },
-            1,
-        );
-        self.packer.add(SealedBlob {
-            blob_type: t,
-            id,
-            compression,
-            raw_len: data.len() as u32,
-            sealed,
-        })?;
-        Ok(id)
-    }
-
-    pub(super) fn save_chunks(&self, data: &[u8], cuts: &[Cut]) -> Result<Vec<BlobId>> {
-        if cuts.len() == 1 {
-            return Ok(vec![self.save_blob(BlobType::Data, data)?]);
-        }
-        cuts.par_iter()
-            .map(|c| self.save_blob(BlobType::Data, &data[c.offset..c.offset + c.len]))
-            .collect()
     }
 }
 
@@ -299,26 +193,24 @@ pub fn backup(
     let level = opts
         .compression_level
         .unwrap_or(repo.config().compression_level);
-    let mut popts = PackerOptions::new(repo.config().pack_size as usize);
+    let mut sopts = SaveOptions::for_repo(repo);
+    sopts.compression_level = level;
     if let Some(w) = opts.writers {
-        popts.writers = w.max(1);
+        sopts.packer.writers = w.max(1);
     }
-    let packer = Packer::with_gate(
-        repo.backend().clone(),
-        repo.seal_key().clone(),
-        popts,
-        lock.gate(),
-    );
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    let saver = BlobSaver::new(repo, lock.gate(), sopts).with_cancel({
+        let cancel = cancel.clone();
+        move || cancel.check()
+    });
     let ctx = Ctx {
         repo,
-        packer: &packer,
-        claims: Claims::new(),
+        saver: &saver,
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
         changed: Mutex::new(Vec::new()),
         excludes,
         one_file_system: opts.one_file_system,
-        level,
         names: NameCache::default(),
         hardlinks: Mutex::new(HashMap::new()),
         progress,
@@ -328,7 +220,7 @@ pub fn backup(
             ignore_ctime: opts.ignore_ctime,
         },
         sqlite: !opts.sqlite_off,
-        cancel: opts.cancel.clone().unwrap_or_default(),
+        cancel,
         sqlite_timeout: opts
             .sqlite_timeout
             .unwrap_or(std::time::Duration::from_secs(60)),
@@ -379,7 +271,7 @@ pub fn backup(
         Err(e) => {
             // Interrupted or failed: index what was stored, so the next run
             // reuses it. No snapshot is written.
-            if let Err(fe) = packer.finish(&**repo.backend()) {
+            if let Err(fe) = saver.finish() {
                 eprintln!("warning: what the backup stored could not be indexed: {fe}");
             }
             return Err(aborted(e));
@@ -388,7 +280,7 @@ pub fn backup(
     // Packs, then their index files (inside `finish`), then the snapshot.
     // The repository's in-memory index is left as loaded: it is reloaded at
     // the start of every operation that needs it.
-    let stored = packer.finish(&**repo.backend()).map_err(aborted)?;
+    let stored = saver.finish().map_err(aborted)?;
 
     let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     let c = counters;
@@ -415,10 +307,10 @@ pub fn backup(
             files_read: get(&c.files_read),
             bytes_read: get(&c.bytes_read),
             total_bytes: get(&c.total_bytes),
-            data_blobs_added: get(&c.data_blobs_added),
-            tree_blobs_added: get(&c.tree_blobs_added),
-            bytes_added: get(&c.bytes_added),
-            bytes_stored: stored.bytes_written,
+            data_blobs_added: stored.stats.data_blobs,
+            tree_blobs_added: stored.stats.tree_blobs,
+            bytes_added: stored.stats.raw_bytes,
+            bytes_stored: stored.packer.bytes_written,
             errors: errors.len() as u64,
             duration_ns: started.elapsed().as_nanos() as u64,
         },

@@ -47,7 +47,7 @@ impl Ctx<'_> {
                     len: chunk.min(buf.len() - offset),
                 })
                 .collect();
-            ids.extend(self.save_chunks(buf, &cuts)?);
+            ids.extend(self.saver.save_chunks(buf, &cuts)?);
             self.progress.advance(0, buf.len() as u64);
             Ok(())
         })?;

@@ -1,69 +1,17 @@
 //! Streams: `--stdin` and `--stdin-from-command`, stored as one file at
-//! the top of the snapshot, and the windowed reader that chunks any input
-//! of unknown length (large files go through it too) with at most two
-//! windows in memory.
+//! the top of the snapshot through the save path's windowed reader
+//! ([`BlobSaver::save_reader`](crate::repo::save::BlobSaver::save_reader)),
+//! which holds at most two windows of the input in memory.
 
 use std::io::Read;
 
 use super::options::StreamSource;
 use super::{Ctx, add};
-use crate::chunker::Cut;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobId;
 
-/// Bytes of a stream held at once: chunks are cut in windows of this size.
-pub(super) const STREAM_WINDOW: usize = 32 << 20;
-
 impl Ctx<'_> {
-    /// Chunk and store everything `input` yields, in windows of at least
-    /// twice the largest chunk held in private buffers. The next window is
-    /// read while the chunks of the current one are hashed, compressed and
-    /// sealed (two buffers). Returns the blob list and the length.
-    /// `report`: count the bytes towards progress as they go; `err` makes a
-    /// read error.
-    pub(super) fn save_reader(
-        &self,
-        input: &mut (dyn Read + Send),
-        report: bool,
-        err: &(dyn Fn(std::io::Error) -> Error + Sync),
-    ) -> Result<(Vec<BlobId>, u64)> {
-        let window = STREAM_WINDOW.max(2 * self.repo.chunker().params().max_len as usize);
-        let mut cur = vec![0u8; window];
-        let mut next = vec![0u8; window];
-        let (mut filled, mut eof) = fill(input, &mut cur, 0).map_err(err)?;
-        let mut ids = Vec::new();
-        let mut total = 0u64;
-        while filled > 0 {
-            let data = &cur[..filled];
-            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
-            if !eof && cuts.len() > 1 {
-                cuts.pop(); // cut by the window, not by the content
-            }
-            let consumed: usize = cuts.iter().map(|c| c.len).sum();
-            let tail = &data[consumed..];
-            let (saved, read) = rayon::join(
-                || self.save_chunks(data, &cuts),
-                || {
-                    next[..tail.len()].copy_from_slice(tail);
-                    if eof {
-                        Ok((tail.len(), true))
-                    } else {
-                        fill(input, &mut next, tail.len())
-                    }
-                },
-            );
-            ids.extend(saved?);
-            (filled, eof) = read.map_err(err)?;
-            total += consumed as u64;
-            if report {
-                self.progress.advance(0, consumed as u64);
-            }
-            std::mem::swap(&mut cur, &mut next);
-        }
-        Ok((ids, total))
-    }
-
     /// Chunk and store a stream of unknown length, holding at most a window
     /// of it in memory. Returns the blob list and the length.
     pub(super) fn save_stream(
@@ -71,7 +19,7 @@ impl Ctx<'_> {
         what: &str,
         input: &mut (dyn Read + Send),
     ) -> Result<(Vec<BlobId>, u64)> {
-        self.save_reader(input, false, &|e| {
+        self.saver.save_reader(input, &|_| {}, &|e| {
             Error::io(format!("cannot read {what}"), e)
         })
     }
@@ -136,19 +84,4 @@ impl Ctx<'_> {
         n.size = len;
         Ok(n)
     }
-}
-
-/// Read from `input` into `buf[start..]` until it is full or the input
-/// ends. Returns the bytes now in `buf` and whether the input ended.
-fn fill(input: &mut dyn Read, buf: &mut [u8], start: usize) -> std::io::Result<(usize, bool)> {
-    let mut filled = start;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => return Ok((filled, true)),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((filled, false))
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use super::Ctx;
 use crate::error::Result;
-use crate::format::BlobType;
 use crate::format::tree::Tree;
 use crate::id::BlobId;
 
@@ -27,6 +26,6 @@ impl Ctx<'_> {
     }
 
     pub(super) fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
-        self.save_blob(BlobType::Tree, &tree.to_bytes()?)
+        Ok(self.saver.save_tree(tree)?.id)
     }
 }
