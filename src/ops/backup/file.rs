@@ -4,17 +4,32 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::Ctx;
 use super::record::CaptureInfo;
+use super::{Ctx, add};
 use crate::error::{Error, Result};
-use crate::format::tree::{EXT_SQLITE_CAPTURE, Node};
+use crate::format::BlobType;
+use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind, Xattr};
 use crate::id::BlobId;
 use crate::repo::save::STREAM_WINDOW;
 use crate::source::fs::{self as sfs, Meta};
 use crate::source::sqlite;
+
+/// A file's tree entry as the file saver made it.
+pub(super) struct SavedFile {
+    /// The entry.
+    pub(super) node: Node,
+    /// The handle the file was read through, if it was (its extended
+    /// attributes are read through it).
+    pub(super) opened: Option<OwnedFd>,
+    /// Extended attributes taken over from the parent snapshot's entry: a
+    /// file reused with an unchanged ctime has unchanged xattrs too
+    /// (setting or removing one moves the ctime).
+    pub(super) old_xattrs: Option<Vec<Xattr>>,
+}
 
 /// A file's content as read and stored.
 pub(super) struct FileRead {
@@ -115,5 +130,124 @@ impl Ctx<'_> {
             file,
             changed: sfs::changed_while_read(&before, &after),
         })
+    }
+
+    /// The file saver: the tree entry of the regular file `name` in `dir`
+    /// (at `path`), `lstat`ed as `meta`; `None` if it cannot be read (the
+    /// error is recorded). Its content is taken from the parent snapshot's
+    /// entry `old` when the change rules say it is unchanged (and every blob
+    /// is still indexed), from a hard link already read, or read, chunked
+    /// and stored.
+    pub(super) fn save_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: &[u8],
+        meta: Meta,
+        old: Option<&Node>,
+    ) -> Result<Option<SavedFile>> {
+        let os_name = OsStr::from_bytes(name);
+        let mut opened: Option<OwnedFd> = None;
+        let mut old_xattrs = None;
+        let key = (meta.dev(), meta.ino());
+        let cached = if meta.nlink() > 1 {
+            self.hardlinks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        } else {
+            None
+        };
+        // Unchanged since the parent snapshot: reuse its content list
+        // without opening the file (if every blob is still indexed).
+        let reused = old.and_then(|o| match &o.kind {
+            NodeKind::File { content }
+                if self.change.unchanged(o, &meta)
+                    && self.capture_still_valid(o, dir, os_name)
+                    && content
+                        .iter()
+                        .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
+            {
+                Some((
+                    content.clone(),
+                    o.size,
+                    o.extension(EXT_SQLITE_CAPTURE).map(<[u8]>::to_vec),
+                ))
+            }
+            _ => None,
+        });
+        let was_reused = reused.is_some();
+        let mut capture_ext: Option<Vec<u8>> = None;
+        let found = match reused {
+            Some((c, len, ext)) => {
+                capture_ext = ext;
+                Some((c, len))
+            }
+            None => cached.map(|c| (c, meta.size())),
+        };
+        let mut streamed = 0;
+        let mut stored_meta = meta;
+        let (content, len) = match found {
+            Some(found) => found,
+            None => {
+                crate::failpoint::hit("backup::before_open_file")?;
+                match self.save_file_content(dir, os_name, path, &meta) {
+                    Ok(read) => {
+                        streamed = read.streamed;
+                        capture_ext = read.capture.map(CaptureInfo::to_bytes);
+                        stored_meta = read.meta;
+                        add(&self.counters.files_read, 1);
+                        add(&self.counters.bytes_read, read.len);
+                        if meta.nlink() > 1 {
+                            self.hardlinks
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, read.ids.clone());
+                        }
+                        if let Some(what) = read.changed {
+                            self.changed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((path.to_path_buf(), what));
+                        }
+                        opened = Some(read.file.into());
+                        (read.ids, read.len)
+                    }
+                    Err(e) if e.kind() == crate::error::ErrorKind::Source => {
+                        self.record_error(path, e);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.progress.file_done(path, len.saturating_sub(streamed));
+        add(&self.counters.files, 1);
+        add(&self.counters.total_bytes, len);
+        // The one place where a file's chunk list becomes its tree entry's
+        // content.
+        let mut n =
+            sfs::node_from_meta(name, &stored_meta, NodeKind::File { content }, &self.names);
+        n.size = len;
+        if let Some(ext) = capture_ext {
+            n.extensions.push((EXT_SQLITE_CAPTURE, ext));
+        }
+        if was_reused && let Some(o) = old {
+            if self.change.ignore_ctime {
+                // The content was judged unchanged without the ctime:
+                // keep the ctime it was read under, so a later backup
+                // that does compare ctimes still notices a change this
+                // one trusted away.
+                n.ctime = o.ctime;
+            } else {
+                old_xattrs = Some(o.xattrs.clone());
+            }
+        }
+        Ok(Some(SavedFile {
+            node: n,
+            opened,
+            old_xattrs,
+        }))
     }
 }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::Ctx;
-use crate::error::Result;
-use crate::format::tree::Tree;
+use crate::error::{Error, Result};
+use crate::format::tree::{Node, Tree};
 use crate::id::BlobId;
 
 impl Ctx<'_> {
@@ -27,5 +27,28 @@ impl Ctx<'_> {
 
     pub(super) fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
         Ok(self.saver.save_tree(tree)?.id)
+    }
+
+    /// Store a directory's tree: its entries (`None` for those left out,
+    /// excluded or unreadable) and `extra`, the stream file of the top
+    /// directory, in canonical order.
+    pub(super) fn save_nodes(
+        &self,
+        nodes: Vec<Option<Node>>,
+        extra: Option<Node>,
+    ) -> Result<BlobId> {
+        let mut nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        if let Some(x) = extra {
+            if nodes.iter().any(|n| n.name == x.name) {
+                return Err(Error::invalid(format!(
+                    "--stdin-filename {:?} clashes with a backed-up path",
+                    String::from_utf8_lossy(&x.name)
+                )));
+            }
+            nodes.push(x);
+        }
+        let mut tree = Tree { nodes };
+        tree.sort();
+        self.save_tree(&tree)
     }
 }

@@ -10,12 +10,10 @@ use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::record::CaptureInfo;
 use super::sqlite::drop_companions;
 use super::{Ctx, add};
 use crate::error::{Error, Result};
-use crate::format::BlobType;
-use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::BlobId;
 use crate::source::fs::{self as sfs, Meta};
 
@@ -114,100 +112,12 @@ impl Ctx<'_> {
         // they are taken from there, without a system call.
         let mut old_xattrs = None;
         let mut node = if meta.is_file() {
-            let key = (meta.dev(), meta.ino());
-            let cached = if meta.nlink() > 1 {
-                self.hardlinks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&key)
-                    .cloned()
-            } else {
-                None
+            let Some(saved) = self.save_file(dir, path, name, meta, old)? else {
+                return Ok(None);
             };
-            // Unchanged since the parent snapshot: reuse its content list
-            // without opening the file (if every blob is still indexed).
-            let reused = old.and_then(|o| match &o.kind {
-                NodeKind::File { content }
-                    if self.change.unchanged(o, &meta)
-                        && self.capture_still_valid(o, dir, os_name)
-                        && content
-                            .iter()
-                            .all(|id| self.repo.index().contains(BlobType::Data, id)) =>
-                {
-                    Some((
-                        content.clone(),
-                        o.size,
-                        o.extension(EXT_SQLITE_CAPTURE).map(<[u8]>::to_vec),
-                    ))
-                }
-                _ => None,
-            });
-            let was_reused = reused.is_some();
-            let mut capture_ext: Option<Vec<u8>> = None;
-            let found = match reused {
-                Some((c, len, ext)) => {
-                    capture_ext = ext;
-                    Some((c, len))
-                }
-                None => cached.map(|c| (c, meta.size())),
-            };
-            let mut streamed = 0;
-            let mut stored_meta = meta;
-            let (content, len) = match found {
-                Some(found) => found,
-                None => {
-                    crate::failpoint::hit("backup::before_open_file")?;
-                    match self.save_file_content(dir, os_name, path, &meta) {
-                        Ok(read) => {
-                            streamed = read.streamed;
-                            capture_ext = read.capture.map(CaptureInfo::to_bytes);
-                            stored_meta = read.meta;
-                            add(&self.counters.files_read, 1);
-                            add(&self.counters.bytes_read, read.len);
-                            if meta.nlink() > 1 {
-                                self.hardlinks
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .insert(key, read.ids.clone());
-                            }
-                            if let Some(what) = read.changed {
-                                self.changed
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push((path.to_path_buf(), what));
-                            }
-                            opened = Some(read.file.into());
-                            (read.ids, read.len)
-                        }
-                        Err(e) if e.kind() == crate::error::ErrorKind::Source => {
-                            self.record_error(path, e);
-                            return Ok(None);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            self.progress.file_done(path, len.saturating_sub(streamed));
-            add(&self.counters.files, 1);
-            add(&self.counters.total_bytes, len);
-            let mut n =
-                sfs::node_from_meta(name, &stored_meta, NodeKind::File { content }, &self.names);
-            n.size = len;
-            if let Some(ext) = capture_ext {
-                n.extensions.push((EXT_SQLITE_CAPTURE, ext));
-            }
-            if was_reused && let Some(o) = old {
-                if self.change.ignore_ctime {
-                    // The content was judged unchanged without the ctime:
-                    // keep the ctime it was read under, so a later backup
-                    // that does compare ctimes still notices a change this
-                    // one trusted away.
-                    n.ctime = o.ctime;
-                } else {
-                    old_xattrs = Some(o.xattrs.clone());
-                }
-            }
-            n
+            opened = saved.opened;
+            old_xattrs = saved.old_xattrs;
+            saved.node
         } else if meta.is_dir() {
             if crate::ops::depth(path.as_os_str().as_bytes()) > crate::ops::MAX_TREE_DEPTH {
                 // Handles reach any depth, but restore refuses deeper trees
@@ -310,10 +220,7 @@ impl Ctx<'_> {
                 self.save_entry(dir, &path.join(n), n.as_bytes(), Some(dev), prev)
             })
             .collect::<Result<_>>()?;
-        self.save_tree(&Tree {
-            nodes: nodes.into_iter().flatten().collect(),
-        })
-        .map(Some)
+        self.save_nodes(nodes, None).map(Some)
     }
 
     /// Back up the source paths below the open directory `dir` (at `path`).
@@ -366,18 +273,6 @@ impl Ctx<'_> {
                 }
             })
             .collect::<Result<_>>()?;
-        let mut nodes: Vec<Node> = nodes.into_iter().flatten().collect();
-        if let Some(x) = extra {
-            if nodes.iter().any(|n| n.name == x.name) {
-                return Err(Error::invalid(format!(
-                    "--stdin-filename {:?} clashes with a backed-up path",
-                    String::from_utf8_lossy(&x.name)
-                )));
-            }
-            nodes.push(x);
-        }
-        let mut tree = Tree { nodes };
-        tree.sort();
-        self.save_tree(&tree)
+        self.save_nodes(nodes, extra)
     }
 }
