@@ -22,6 +22,20 @@
 //! verified (`repo::lock`): a backup whose lock was lost (not refreshed in
 //! time, removed) stops with no snapshot rather than commit over data a
 //! prune may have deleted meanwhile.
+//!
+//! Split by role, as restic's `internal/archiver` is:
+//!
+//! - `options`: [`BackupOptions`], the stream sources, validation;
+//! - `walk`: the virtual tree of source paths and the directory walk;
+//! - `file`: the file saver (change detection against the parent, reading,
+//!   and the one place a chunk list becomes a file's tree entry);
+//! - `tree`: the tree saver (canonical directory trees, parent trees);
+//! - `sqlite`: capture of live databases, companions left out;
+//! - `stream`: `--stdin` and `--stdin-from-command`;
+//! - `record`: the capture record's byte layout.
+//!
+//! Every blob goes through the repository's save path
+//! ([`crate::repo::save::BlobSaver`]): hash, dedup, compress, seal, pack.
 
 mod file;
 mod options;

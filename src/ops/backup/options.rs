@@ -14,7 +14,7 @@ use crate::id::SnapshotId;
 pub struct BackupOptions {
     /// Source paths (files or directories).
     pub paths: Vec<PathBuf>,
-    /// Exclude patterns (see [`ExcludeMatcher`]).
+    /// Exclude patterns (see [`ExcludeMatcher`](crate::source::exclude::ExcludeMatcher)).
     pub excludes: Vec<String>,
     /// Names whose presence excludes their directory.
     pub exclude_if_present: Vec<String>,

@@ -1,6 +1,7 @@
-//! The capture record: the byte layout of the [`EXT_SQLITE_CAPTURE`](crate::format::tree::EXT_SQLITE_CAPTURE)
-//! extension a captured database's tree entry carries (FORMAT.md).
-//! Bytes in, bytes out; no I/O.
+//! The capture record: the byte layout of the
+//! [`EXT_SQLITE_CAPTURE`](crate::format::tree::EXT_SQLITE_CAPTURE)
+//! extension a captured database's tree entry carries (FORMAT.md). Bytes
+//! in, bytes out; no I/O.
 
 /// What a capture extension records: the page size, and the on-disk state
 /// of the database and its WAL when it was captured (to decide whether the
