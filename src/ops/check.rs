@@ -14,11 +14,11 @@ use rayon::prelude::*;
 
 use super::Progress;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::IndexBlob;
 use crate::format::pack::{self, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::format::{BlobType, aad};
 use crate::id::{BlobId, PackId, SnapshotId};
+use crate::repo::inventory::Inventory;
 use crate::repo::{Repository, SharedLock, chunklist, pack_name};
 
 /// Which packs `--read-data` reads.
@@ -224,48 +224,30 @@ fn check_inner(
 
     // 1. Index files. Superseded ones are not part of the index (FORMAT.md
     //    §5.4): a reader ignores them, so check does too, and says so.
-    let files = repo.load_index_files()?;
-    let mut by_pack: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
-    let mut seen_blob: HashMap<(BlobType, BlobId), u32> = HashMap::new();
-    for (id, e) in &files.unreadable {
+    let inv = Inventory::load(repo)?;
+    for (id, e) in &inv.unreadable {
         f.error(format!("index file {id} cannot be read: {e}"));
     }
-    for (id, by) in &files.superseded {
+    for (id, by) in &inv.superseded {
         f.warn(format!(
             "index file {id} is superseded by index file {} and ignored (left by an interrupted prune or repair, or copied back); `cairn repair index` deletes it",
             by.short()
         ));
     }
-    for (_, file) in files.live {
-        for p in file.packs {
-            for b in &p.blobs {
-                *seen_blob.entry((b.blob_type, b.id)).or_insert(0) += 1;
-            }
-            by_pack.entry(p.id).or_default().extend(p.blobs);
-        }
-    }
-    let dups = seen_blob.values().filter(|&&n| n > 1).count();
+    let dups = inv.duplicate_blobs();
     if dups > 0 {
         f.warn(format!(
             "{dups} blobs are indexed more than once (concurrent or interrupted writers; prune removes the extra copies)"
         ));
     }
-    drop(seen_blob);
     repo.load_index()?;
 
     // 2. Packs on storage against the index.
-    let mut on_disk: HashMap<PackId, u64> = HashMap::new();
-    for o in repo.backend().list("data")? {
-        let file = o.name.rsplit('/').next().unwrap_or("");
-        match PackId::from_hex(file) {
-            Ok(id) if pack_name(&id) == o.name => {
-                on_disk.insert(id, o.size);
-            }
-            _ => f.warn(format!("unexpected object {} in data/", o.name)),
-        }
+    for name in &inv.strays {
+        f.warn(format!("unexpected object {name} in data/"));
     }
-    let mut indexed: Vec<PackId> = by_pack.keys().copied().collect();
-    indexed.sort();
+    let on_disk = inv.stored_sizes();
+    let indexed = inv.indexed_packs();
     let headers: Vec<(PackId, Result<Vec<PackEntry>>)> = indexed
         .par_iter()
         .filter_map(|id| {
@@ -276,7 +258,7 @@ fn check_inner(
         .collect();
     let header_ok: HashMap<PackId, Result<Vec<PackEntry>>> = headers.into_iter().collect();
     for id in &indexed {
-        let blobs = &by_pack[id];
+        let blobs = &inv.indexed[id].blobs;
         let mark = |f: &mut Findings, why: &str| {
             for b in blobs {
                 f.damaged
@@ -322,12 +304,7 @@ fn check_inner(
             }
         }
     }
-    let mut unindexed: Vec<&PackId> = on_disk
-        .keys()
-        .filter(|id| !by_pack.contains_key(id))
-        .collect();
-    unindexed.sort();
-    for id in unindexed {
+    for id in inv.unindexed() {
         f.warn(format!(
             "pack {id} is in no index file (left by an interrupted backup or prune, or a backup still running; prune removes it once it is {} hours old)",
             crate::ops::prune::PACK_GRACE.as_secs() / 3600
@@ -372,7 +349,7 @@ fn check_inner(
                 }
                 Err(e) => {
                     f.error(format!("unreadable {e}"));
-                    for b in &by_pack[&id] {
+                    for b in &inv.indexed[&id].blobs {
                         f.damaged.insert(
                             (b.blob_type, b.id),
                             format!("pack {} unreadable", id.short()),

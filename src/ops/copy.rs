@@ -15,12 +15,12 @@ use rayon::prelude::*;
 
 use super::Progress;
 use crate::error::Result;
+use crate::format::BlobType;
 use crate::format::snapshot::{EXT_COPIED_FROM, Snapshot};
 use crate::format::tree::{FileContent, Node, NodeKind, Tree};
-use crate::format::{BlobType, Compression, aad};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::{Packer, PackerOptions, SealedBlob};
+use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{Indexed, Repository, SharedLock};
 
 /// What a copy did.
@@ -38,52 +38,26 @@ pub struct CopyResult {
 
 struct Ctx<'a> {
     src: &'a Repository,
-    dst: &'a Repository,
-    packer: &'a Packer,
+    /// Stores into the destination (its index is what is deduplicated
+    /// against).
+    saver: &'a BlobSaver<'a>,
     same_ids: bool,
     memo: Mutex<HashMap<BlobId, BlobId>>,
-    claimed: Mutex<HashSet<(BlobType, BlobId)>>,
-    blobs_sent: std::sync::atomic::AtomicU64,
-    bytes_sent: std::sync::atomic::AtomicU64,
     progress: &'a dyn Progress,
 }
 
 impl Ctx<'_> {
     /// Store `plain` in the destination unless it is there; its ID there.
     fn store(&self, t: BlobType, plain: &[u8]) -> Result<BlobId> {
-        let id = self.dst.id_key().blob_id(plain);
-        if self.dst.index().contains(t, &id)
-            || !self
-                .claimed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((t, id))
-        {
-            return Ok(id);
+        let saved = self.saver.save(t, plain)?;
+        if saved.added {
+            self.progress.advance(0, plain.len() as u64);
         }
-        let level = self.dst.config().compression_level;
-        let (c, payload) = match super::backup::compress(level, plain) {
-            Some(z) => (Compression::Zstd, z),
-            None => (Compression::None, plain.to_vec()),
-        };
-        let sealed = self.dst.seal_key().seal(&aad::blob(t, c, &id), &payload);
-        self.packer.add(SealedBlob {
-            blob_type: t,
-            id,
-            compression: c,
-            raw_len: plain.len() as u32,
-            sealed,
-        })?;
-        self.blobs_sent
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.bytes_sent
-            .fetch_add(plain.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.progress.advance(0, plain.len() as u64);
-        Ok(id)
+        Ok(saved.id)
     }
 
     fn data(&self, id: &BlobId) -> Result<BlobId> {
-        if self.same_ids && self.dst.index().contains(BlobType::Data, id) {
+        if self.same_ids && self.saver.repo().index().contains(BlobType::Data, id) {
             return Ok(*id);
         }
         let plain = self.src.read_blob(BlobType::Data, id)?;
@@ -139,6 +113,7 @@ impl Ctx<'_> {
                 Ok(n)
             })
             .collect::<Result<_>>()?;
+        // Encoded and decoded again before it is stored.
         let new = self.store(BlobType::Tree, &Tree { nodes }.to_bytes()?)?;
         self.memo
             .lock()
@@ -200,23 +175,14 @@ fn copy_inner(
     // Packs a killed copy stored without indexing them are indexed and
     // reused instead of being sent again.
     dst.adopt_unindexed_packs(None, dst_lock)?;
-    let packer = Packer::with_gate(
-        dst.backend().clone(),
-        dst.seal_key().clone(),
-        PackerOptions::new(dst.config().pack_size as usize),
-        dst_lock.gate(),
-    );
     let same_ids =
         src.config().id_key == dst.config().id_key && src.config().chunker == dst.config().chunker;
+    let saver = BlobSaver::new(&*dst, dst_lock.gate(), SaveOptions::for_repo(dst));
     let ctx = Ctx {
         src,
-        dst,
-        packer: &packer,
+        saver: &saver,
         same_ids,
         memo: Mutex::new(HashMap::new()),
-        claimed: Mutex::new(HashSet::new()),
-        blobs_sent: Default::default(),
-        bytes_sent: Default::default(),
         progress,
     };
     progress.start("copy", Some(todo.len() as u64), None);
@@ -235,15 +201,17 @@ fn copy_inner(
         }
         Ok(())
     });
-    r.blobs_sent = ctx.blobs_sent.into_inner();
-    r.bytes_sent = ctx.bytes_sent.into_inner();
+    drop(ctx);
+    let sent = saver.stats();
+    r.blobs_sent = sent.data_blobs + sent.tree_blobs;
+    r.bytes_sent = sent.raw_bytes;
     if let Err(e) = outcome {
         // Index what was sent, so the next run does not send it again.
-        let _ = packer.finish(&**dst.backend());
+        let _ = saver.finish();
         return Err(e);
     }
     // Packs and their index first, then the snapshots.
-    packer.finish(&**dst.backend())?;
+    saver.finish()?;
     for s in &new_snaps {
         dst_lock.verify()?;
         dst.save_snapshot(s)?;

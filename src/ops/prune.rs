@@ -28,7 +28,7 @@
 //! A crash after 3 leaves duplicate index entries; after 4, unreferenced
 //! packs. Both are harmless and the next prune finishes the job.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -38,9 +38,11 @@ use crate::error::{Error, Result};
 use crate::format::BlobType;
 use crate::format::index::{IndexBlob, IndexPack};
 use crate::format::tree::NodeKind;
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, PackId};
+use crate::repo::inventory::Inventory;
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
+use crate::repo::packer::{PackerOptions, SealedBlob, write_index_file};
+use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, pack_name};
 
 /// Packs younger than this by the storage's clock, and not listed by an
@@ -192,52 +194,19 @@ fn prune_inner(
     let grace = PACK_GRACE.as_nanos() as i64;
     let old =
         |t: Option<i64>| matches!((now, t), (Some(n), Some(t)) if n.saturating_sub(t) > grace);
-    // Every index file as it is now; a damaged one stops the prune (its
-    // packs would look unreferenced).
-    let index_list: Vec<(IndexId, Option<i64>)> = repo
-        .backend()
-        .list("index")?
-        .into_iter()
-        .filter_map(|o| {
-            let id = IndexId::from_hex(o.name.strip_prefix("index/")?).ok()?;
-            Some((id, o.mtime))
-        })
-        .collect();
-    let index_ids: Vec<IndexId> = index_list.iter().map(|(id, _)| *id).collect();
-    let mut files = Vec::with_capacity(index_list.len());
-    for (id, mtime) in &index_list {
-        let f = repo.load_index_file(id).map_err(|e| {
-            e.context("prune stops: an index file cannot be read (run `cairn check`)")
-        })?;
-        files.push((*id, *mtime, f));
+    // Every index file and pack as they are now (index files first, then
+    // packs: a pack indexed meanwhile looks unindexed and young, never
+    // missing). A damaged index file stops the prune: its packs would look
+    // unreferenced. Index files another one supersedes (left by an
+    // interrupted prune or repair, or copied back) are ignored, as by every
+    // reader (FORMAT.md §5.4): the packs only they list were to be deleted.
+    // They are deleted with the other old index files below.
+    let mut inv = Inventory::load(repo)?;
+    if !inv.unreadable.is_empty() {
+        let (_, e) = inv.unreadable.swap_remove(0);
+        return Err(e.context("prune stops: an index file cannot be read (run `cairn check`)"));
     }
-    // Index files another one supersedes (left by an interrupted prune or
-    // repair, or copied back) are ignored, as by every reader (FORMAT.md
-    // §5.4): the packs only they list were to be deleted. They are deleted
-    // with the other old index files below.
-    let named: HashSet<IndexId> = files
-        .iter()
-        .flat_map(|(id, _, f)| f.supersedes.iter().filter(move |s| *s != id).copied())
-        .collect();
-    let superseded: HashSet<IndexId> = index_ids
-        .iter()
-        .filter(|id| named.contains(id))
-        .copied()
-        .collect();
-    let mut packs: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
-    // Packs listed by an index file older than the grace period.
-    let mut listed_long_ago: HashSet<PackId> = HashSet::new();
-    for (id, mtime, f) in &files {
-        if superseded.contains(id) {
-            continue;
-        }
-        for p in f.packs.clone() {
-            if old(*mtime) {
-                listed_long_ago.insert(p.id);
-            }
-            packs.entry(p.id).or_default().extend(p.blobs);
-        }
-    }
+    let index_ids = inv.index_files();
     repo.load_index()?;
     let used = used_blobs(repo)?;
     // A used blob missing from the index may sit in a pack that now looks
@@ -252,32 +221,23 @@ fn prune_inner(
         )));
     }
 
-    let listed: HashMap<PackId, (u64, Option<i64>)> = repo
-        .backend()
-        .list("data")?
-        .into_iter()
-        .filter_map(|o| {
-            let id = PackId::from_hex(o.name.rsplit('/').next().unwrap_or("")).ok()?;
-            (pack_name(&id) == o.name).then_some((id, (o.size, o.mtime)))
-        })
-        .collect();
-    let on_disk: HashMap<PackId, u64> = listed.iter().map(|(id, (n, _))| (*id, *n)).collect();
-    // May this pack go (be deleted, or repacked)? Only if it is old.
-    let may_go =
-        |id: &PackId| listed_long_ago.contains(id) || old(listed.get(id).and_then(|(_, t)| *t));
+    let on_disk = inv.stored_sizes();
+    // May this pack go (be deleted, or repacked)? Only if it is old, or an
+    // index file that is old lists it.
+    let may_go = |id: &PackId| {
+        old(inv.indexed.get(id).and_then(|p| p.first_listed))
+            || old(inv.stored.get(id).and_then(|p| p.mtime))
+    };
     r.bytes_before = on_disk.values().sum();
-    for id in packs.keys() {
-        if !on_disk.contains_key(id) {
-            return Err(Error::integrity(format!(
-                "prune stops: indexed pack {id} is missing (run `cairn check`)"
-            )));
-        }
+    if let Some(id) = inv.missing().first() {
+        return Err(Error::integrity(format!(
+            "prune stops: indexed pack {id} is missing (run `cairn check`)"
+        )));
     }
 
     // Decide, pack by pack. A blob indexed twice is kept once: the first
     // pack (in ID order) that has it keeps it; the other copies are unused.
-    let mut order: Vec<PackId> = packs.keys().copied().collect();
-    order.sort();
+    let order = inv.indexed_packs();
     let mut homed: HashSet<(BlobType, BlobId)> = HashSet::new();
     let mut duplicates = 0u64;
     let mut keep_as_is: Vec<IndexPack> = Vec::new();
@@ -289,7 +249,7 @@ fn prune_inner(
     let mut partial: Vec<Partial> = Vec::new();
     let mut used_bytes = 0u64;
     for id in order {
-        let blobs = &packs[&id];
+        let blobs = &inv.indexed[&id].blobs;
         if !may_go(&id) {
             // Too new to judge: it may be a running backup's, whose
             // snapshot is still to come. Kept whole, every entry listed.
@@ -362,11 +322,8 @@ fn prune_inner(
     }
     // Packs no index lists: left by an interrupted backup or prune, or
     // stored by a backup that has not indexed them yet.
-    let (unindexed, recent_unindexed): (Vec<PackId>, Vec<PackId>) = on_disk
-        .keys()
-        .filter(|id| !packs.contains_key(id))
-        .copied()
-        .partition(|id| may_go(id));
+    let (unindexed, recent_unindexed): (Vec<PackId>, Vec<PackId>) =
+        inv.unindexed().into_iter().partition(|id| may_go(id));
     r.recent_packs_kept += recent_unindexed.len() as u64;
     r.packs_deleted = delete.len() as u64;
     r.packs_repacked = repack.len() as u64;
@@ -392,24 +349,27 @@ fn prune_inner(
         && repack.is_empty()
         && unindexed.is_empty()
         && duplicates == 0
-        && superseded.is_empty()
+        && inv.superseded.is_empty()
     {
         r.index_files_replaced = 0;
         return Ok(r);
     }
 
-    // 2. Repack: verify each used blob and copy its sealed bytes as they are
-    //    (a sealed blob is bound to its type and ID, not to its pack).
-    let packer = Packer::with_gate(
-        repo.backend().clone(),
-        repo.seal_key().clone(),
-        PackerOptions {
-            index_every_blobs: usize::MAX,
-            index_every_bytes: u64::MAX,
-            index_every: std::time::Duration::MAX,
-            ..PackerOptions::new(repo.config().pack_size as usize)
-        },
+    // 2. Repack: copy each used blob's sealed bytes as they are (a sealed
+    //    blob is bound to its type and ID, not to its pack), after the save
+    //    path opened it and checked it hashes to its ID.
+    let saver = BlobSaver::new(
+        repo,
         lock.gate(),
+        SaveOptions {
+            packer: PackerOptions {
+                index_every_blobs: usize::MAX,
+                index_every_bytes: u64::MAX,
+                index_every: std::time::Duration::MAX,
+                ..PackerOptions::new(repo.config().pack_size as usize)
+            },
+            ..SaveOptions::for_repo(repo)
+        },
     );
     progress.start(
         "repack",
@@ -418,7 +378,7 @@ fn prune_inner(
     );
     for (id, blobs) in &repack {
         let name = pack_name(id);
-        let copied: Vec<Result<SealedBlob>> = blobs
+        blobs
             .par_iter()
             .map(|b| {
                 let sealed = repo.backend().get_range(
@@ -426,27 +386,23 @@ fn prune_inner(
                     u64::from(b.offset),
                     u64::from(b.sealed_len),
                 )?;
-                let mut check = sealed.clone();
-                repo.open_blob(b.blob_type, &b.id, b.compression, b.raw_len, &mut check)
-                    .map_err(|e| e.context(format!("prune stops: pack {id}")))?;
-                Ok(SealedBlob {
-                    blob_type: b.blob_type,
-                    id: b.id,
-                    compression: b.compression,
-                    raw_len: b.raw_len,
-                    sealed,
-                })
+                saver
+                    .save_sealed(SealedBlob {
+                        blob_type: b.blob_type,
+                        id: b.id,
+                        compression: b.compression,
+                        raw_len: b.raw_len,
+                        sealed,
+                    })
+                    .map_err(|e| e.context(format!("prune stops: pack {id}")))
             })
-            .collect();
-        for c in copied {
-            packer.add(c?)?;
-        }
+            .collect::<Result<Vec<bool>>>()?;
         progress.advance(1, on_disk[id]);
     }
     // 3. New index files: the repacked packs (written by the packer) and
     //    every pack kept as it is; the old index files are superseded.
-    let stored = packer.finish(&**repo.backend())?;
-    let mut new_index_bytes = stored.bytes_written;
+    let stored = saver.finish()?;
+    let mut new_index_bytes = stored.packer.bytes_written;
     lock.verify().map_err(stopped)?;
     // At most 4096 packs or 1 000 000 blobs per index file (≈ 46 MB), far
     // below the size readers accept (`caps::INDEX_FILE`).

@@ -35,14 +35,16 @@ use rayon::prelude::*;
 
 use super::Progress;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::BlobType;
 use crate::format::index::{IndexBlob, IndexPack};
 use crate::format::pack::PackEntry;
 use crate::format::snapshot::{EXT_REPAIRED_FROM, Snapshot};
 use crate::format::tree::{FileContent, NodeKind, Tree};
-use crate::format::{BlobType, Compression, aad};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::repo::inventory::Inventory;
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::{Packer, PackerOptions, SealedBlob, write_index_file};
+use crate::repo::packer::write_index_file;
+use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, snapshot_name};
 
 /// The tag every repaired snapshot carries.
@@ -158,24 +160,10 @@ fn repair_index_inner(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let files = repo.load_index_files()?;
-    let old_ids: Vec<IndexId> = files
-        .live
-        .iter()
-        .map(|(id, _)| *id)
-        .chain(files.superseded.iter().map(|(id, _)| *id))
-        .chain(files.unreadable.iter().map(|(id, _)| *id))
-        .collect();
-    let stale_files = !files.superseded.is_empty() || !files.unreadable.is_empty();
-    let mut old: HashMap<PackId, Vec<IndexBlob>> = HashMap::new();
-    for (_, f) in files.live {
-        for p in f.packs {
-            old.entry(p.id).or_default().extend(p.blobs);
-        }
-    }
-
-    let present = repo.list_packs()?;
-    let mut order: Vec<(PackId, u64)> = present.iter().map(|(id, s)| (*id, *s)).collect();
+    let inv = Inventory::load(repo)?;
+    let old_ids = inv.index_files();
+    let stale_files = !inv.superseded.is_empty() || !inv.unreadable.is_empty();
+    let mut order: Vec<(PackId, u64)> = inv.stored.iter().map(|(id, p)| (*id, p.size)).collect();
     order.sort();
     progress.start("read pack headers", Some(order.len() as u64), None);
     let headers: Vec<(PackId, Result<Vec<IndexBlob>>)> = order
@@ -194,16 +182,16 @@ fn repair_index_inner(
     for (id, h) in headers {
         match h {
             Ok(blobs) => {
-                match old.get(&id) {
+                match inv.indexed.get(&id) {
                     None => r.packs_added.push(id),
                     Some(o) => {
-                        differs |= sorted_entries(o.clone()) != sorted_entries(blobs.clone());
+                        differs |= sorted_entries(o.blobs.clone()) != sorted_entries(blobs.clone());
                     }
                 }
                 new_packs.push(IndexPack { id, blobs });
             }
             Err(e) if e.kind() == ErrorKind::Integrity => {
-                let kept = old.get(&id).cloned();
+                let kept = inv.indexed.get(&id).map(|p| p.blobs.clone());
                 r.packs_unreadable.push(UnreadablePack {
                     pack: id,
                     error: e.to_string(),
@@ -220,12 +208,7 @@ fn repair_index_inner(
             }
         }
     }
-    r.packs_missing = old
-        .keys()
-        .filter(|id| !present.contains_key(id))
-        .copied()
-        .collect();
-    r.packs_missing.sort();
+    r.packs_missing = inv.missing();
     r.packs = new_packs.len() as u64;
     r.blobs = new_packs.iter().map(|p| p.blobs.len() as u64).sum();
     r.unchanged =
@@ -691,38 +674,20 @@ fn repair_snapshots_inner(
 
     // Trees (packs, then their index file), then the snapshots.
     if !walker.new_trees.is_empty() {
-        let packer = Packer::with_gate(
-            repo.backend().clone(),
-            repo.seal_key().clone(),
-            PackerOptions::new(repo.config().pack_size as usize),
-            lock.gate(),
-        );
-        let level = repo.config().compression_level;
+        let saver = BlobSaver::new(repo, lock.gate(), SaveOptions::for_repo(repo));
         let mut trees: Vec<(BlobId, Vec<u8>)> = walker.new_trees.into_iter().collect();
         trees.sort_by_key(|(id, _)| *id);
-        for (id, bytes) in trees {
-            let (compression, sealed) = match super::backup::compress(level, &bytes) {
-                Some(z) => (
-                    Compression::Zstd,
-                    repo.seal_key()
-                        .seal(&aad::blob(BlobType::Tree, Compression::Zstd, &id), &z),
-                ),
-                None => (
-                    Compression::None,
-                    repo.seal_key()
-                        .seal(&aad::blob(BlobType::Tree, Compression::None, &id), &bytes),
-                ),
-            };
-            repo.cache_tree(&id, &sealed);
-            packer.add(SealedBlob {
-                blob_type: BlobType::Tree,
-                id,
-                compression,
-                raw_len: bytes.len() as u32,
-                sealed,
-            })?;
+        let stored = trees.iter().try_for_each(|(id, bytes)| {
+            let saved = saver.save(BlobType::Tree, bytes)?;
+            debug_assert_eq!(saved.id, *id);
+            Ok(())
+        });
+        if let Err(e) = stored {
+            // Index what was stored; no snapshot is written.
+            let _ = saver.finish();
+            return Err(e);
         }
-        packer.finish(&**repo.backend())?;
+        saver.finish()?;
     }
     for (i, s) in new_snaps {
         lock.verify()?;

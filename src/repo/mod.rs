@@ -7,8 +7,10 @@
 //! Never touches: the CLI, the filesystem being backed up.
 
 pub mod chunklist;
+pub mod inventory;
 pub mod lock;
 pub mod packer;
+pub mod save;
 pub mod state;
 
 pub use state::{ExclusiveLock, Indexed, SharedLock};
@@ -761,42 +763,7 @@ impl Repository {
     /// either left by one that was interrupted, or copied back. Damaged and
     /// vanished index files are set apart too; other failures (I/O) fail.
     pub fn load_index_files(&self) -> Result<IndexFiles> {
-        let ids = self.list_index_files()?;
-        let loaded: Vec<Result<IndexFile>> =
-            ids.par_iter().map(|id| self.load_index_file(id)).collect();
-        let mut files = Vec::with_capacity(ids.len());
-        let mut unreadable = Vec::new();
-        for (id, f) in ids.into_iter().zip(loaded) {
-            match f {
-                Ok(f) => files.push((id, f)),
-                Err(e) if e.kind() == ErrorKind::Integrity || e.is_not_found() => {
-                    unreadable.push((id, e));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let mut superseded_by: HashMap<IndexId, IndexId> = HashMap::new();
-        for (id, f) in &files {
-            for old in &f.supersedes {
-                if old != id {
-                    superseded_by.entry(*old).or_insert(*id);
-                }
-            }
-        }
-        let mut live = Vec::with_capacity(files.len());
-        let mut superseded = Vec::new();
-        for (id, f) in files {
-            match superseded_by.get(&id) {
-                Some(by) => superseded.push((id, *by)),
-                None => live.push((id, f)),
-            }
-        }
-        superseded.sort();
-        Ok(IndexFiles {
-            live,
-            superseded,
-            unreadable,
-        })
+        Ok(inventory::load_index_files(self)?.0)
     }
 
     /// Load every index file that is not superseded into the in-memory
