@@ -3,9 +3,9 @@
 //! Blobs are spread at random over a few open packs, and each pack's blobs
 //! are shuffled before it is written, so a pack's layout does not reveal
 //! the order (and so the size sequence) of one file's chunks. Full packs go
-//! through a bounded queue to writer threads: producers block when writers
-//! fall behind, so memory stays bounded by
-//! `(open packs + queue + writers) × pack size`.
+//! to writer threads through a rendezvous channel: producers block when
+//! writers fall behind, so memory stays bounded by
+//! `(open packs + producers waiting + writers) × pack size`.
 //!
 //! Index files are commit points: a packer made [`Packer::with_gate`] asks
 //! its operation's lock ([`CommitGate::verify`]) before writing each one,
@@ -189,7 +189,9 @@ impl Packer {
         opts: PackerOptions,
         gate: Option<Arc<dyn CommitGate>>,
     ) -> Self {
-        let (tx, rx) = bounded::<FinishedPack>(1);
+        // A rendezvous: a full pack waits in its producer until a writer
+        // takes it, so no pack sits in a queue besides.
+        let (tx, rx) = bounded::<FinishedPack>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let workers = (0..opts.writers.max(1))
             .map(|_| {

@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -42,7 +42,19 @@ use crate::id::BlobId;
 
 /// Bytes of a stream held at once by [`BlobSaver::save_reader`]: chunks are
 /// cut in windows of this size (at least twice the largest chunk).
-pub const STREAM_WINDOW: usize = 32 << 20;
+pub const STREAM_WINDOW: usize = 16 << 20;
+
+/// File content one saver holds at once for chunking in parallel, over all
+/// the files its workers read: [`BlobSaver::reserve`]. A file that does
+/// not fit beside the others is chunked on its own thread instead, in one
+/// window of twice the largest chunk. Without the budget, a rayon worker
+/// waiting for the chunks of one file picks up another file's work and
+/// reads that file whole too, and so on: on a corpus of large binaries
+/// (`/usr/lib`) a backup peaked at twice restic's memory. The budget
+/// allows one streamed file's two windows; the number of workers does not
+/// change it, so memory stays bounded as cores are added (each worker adds
+/// at most one serial window).
+pub const CONTENT_BUDGET: usize = 2 * STREAM_WINDOW;
 
 /// How a [`BlobSaver`] compresses and packs.
 #[derive(Debug, Clone, Copy)]
@@ -127,25 +139,53 @@ impl Claims {
 }
 
 thread_local! {
-    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// Per-thread zstd context and output buffer. The buffer grows to the
+    /// bound of the largest chunk once and is reused, so compressing a
+    /// blob allocates nothing.
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { RefCell::new(None) };
 }
 
-/// zstd-compress with a per-thread context; `None` if it does not shrink
+/// zstd-compress `data` with a per-thread context and pass the result to
+/// `f`: `Some` with the compressed bytes, or `None` if they do not shrink
 /// (or `level` is 0, or the input is under 64 bytes): the blob is then
 /// stored uncompressed.
-pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
+pub fn with_compressed<R>(level: i32, data: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     if level == 0 || data.len() < 64 {
-        return None;
+        return f(None);
     }
     ZSTD.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
+            *slot = zstd::bulk::Compressor::new(level)
+                .ok()
+                .map(|c| (level, c, Vec::new()));
         }
-        let (_, c) = slot.as_mut()?;
-        let out = c.compress(data).ok()?;
-        (out.len() < data.len()).then_some(out)
+        let Some((_, c, buf)) = slot.as_mut() else {
+            return f(None);
+        };
+        buf.clear();
+        buf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        match c.compress_to_buffer(data, buf) {
+            Ok(n) if n < data.len() => f(Some(&buf[..n])),
+            _ => f(None),
+        }
     })
+}
+
+/// zstd-compress into a new buffer; `None` if it does not shrink (see
+/// [`with_compressed`]).
+pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    with_compressed(level, data, |c| c.map(<[u8]>::to_vec))
+}
+
+/// Bytes of [`CONTENT_BUDGET`] held by one file, given back when dropped.
+pub struct Reserved<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
 }
 
 /// A cancellation hook: `Err` stops the saver before its next blob.
@@ -161,6 +201,8 @@ pub struct BlobSaver<'a> {
     claims: Claims,
     counters: Counters,
     cancel: Option<CancelHook>,
+    /// Bytes of [`CONTENT_BUDGET`] reserved now.
+    in_flight: AtomicUsize,
 }
 
 impl<'a> BlobSaver<'a> {
@@ -179,6 +221,7 @@ impl<'a> BlobSaver<'a> {
             claims: Claims::new(),
             counters: Counters::default(),
             cancel: None,
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -232,16 +275,17 @@ impl<'a> BlobSaver<'a> {
         crate::failpoint::hit("backup::blob_hashed")?;
         let raw_len = u32::try_from(data.len())
             .map_err(|_| Error::invalid(format!("a blob of {} bytes is too large", data.len())))?;
-        let compressed = compress(self.level, data);
-        let (compression, plain): (Compression, &[u8]) = match &compressed {
-            Some(z) => (Compression::Zstd, z),
-            None => (Compression::None, data),
-        };
-        let sealed = self
-            .repo
-            .seal_key()
-            .seal(&aad::blob(t, compression, &id), plain);
-        drop(compressed);
+        let (compression, sealed) = with_compressed(self.level, data, |z| {
+            let (compression, plain) = match z {
+                Some(z) => (Compression::Zstd, z),
+                None => (Compression::None, data),
+            };
+            let sealed = self
+                .repo
+                .seal_key()
+                .seal(&aad::blob(t, compression, &id), plain);
+            (compression, sealed)
+        });
         if t == BlobType::Tree {
             self.repo.cache_tree(&id, &sealed);
         }
@@ -262,11 +306,50 @@ impl<'a> BlobSaver<'a> {
         self.save(BlobType::Tree, &tree.to_bytes()?)
     }
 
+    /// Take `n` bytes of [`CONTENT_BUDGET`] for a file about to be read
+    /// and chunked in parallel, or `None` if they do not fit beside what
+    /// other files hold (the caller then chunks it serially).
+    pub fn reserve(&self, n: usize) -> Option<Reserved<'_>> {
+        let mut cur = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if cur.saturating_add(n) > CONTENT_BUDGET {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                cur,
+                cur + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Reserved(&self.in_flight, n)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Store the pieces `cuts` of `data` as data blobs on this thread
+    /// alone, which therefore picks up no other file's work while it
+    /// waits; their IDs in order.
+    pub fn save_chunks_serial(&self, data: &[u8], cuts: &[Cut]) -> Result<Vec<BlobId>> {
+        cuts.iter()
+            .map(|c| {
+                Ok(self
+                    .save(BlobType::Data, &data[c.offset..c.offset + c.len])?
+                    .id)
+            })
+            .collect()
+    }
+
     /// Store the pieces `cuts` of `data` as data blobs, in parallel; their
     /// IDs in order.
     pub fn save_chunks(&self, data: &[u8], cuts: &[Cut]) -> Result<Vec<BlobId>> {
-        if cuts.len() == 1 {
-            return Ok(vec![self.save(BlobType::Data, data)?.id]);
+        if let [c] = cuts {
+            // One piece, saved without the pool; it need not span `data`
+            // (a window's last cut is left for the next window).
+            return Ok(vec![
+                self.save(BlobType::Data, &data[c.offset..c.offset + c.len])?
+                    .id,
+            ]);
         }
         cuts.par_iter()
             .map(|c| {
@@ -284,18 +367,66 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Chunk and store everything `input` yields, in windows of at least
-    /// twice the largest chunk held in private buffers. The next window is
-    /// read while the chunks of the current one are hashed, compressed and
-    /// sealed (two buffers). Returns the blob list and the length.
-    /// `consumed` hears of the bytes stored, window by window; `err` makes
-    /// a read error.
+    /// twice the largest chunk held in private buffers. If two windows fit
+    /// in [`CONTENT_BUDGET`], the next window is read while the chunks of
+    /// the current one are hashed, compressed and sealed in parallel;
+    /// otherwise one window of twice the largest chunk is chunked on this
+    /// thread. Returns the blob list and the length. `consumed` hears of
+    /// the bytes stored, window by window; `err` makes a read error.
     pub fn save_reader(
         &self,
         input: &mut (dyn Read + Send),
         consumed: &(dyn Fn(u64) + Sync),
         err: &(dyn Fn(std::io::Error) -> Error + Sync),
     ) -> Result<(Vec<BlobId>, u64)> {
-        let window = STREAM_WINDOW.max(2 * self.repo.chunker().params().max_len as usize);
+        let least = 2 * self.repo.chunker().params().max_len as usize;
+        let window = STREAM_WINDOW.max(least);
+        match self.reserve(2 * window) {
+            Some(_held) => self.save_reader_parallel(input, window, consumed, err),
+            None => self.save_reader_serial(input, least, consumed, err),
+        }
+    }
+
+    /// [`BlobSaver::save_reader`] on this thread alone, in one window.
+    pub fn save_reader_serial(
+        &self,
+        input: &mut (dyn Read + Send),
+        window: usize,
+        consumed: &(dyn Fn(u64) + Sync),
+        err: &(dyn Fn(std::io::Error) -> Error + Sync),
+    ) -> Result<(Vec<BlobId>, u64)> {
+        let mut buf = vec![0u8; window];
+        let (mut filled, mut eof) = fill(input, &mut buf, 0).map_err(err)?;
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        while filled > 0 {
+            let data = &buf[..filled];
+            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
+            if !eof && cuts.len() > 1 {
+                cuts.pop(); // cut by the window, not by the content
+            }
+            let done: usize = cuts.iter().map(|c| c.len).sum();
+            ids.extend(self.save_chunks_serial(data, &cuts)?);
+            total += done as u64;
+            consumed(done as u64);
+            buf.copy_within(done..filled, 0);
+            (filled, eof) = if eof {
+                (filled - done, true)
+            } else {
+                fill(input, &mut buf, filled - done).map_err(err)?
+            };
+        }
+        Ok((ids, total))
+    }
+
+    /// [`BlobSaver::save_reader`] with two windows of `window` bytes.
+    fn save_reader_parallel(
+        &self,
+        input: &mut (dyn Read + Send),
+        window: usize,
+        consumed: &(dyn Fn(u64) + Sync),
+        err: &(dyn Fn(std::io::Error) -> Error + Sync),
+    ) -> Result<(Vec<BlobId>, u64)> {
         let mut cur = vec![0u8; window];
         let mut next = vec![0u8; window];
         let (mut filled, mut eof) = fill(input, &mut cur, 0).map_err(err)?;
@@ -637,10 +768,73 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_does_not_fit_the_content_budget_is_cut_serially_as_a_whole_input_is() {
+        let r = repo();
+        let lock = RepoLock::acquire(&r, false).unwrap();
+        let saver = BlobSaver::new(&r, lock.gate(), SaveOptions::for_repo(&r));
+        // Another worker holds most of the budget: a streamed file cannot
+        // take two windows and is read serially, cutting the same chunks.
+        let held = saver.reserve(CONTENT_BUDGET - 1).unwrap();
+        assert!(saver.reserve(2).is_none(), "the budget is full");
+        let least = 2 * r.chunker().params().max_len as usize;
+        let data = noise(2 * least + least / 3 + 777, 12);
+        let whole: Vec<BlobId> = r
+            .chunker()
+            .cuts(&data)
+            .map(|c| r.id_key().blob_id(&data[c.offset..c.offset + c.len]))
+            .collect();
+        let (ids, len) = saver
+            .save_reader(&mut std::io::Cursor::new(&data), &|_| {}, &|e| {
+                Error::io("read", e)
+            })
+            .unwrap();
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(ids, whole);
+        assert_eq!(saver.in_flight.load(Ordering::Relaxed), CONTENT_BUDGET - 1);
+        // Given back when dropped: the whole budget is free again.
+        drop(held);
+        let all = saver.reserve(CONTENT_BUDGET).unwrap();
+        drop(all);
+        assert_eq!(saver.in_flight.load(Ordering::Relaxed), 0);
+        saver.finish().unwrap();
+    }
+
+    #[test]
+    fn a_window_left_with_one_cut_stores_that_chunk_not_the_whole_window() {
+        // Zeros cut at the largest chunk: a window of two of them keeps one
+        // cut after the window's last is left for the next window. Both the
+        // parallel and the serial reader must store just that chunk (the
+        // parallel one once stored the whole window as one blob).
+        let r = repo();
+        let max = r.chunker().params().max_len as usize;
+        let data = vec![0u8; 5 * max + 100];
+        let whole: Vec<BlobId> = r
+            .chunker()
+            .cuts(&data)
+            .map(|c| r.id_key().blob_id(&data[c.offset..c.offset + c.len]))
+            .collect();
+        for serial in [false, true] {
+            let lock = RepoLock::acquire(&r, false).unwrap();
+            let saver = BlobSaver::new(&r, lock.gate(), SaveOptions::for_repo(&r));
+            let mut input = std::io::Cursor::new(&data);
+            let read_err = |e| Error::io("read", e);
+            let (ids, len) = if serial {
+                saver.save_reader_serial(&mut input, 2 * max, &|_| {}, &read_err)
+            } else {
+                saver.save_reader_parallel(&mut input, 2 * max, &|_| {}, &read_err)
+            }
+            .unwrap();
+            assert_eq!(len, data.len() as u64, "serial: {serial}");
+            assert_eq!(ids, whole, "serial: {serial}");
+            saver.finish().unwrap();
+        }
+    }
+
+    #[test]
     fn a_cancelled_saver_stores_nothing_more() {
         let r = repo();
         let lock = RepoLock::acquire(&r, false).unwrap();
-        let token = crate::ops::CancelToken::new();
+        let token = crate::cancel::CancelToken::new();
         let saver = BlobSaver::new(&r, lock.gate(), SaveOptions::for_repo(&r)).with_cancel({
             let t = token.clone();
             move || t.check()

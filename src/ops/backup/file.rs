@@ -110,9 +110,24 @@ impl Ctx<'_> {
         }
         let read_err = |e: std::io::Error| Error::source_io("cannot read", path, e);
         let window = STREAM_WINDOW as u64;
-        let (ids, len, streamed) = if size < window {
+        let least = 2 * u64::from(self.repo.chunker().params().max_len);
+        // Read whole and chunked in parallel if it fits in the content
+        // budget beside the files other workers hold; read whole and
+        // chunked on this thread if it is no larger than a serial window;
+        // streamed otherwise.
+        let held = (size < window)
+            .then(|| self.saver.reserve(size as usize))
+            .flatten();
+        let (ids, len, streamed) = if size < window && (held.is_some() || size <= least) {
             let data = sfs::read_all(&mut file, size, path)?;
-            (self.saver.save_chunked(&data)?, data.len() as u64, 0)
+            let cuts: Vec<_> = self.repo.chunker().cuts(&data).collect();
+            let ids = if held.is_some() {
+                self.saver.save_chunks(&data, &cuts)?
+            } else {
+                self.saver.save_chunks_serial(&data, &cuts)?
+            };
+            drop(held);
+            (ids, data.len() as u64, 0)
         } else {
             sfs::advise_sequential(&file);
             let (ids, len) =
