@@ -33,11 +33,24 @@ fn remotes(test: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Options carrying the test servers' settings (the SFTP key, the S3
+/// credentials) from this process's environment: the library reads none
+/// itself, the command line passes them the same way.
+fn remote_options() -> RemoteOptions {
+    let mut o = RemoteOptions::default();
+    for key in cairn::backend::remote::SETTINGS {
+        if let Ok(v) = std::env::var(key) {
+            o.env.insert(key.to_string(), v);
+        }
+    }
+    o
+}
+
 #[test]
 fn conformance_suite_on_every_backend() {
     for (kind, url) in remotes("conformance") {
         eprintln!("conformance on {kind}: {url}");
-        let b = open(&url, RemoteOptions::default()).unwrap();
+        let b = open(&url, remote_options()).unwrap();
         cairn::backend::conformance::run_all(&*b);
     }
     let dir = tempfile::tempdir().unwrap();
