@@ -387,6 +387,18 @@ impl<'a> BlobSaver<'a> {
         }
     }
 
+    /// The chunks of a window of input, and the bytes they cover. Unless
+    /// the input ended, the last cut is the window's, not the content's: it
+    /// is left for the next window.
+    fn window_cuts(&self, data: &[u8], eof: bool) -> (Vec<Cut>, usize) {
+        let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
+        if !eof && cuts.len() > 1 {
+            cuts.pop();
+        }
+        let done = cuts.iter().map(|c| c.len).sum();
+        (cuts, done)
+    }
+
     /// [`BlobSaver::save_reader`] on this thread alone, in one window.
     pub fn save_reader_serial(
         &self,
@@ -401,11 +413,7 @@ impl<'a> BlobSaver<'a> {
         let mut total = 0u64;
         while filled > 0 {
             let data = &buf[..filled];
-            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
-            if !eof && cuts.len() > 1 {
-                cuts.pop(); // cut by the window, not by the content
-            }
-            let done: usize = cuts.iter().map(|c| c.len).sum();
+            let (cuts, done) = self.window_cuts(data, eof);
             ids.extend(self.save_chunks_serial(data, &cuts)?);
             total += done as u64;
             consumed(done as u64);
@@ -434,11 +442,7 @@ impl<'a> BlobSaver<'a> {
         let mut total = 0u64;
         while filled > 0 {
             let data = &cur[..filled];
-            let mut cuts: Vec<Cut> = self.repo.chunker().cuts(data).collect();
-            if !eof && cuts.len() > 1 {
-                cuts.pop(); // cut by the window, not by the content
-            }
-            let done: usize = cuts.iter().map(|c| c.len).sum();
+            let (cuts, done) = self.window_cuts(data, eof);
             let tail = &data[done..];
             let (saved, read) = rayon::join(
                 || self.save_chunks(data, &cuts),
