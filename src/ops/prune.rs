@@ -41,7 +41,7 @@ use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId};
 use crate::repo::inventory::Inventory;
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::{PackerOptions, SealedBlob, write_index_file};
+use crate::repo::packer::{PackerOptions, SealedBlob, write_index_files};
 use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, pack_name};
 
@@ -405,26 +405,18 @@ fn prune_inner(
     let mut new_index_bytes = stored.packer.bytes_written;
     lock.verify().map_err(stopped)?;
     // At most 4096 packs or 1 000 000 blobs per index file (≈ 46 MB), far
-    // below the size readers accept (`caps::INDEX_FILE`).
-    let mut start = 0;
-    while start < keep_as_is.len() {
-        lock.check().map_err(stopped)?;
-        let (mut end, mut blobs) = (start, 0usize);
-        while end < keep_as_is.len()
-            && end - start < 4096
-            && (end == start || blobs + keep_as_is[end].blobs.len() <= 1_000_000)
-        {
-            blobs += keep_as_is[end].blobs.len();
-            end += 1;
-        }
-        let (_, n) = write_index_file(
+    // below the size readers accept (`caps::INDEX_FILE`); the last one
+    // written names the old files as superseded.
+    if !keep_as_is.is_empty() {
+        let (_, n) = write_index_files(
             &**repo.backend(),
             repo.seal_key(),
-            keep_as_is[start..end].to_vec(),
+            &keep_as_is,
+            4096,
             index_ids.clone(),
+            &mut || lock.check().map_err(stopped),
         )?;
         new_index_bytes += n;
-        start = end;
     }
     let _ = new_index_bytes;
     crate::failpoint::hit("prune::before_delete")?;

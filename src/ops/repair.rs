@@ -43,7 +43,7 @@ use crate::format::tree::{FileContent, NodeKind, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::repo::inventory::Inventory;
 use crate::repo::lock::RepoLock;
-use crate::repo::packer::write_index_file;
+use crate::repo::packer::write_index_files;
 use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{ExclusiveLock, Repository, SharedLock, index_name, snapshot_name};
 
@@ -217,23 +217,17 @@ fn repair_index_inner(
         return Ok(r);
     }
 
-    // New index files first, naming every old one as superseded: from the
-    // moment the first is stored, readers ignore the old ones.
-    let chunks: Vec<&[IndexPack]> = if new_packs.is_empty() {
-        vec![&[]]
-    } else {
-        new_packs.chunks(PACKS_PER_INDEX_FILE).collect()
-    };
-    for chunk in chunks {
-        lock.verify()?;
-        write_index_file(
-            &**repo.backend(),
-            repo.seal_key(),
-            chunk.to_vec(),
-            old_ids.clone(),
-        )?;
-        r.index_files_written += 1;
-    }
+    // New index files first, the last of them naming every old one as
+    // superseded: from the moment it is stored, readers ignore the old ones.
+    let (files, _) = write_index_files(
+        &**repo.backend(),
+        repo.seal_key(),
+        &new_packs,
+        PACKS_PER_INDEX_FILE,
+        old_ids.clone(),
+        &mut || lock.verify(),
+    )?;
+    r.index_files_written += files as u64;
     crate::failpoint::hit("repair::index_before_delete")?;
     lock.verify()?;
     for id in &old_ids {

@@ -144,6 +144,56 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Store `packs` in new index files of at most `per_file` packs and
+/// `1 000 000` blobs each (at least one file, even for no packs), replacing
+/// the index files `supersedes`. Only the **last** file written names them
+/// (FORMAT.md §5.4): until it is stored, readers still trust the old files,
+/// so a crash between two new files leaves every pack listed by a live
+/// file; once it is stored, all the new ones are. `before_each` is asked
+/// before each file (the caller's lock check). Returns the number of files
+/// and bytes written.
+pub fn write_index_files(
+    backend: &dyn Backend,
+    seal: &SealKey,
+    packs: &[IndexPack],
+    per_file: usize,
+    supersedes: Vec<IndexId>,
+    before_each: &mut dyn FnMut() -> Result<()>,
+) -> Result<(usize, u64)> {
+    let mut groups: Vec<&[IndexPack]> = Vec::new();
+    let mut start = 0;
+    while start < packs.len() {
+        let (mut end, mut blobs) = (start, 0usize);
+        while end < packs.len()
+            && end - start < per_file.max(1)
+            && (end == start || blobs + packs[end].blobs.len() <= 1_000_000)
+        {
+            blobs += packs[end].blobs.len();
+            end += 1;
+        }
+        groups.push(&packs[start..end]);
+        start = end;
+    }
+    if groups.is_empty() {
+        groups.push(&[]);
+    }
+    let last = groups.len() - 1;
+    let mut supersedes = Some(supersedes);
+    let mut bytes = 0;
+    for (i, group) in groups.iter().enumerate() {
+        before_each()?;
+        let names = if i == last {
+            supersedes.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        crate::failpoint::hit("index::before_superseding_file")?;
+        let (_, n) = write_index_file(backend, seal, group.to_vec(), names)?;
+        bytes += n;
+    }
+    Ok((groups.len(), bytes))
+}
+
 /// Seal and store an index file listing `packs`.
 pub fn write_index_file(
     backend: &dyn Backend,

@@ -835,6 +835,77 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_between_new_index_files_leaves_every_pack_listed_by_a_live_file() {
+        use crate::format::index::{IndexBlob, IndexPack};
+        use crate::id::PackId;
+        use crate::repo::packer::{write_index_file, write_index_files};
+        let r = repo();
+        let pack = |n: u8| IndexPack {
+            id: PackId([n; 32]),
+            blobs: vec![IndexBlob {
+                blob_type: BlobType::Data,
+                compression: Compression::None,
+                id: BlobId([n; 32]),
+                offset: 0,
+                sealed_len: 100,
+                raw_len: 60,
+            }],
+        };
+        let packs: Vec<IndexPack> = (1..=3).map(pack).collect();
+        let (old, _) =
+            write_index_file(&**r.backend(), r.seal_key(), packs.clone(), Vec::new()).unwrap();
+        // Prune or `repair index` replaces it with one pack per file and
+        // dies before the third file.
+        let mut asked = 0;
+        let died = write_index_files(
+            &**r.backend(),
+            r.seal_key(),
+            &packs,
+            1,
+            vec![old],
+            &mut || {
+                asked += 1;
+                if asked == 3 {
+                    Err(Error::invalid("killed"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(died.is_err());
+        // Every pack is still listed by a live file (the old one is not yet
+        // superseded: only the last new file names it).
+        let files = r.load_index_files().unwrap();
+        assert!(files.superseded.is_empty(), "{:?}", files.superseded);
+        let live: std::collections::HashSet<PackId> = files
+            .live
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+            .collect();
+        for p in &packs {
+            assert!(
+                live.contains(&p.id),
+                "pack {} is listed by no live file",
+                p.id
+            );
+        }
+        // A complete run supersedes the old file in its last file only.
+        let (files_written, _) = write_index_files(
+            &**r.backend(),
+            r.seal_key(),
+            &packs,
+            1,
+            vec![old],
+            &mut || Ok(()),
+        )
+        .unwrap();
+        assert_eq!(files_written, 3);
+        let files = r.load_index_files().unwrap();
+        assert_eq!(files.superseded.len(), 1);
+        assert_eq!(files.superseded[0].0, old);
+    }
+
+    #[test]
     fn a_cancelled_saver_stores_nothing_more() {
         let r = repo();
         let lock = RepoLock::acquire(&r, false).unwrap();
