@@ -71,6 +71,36 @@ fn passphrase_sources() {
 }
 
 #[test]
+fn init_with_an_empty_passphrase_is_refused_and_creates_nothing() {
+    let env = Env::uninit();
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "")
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("empty passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.repo.join("config").exists());
+    // A password file holding only a newline is an empty passphrase too.
+    let file = env.path("pw");
+    fs::write(&file, "\n").unwrap();
+    let out = env
+        .cmd()
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &file)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!env.repo.join("config").exists());
+}
+
+#[test]
 fn init_twice_fails_and_keeps_the_repository() {
     let env = Env::new();
     let src = env.path("src");

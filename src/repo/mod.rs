@@ -341,6 +341,11 @@ impl Repository {
         passphrase: &[u8],
         opts: &InitOptions,
     ) -> Result<Repository> {
+        // As for a new key (`add_key`): an empty passphrase would make the
+        // repository's key file open for anyone.
+        if passphrase.is_empty() {
+            return Err(Error::invalid("an empty passphrase is not allowed"));
+        }
         match backend.stat(CONFIG_NAME) {
             Ok(_) => {
                 return Err(Error::invalid(format!(
