@@ -237,25 +237,16 @@ pub fn load_index_files(repo: &Repository) -> Result<(IndexFiles, HashMap<IndexI
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::backend::mem::MemBackend;
+
     use crate::format::index::IndexPack;
-    use crate::repo::InitOptions;
+
     use crate::repo::lock::RepoLock;
     use crate::repo::save::{BlobSaver, SaveOptions};
 
     fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: crate::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(Arc::new(MemBackend::new()), b"pw", &opts).unwrap()
+        crate::repo::test_repo()
     }
 
     /// One of each: a live index file and its pack, a pack no index lists,

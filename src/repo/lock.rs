@@ -786,18 +786,9 @@ impl Drop for RepoLock {
 mod tests {
     use super::*;
     use crate::backend::mem::MemBackend;
-    use crate::repo::InitOptions;
 
     fn repo_on(backend: Arc<MemBackend>) -> Repository {
-        let opts = InitOptions {
-            kdf: crate::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(backend, b"pw", &opts).unwrap()
+        crate::repo::test_repo_on(backend)
     }
 
     fn repo() -> Repository {

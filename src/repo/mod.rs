@@ -1339,6 +1339,23 @@ pub fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, S
     Ok(out)
 }
 
+/// A repository on `backend` with the cheap test key (unit tests only).
+#[cfg(test)]
+pub(crate) fn test_repo_on(backend: Arc<dyn Backend>) -> Repository {
+    let opts = InitOptions {
+        kdf: KdfParams::INSECURE_TEST,
+        ..InitOptions::default()
+    };
+    #[allow(clippy::unwrap_used)]
+    Repository::init(backend, b"pw", &opts).unwrap()
+}
+
+/// A repository in memory with the cheap test key (unit tests only).
+#[cfg(test)]
+pub(crate) fn test_repo() -> Repository {
+    test_repo_on(Arc::new(crate::backend::mem::MemBackend::new()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

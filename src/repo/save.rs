@@ -519,21 +519,13 @@ fn fill(input: &mut dyn Read, buf: &mut [u8], start: usize) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::mem::MemBackend;
+
     use crate::error::ErrorKind;
-    use crate::repo::InitOptions;
+
     use crate::repo::lock::RepoLock;
 
     fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: crate::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(Arc::new(MemBackend::new()), b"pw", &opts).unwrap()
+        crate::repo::test_repo()
     }
 
     /// Pseudo-random bytes (incompressible).

@@ -219,20 +219,11 @@ impl Deref for Indexed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::mem::MemBackend;
+
     use crate::error::ErrorKind;
-    use crate::repo::InitOptions;
 
     fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: crate::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(Arc::new(MemBackend::new()), b"pw", &opts).unwrap()
+        crate::repo::test_repo()
     }
 
     #[test]
