@@ -237,11 +237,8 @@ pub fn load_index_files(repo: &Repository) -> Result<(IndexFiles, HashMap<IndexI
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
-
     use crate::format::index::IndexPack;
-
     use crate::repo::lock::RepoLock;
     use crate::repo::save::{BlobSaver, SaveOptions};
 

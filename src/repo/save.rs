@@ -519,9 +519,7 @@ fn fill(input: &mut dyn Read, buf: &mut [u8], start: usize) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::error::ErrorKind;
-
     use crate::repo::lock::RepoLock;
 
     fn repo() -> Repository {

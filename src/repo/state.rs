@@ -219,7 +219,6 @@ impl Deref for Indexed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::error::ErrorKind;
 
     fn repo() -> Repository {
