@@ -442,21 +442,10 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// True if the job has a retention policy.
+    /// True if the job has a retention policy (or one that does not parse:
+    /// the forget step then reports why).
     fn has_policy(&self) -> bool {
-        let j = self.job;
-        [
-            j.keep_last,
-            j.keep_hourly,
-            j.keep_daily,
-            j.keep_weekly,
-            j.keep_monthly,
-            j.keep_yearly,
-        ]
-        .iter()
-        .any(Option::is_some)
-            || j.keep_within.is_some()
-            || !j.keep_tags.is_empty()
+        self.policy().map_or(true, |p| !p.is_empty())
     }
 
     /// Every repository the job writes to: its own, then its copies.

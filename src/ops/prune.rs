@@ -401,14 +401,13 @@ fn prune_inner(
     }
     // 3. New index files: the repacked packs (written by the packer) and
     //    every pack kept as it is; the old index files are superseded.
-    let stored = saver.finish()?;
-    let mut new_index_bytes = stored.packer.bytes_written;
+    saver.finish()?;
     lock.verify().map_err(stopped)?;
     // At most 4096 packs or 1 000 000 blobs per index file (≈ 46 MB), far
     // below the size readers accept (`caps::INDEX_FILE`); the last one
     // written names the old files as superseded.
     if !keep_as_is.is_empty() {
-        let (_, n) = write_index_files(
+        write_index_files(
             &**repo.backend(),
             repo.seal_key(),
             &keep_as_is,
@@ -416,9 +415,7 @@ fn prune_inner(
             index_ids.clone(),
             &mut || lock.check().map_err(stopped),
         )?;
-        new_index_bytes += n;
     }
-    let _ = new_index_bytes;
     crate::failpoint::hit("prune::before_delete")?;
     // 4. Old index files go.
     lock.verify().map_err(stopped)?;

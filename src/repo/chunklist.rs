@@ -175,9 +175,12 @@ pub fn content_indexed(repo: &Repository, node: &Node, content: &FileContent) ->
     )
 }
 
-/// What [`scan`] remembers per ID-list blob: the number of data blobs below
-/// it, or the first problem found there.
-pub type ScanMemo = HashMap<BlobId, std::result::Result<u64, String>>;
+/// What [`scan`] remembers per ID-list blob and the level it was reached
+/// at: the number of data blobs below it, or the first problem found there.
+/// The level is part of the key: a list blob that is sound at one level is
+/// an integrity error where an entry names it at another, and the verdict
+/// for one must not stand for the other.
+pub type ScanMemo = HashMap<(BlobId, u8), std::result::Result<u64, String>>;
 
 /// Check `content` without reading data blobs: every ID-list blob passes
 /// `problem`, reads, authenticates, hashes to its ID and has the level its
@@ -226,7 +229,7 @@ fn scan_list(
     memo: &mut ScanMemo,
     problem: &dyn Fn(BlobType, &BlobId) -> Option<String>,
 ) -> Result<std::result::Result<u64, String>> {
-    if let Some(v) = memo.get(id) {
+    if let Some(v) = memo.get(&(*id, level)) {
         return Ok(v.clone());
     }
     let verdict = if let Some(why) = problem(BlobType::Tree, id) {
@@ -256,6 +259,67 @@ fn scan_list(
             }
         }
     };
-    memo.insert(*id, verdict.clone());
+    memo.insert((*id, level), verdict.clone());
     Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::chunklist::list_to_bytes_unchecked;
+    use crate::repo::lock::RepoLock;
+    use crate::repo::save::{BlobSaver, SaveOptions};
+
+    /// One list blob reached at its own level by one entry and at another
+    /// level by a second entry: the memo shared by `check`'s walk of many
+    /// snapshots must not let the first verdict stand for the second.
+    #[test]
+    fn a_list_blob_named_at_the_wrong_level_is_damaged_whatever_was_scanned_first() {
+        let mut r = crate::repo::test_repo();
+        let (leaf, upper) = {
+            let lock = RepoLock::acquire(&r, false).unwrap();
+            let saver = BlobSaver::new(&r, lock.gate(), SaveOptions::for_repo(&r));
+            let data = saver.save(BlobType::Data, b"some file content").unwrap().id;
+            let leaf = saver
+                .save(
+                    BlobType::Tree,
+                    &list_to_bytes_unchecked(0, &[data]).unwrap(),
+                )
+                .unwrap()
+                .id;
+            let upper = saver
+                .save(
+                    BlobType::Tree,
+                    &list_to_bytes_unchecked(1, &[leaf]).unwrap(),
+                )
+                .unwrap()
+                .id;
+            saver.finish().unwrap();
+            (leaf, upper)
+        };
+        r.load_index().unwrap();
+        let sound = FileContent::Tree {
+            height: 2,
+            top: vec![upper],
+        };
+        let wrong = FileContent::Tree {
+            height: 2,
+            top: vec![leaf],
+        };
+        let none = |_: BlobType, _: &BlobId| None;
+        for order in [[&sound, &wrong], [&wrong, &sound]] {
+            let mut memo = ScanMemo::new();
+            let verdicts: Vec<_> = order
+                .iter()
+                .map(|c| scan(&r, c, 10, &mut memo, &none).unwrap())
+                .collect();
+            for (c, v) in order.iter().zip(&verdicts) {
+                if std::ptr::eq(*c, &sound) {
+                    assert_eq!(v, &Ok(1));
+                } else {
+                    assert!(v.as_ref().is_err_and(|why| why.contains("level")), "{v:?}");
+                }
+            }
+        }
+    }
 }
