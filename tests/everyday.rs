@@ -300,6 +300,29 @@ fn job_selects_the_jobs_repository_and_only_its_snapshots() {
 }
 
 #[test]
+fn restore_test_job_tests_the_jobs_latest_snapshot() {
+    let site = Site::new();
+    let (a, _) = site.two_backups();
+    let out = site.run(&["restore-test", "--job", "app", "--json"]);
+    let (code, stdout, stderr) = outcome(&out);
+    assert_eq!(
+        (code, stderr),
+        (
+            Some(0),
+            format!(
+                "using snapshot {a} of {} taken 2026-01-01 10:00:00\n",
+                site.p("A")
+            )
+        )
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["files"].as_u64()),
+        (Some(true), Some(1))
+    );
+}
+
+#[test]
 fn job_names_a_job_of_the_configuration_file() {
     let site = Site::new();
     let out = site.run(&["snapshots", "--job", "ap"]);

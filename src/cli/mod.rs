@@ -448,6 +448,7 @@ impl Command {
             Command::Dump(a) => a.job.name(),
             Command::Diff(a) => a.job.name(),
             Command::Forget(a) => a.job.name(),
+            Command::RestoreTest(a) => a.job.name(),
             _ => None,
         }
     }

@@ -25,6 +25,8 @@ pub struct Args {
     tmp_dir: Option<PathBuf>,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 /// What a restore test found.

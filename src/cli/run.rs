@@ -1,7 +1,10 @@
 //! `cairn run JOB…`: one nightly job from the configuration file, start to
 //! end.
 //!
-//! The steps, in order: ping start; `before` hooks; backup; `after` hooks
+//! The steps, in order: ping start; open and lock the job's repository
+//! (a wrong passphrase or a missing repository fails the job before any
+//! hook stops a service; no `before` or `after` hook runs then); `before`
+//! hooks; backup under that lock; `after` hooks
 //! (right after the backup by default, so the services stopped for it are
 //! down no longer than needed; `after_hooks = "end"` moves them to the end);
 //! a copy of the new snapshot to each `copy_to` repository; `forget` by the
