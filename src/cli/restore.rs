@@ -23,6 +23,8 @@ pub struct Args {
     include: Vec<String>,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -30,7 +32,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut lock = repo.lock_shared()?;
     let repo = lock.load_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
-    let (id, snap) = repo.select_snapshot(spec, &a.filter.filter()?)?;
+    let (id, snap) = super::select_snapshot(g, &repo, spec, &a.filter.filter()?, sub)?;
     let sub = sub.unwrap_or("/");
     let root = match walk::find(&repo, &snap.tree, sub.as_bytes())? {
         Found::Dir(t, _) => RestoreRoot::Tree(t),
