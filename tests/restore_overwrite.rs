@@ -451,3 +451,26 @@ fn restoring_a_database_over_a_different_database_refuses() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn a_file_where_the_snapshot_has_a_directory_nothing_is_restored_into_is_left_alone() {
+    let (env, src, _) = backed_up();
+    let t = env.path("t");
+    fs::create_dir_all(&t).unwrap();
+    // `sub` is a directory in the snapshot, but --include takes nothing
+    // below it: the file of that name is not in the restore's way.
+    fs::write(t.join("sub"), b"my file\n").unwrap();
+    success(restore(&env, &src, &t, &["--include", "*.json"]));
+    assert_eq!(fs::read(t.join("sub")).unwrap(), b"my file\n");
+    assert_eq!(
+        fs::read(t.join("config.json")).unwrap(),
+        b"{\"port\": 8080}\n"
+    );
+    assert!(!t.join("a.txt").exists());
+    // Once the restore does put something there, the file differs.
+    let out = restore(&env, &src, &t, &[]);
+    assert_eq!(
+        outcome(&out),
+        (Some(1), String::new(), refusal(&t, &t.join("sub"), ""))
+    );
+}
