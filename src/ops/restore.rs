@@ -17,6 +17,12 @@
 //! directory and file is the very one this restore created (device and
 //! inode) before touching it. A mismatch is an error for the entry; nothing
 //! outside the target, and nothing this restore did not create, is changed.
+//!
+//! A target that already holds entries is planned first
+//! (`restore/plan.rs`): what is identical to the snapshot is left alone,
+//! what differs is replaced, kept or (by default) makes the whole restore
+//! refuse before anything is written, as [`RestoreOptions::overwrite`]
+//! says; `delete` removes what the snapshot lacks.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
