@@ -493,6 +493,7 @@ fn verify_finds_restored_files_that_differ_from_the_snapshot() {
         target: target.clone(),
         include: Vec::new(),
         owners: None,
+        ..RestoreOptions::default()
     };
     let root = RestoreRoot::Tree(snap.tree);
     restore(&repo, &root, b"/", &opts, &cairn::ops::NoProgress).unwrap();

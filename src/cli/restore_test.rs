@@ -101,6 +101,7 @@ fn test(
         target: dir.path().to_path_buf(),
         include: Vec::new(),
         owners: None,
+        ..RestoreOptions::default()
     };
     let root = RestoreRoot::Tree(snap.tree);
     let mut problems = Vec::new();
