@@ -18,9 +18,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Exit code, stdout and stderr of a finished command.
+/// Exit code, stdout and stderr of a finished command; stderr without the
+/// line naming the snapshot `latest` resolved to (pinned in
+/// tests/everyday.rs).
 fn outcome(o: &Output) -> (Option<i32>, String, String) {
-    (o.status.code(), text(&o.stdout), text(&o.stderr))
+    let err = text(&o.stderr);
+    let err = match err.strip_prefix("using snapshot ") {
+        Some(rest) => rest.split_once('\n').map_or("", |(_, r)| r).to_string(),
+        None => err,
+    };
+    (o.status.code(), text(&o.stdout), err)
 }
 
 /// A repository with one snapshot of `src/` (`a.txt`, `config.json`,
