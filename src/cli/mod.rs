@@ -9,6 +9,7 @@ mod config;
 mod copy;
 mod diff;
 mod dump;
+mod find;
 mod forget;
 mod init;
 mod jobconfig;
@@ -19,10 +20,12 @@ mod prune;
 mod repair;
 mod restore;
 mod restore_test;
+mod rewrite;
 mod run;
 mod schedule;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 
 use std::io::IsTerminal;
@@ -196,6 +199,8 @@ enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots.
     Diff(diff::Args),
+    /// Find files by name or path across snapshots, or one path's history.
+    Find(find::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
     /// Copy snapshots from another repository into this one.
@@ -204,6 +209,11 @@ enum Command {
     Forget(forget::Args),
     /// Give back the space of data no snapshot references.
     Prune(prune::Args),
+    /// Write new snapshots without the entries matching exclude patterns
+    /// (a secret or a huge file backed up by mistake).
+    Rewrite(rewrite::Args),
+    /// Add, remove or set the tags of snapshots.
+    Tag(tag::Args),
     /// Repair a damaged repository: rebuild the index from the packs,
     /// rewrite damaged snapshots.
     Repair(repair::Args),
@@ -447,6 +457,9 @@ impl Command {
             Command::Restore(a) => a.job.name(),
             Command::Dump(a) => a.job.name(),
             Command::Diff(a) => a.job.name(),
+            Command::Find(a) => a.job.name(),
+            Command::Rewrite(a) => a.select.job.name(),
+            Command::Tag(a) => a.select.job.name(),
             Command::Forget(a) => a.job.name(),
             Command::RestoreTest(a) => a.job.name(),
             _ => None,
@@ -471,10 +484,13 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Rewrite(a) => rewrite::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Key(a) => key::run(g, a),
