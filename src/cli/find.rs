@@ -124,16 +124,16 @@ fn mtime_json(h: &Hit) -> String {
     format!("{}.{:09}", h.mtime.sec, h.mtime.nsec)
 }
 
-fn hit_json(id: &SnapshotId, s: &Snapshot, h: &Hit, message_type: &str) -> serde_json::Value {
+/// One match as JSON: the snapshot's full ID and the entry's path, size,
+/// mtime and type (docs/JSON.md, `find:match`).
+fn hit_json(id: &SnapshotId, h: &Hit) -> serde_json::Value {
     let mut v = serde_json::json!({
-        "message_type": message_type,
+        "message_type": "match",
         "snapshot": id.to_hex(),
-        "snapshot_time": super::format_time_rfc3339(s.time_ns, s.utc_offset_s),
         "path": lossy(&h.path),
-        "type": h.kind,
         "size": h.size,
         "mtime": mtime_json(h),
-        "mode": h.mode,
+        "type": h.kind,
     });
     if std::str::from_utf8(&h.path).is_err() {
         v["path_hex"] = serde_json::Value::String(hex::encode(&h.path));
@@ -222,7 +222,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         &mut |id, s, hits| {
             for h in hits {
                 let line = if g.json {
-                    hit_json(id, s, h, "match").to_string()
+                    hit_json(id, h).to_string()
                 } else {
                     format!(
                         "{}  {}  {:<7} {:>12}  {}  {}",

@@ -742,7 +742,7 @@ pub fn snapshot_json(
     id: &cairn::id::SnapshotId,
     s: &cairn::format::snapshot::Snapshot,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "id": id.to_hex(),
         "short_id": id.short(),
         "time": format_time_rfc3339(s.time_ns, s.utc_offset_s),
@@ -754,7 +754,16 @@ pub fn snapshot_json(
         "tags": s.tags,
         "program_version": s.program_version,
         "summary": s.summary,
-    })
+    });
+    // A record written by `rewrite` or `tag` names the snapshot it replaced.
+    if let Some((_, o)) = s
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == cairn::format::snapshot::EXT_REWRITTEN_FROM)
+    {
+        v["original"] = serde_json::Value::String(hex::encode(o));
+    }
+    v
 }
 
 /// How commands that take a snapshot narrow down `latest`.

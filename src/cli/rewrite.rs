@@ -2,7 +2,7 @@
 //! patterns (a secret or a huge file backed up by mistake); with
 //! `--forget`, the originals removed.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use cairn::id::SnapshotId;
 use cairn::ops::rewrite::{
     REWRITTEN_TAG, RewriteOptions, RewriteResult, rewrite, rewrite_and_forget,
@@ -50,12 +50,19 @@ impl Selection {
             ..Default::default()
         });
         if self.snapshots.is_empty() {
-            return Ok(repo
-                .load_snapshots()?
+            let all = repo.load_snapshots()?;
+            if all.is_empty() {
+                bail!("the repository has no snapshots");
+            }
+            let ids: Vec<SnapshotId> = all
                 .into_iter()
                 .filter(|(_, s)| filter.matches(s))
                 .map(|(id, _)| id)
-                .collect());
+                .collect();
+            if ids.is_empty() {
+                bail!("no snapshot matches {}", filter.describe());
+            }
+            return Ok(ids);
         }
         let mut ids = Vec::new();
         for spec in &self.snapshots {

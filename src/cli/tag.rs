@@ -15,8 +15,8 @@ pub struct Args {
     /// Remove TAG (repeatable).
     #[arg(long, value_name = "TAG")]
     remove: Vec<String>,
-    /// Replace every tag with TAG (repeatable for several); cannot be
-    /// combined with --add or --remove.
+    /// Replace every tag with TAG (repeatable for several; `--set ''`
+    /// removes every tag); cannot be combined with --add or --remove.
     #[arg(long, value_name = "TAG", conflicts_with_all = ["add", "remove"])]
     set: Vec<String>,
     /// Only say what would change; write nothing.
@@ -30,7 +30,8 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let opts = TagOptions {
         add: a.add.clone(),
         remove: a.remove.clone(),
-        set: (!a.set.is_empty()).then(|| a.set.clone()),
+        // `--set ''` stands for "no tags at all".
+        set: (!a.set.is_empty()).then(|| a.set.iter().filter(|t| !t.is_empty()).cloned().collect()),
         dry_run: a.dry_run,
     };
     opts.validate()?;

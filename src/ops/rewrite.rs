@@ -402,6 +402,9 @@ fn rewrite_inner(
         ..Default::default()
     };
     let (all, todo) = chosen(repo, ids)?;
+    if todo.is_empty() {
+        return Err(Error::not_found("no snapshot to rewrite"));
+    }
     let mut w = Rewriter {
         repo,
         matcher,
@@ -443,6 +446,15 @@ fn rewrite_inner(
         if earlier.is_none() {
             new_snaps.push((r.rewritten.len() - 1, new));
         }
+    }
+    if r.rewritten.is_empty() {
+        // Most likely a mistyped pattern: saying "done" would leave the
+        // secret the user meant to remove in every snapshot.
+        return Err(Error::not_found(format!(
+            "no entry in the {} selected snapshot{} matches the exclude patterns: nothing to rewrite",
+            r.snapshots,
+            if r.snapshots == 1 { "" } else { "s" }
+        )));
     }
     // Trees only the new snapshots need (an earlier run's are indexed).
     r.tree_blobs_added = w.new_trees.len() as u64;
