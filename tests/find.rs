@@ -124,16 +124,62 @@ fn find_json_prints_one_object_per_match_then_a_summary() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{out}");
-    let m = &lines[0];
-    assert_eq!(m["message_type"], "match");
-    assert_eq!(m["snapshot"], snaps[0].0.as_str());
-    assert_eq!(m["path"], src.join("a/secret.env").to_str().unwrap());
-    assert_eq!(m["size"], 8);
-    assert_eq!(m["mtime"], format!("{MTIME}.000000000"));
-    assert_eq!(m["type"], "file");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({
+            "message_type": "match",
+            "snapshot": snaps[0].0,
+            "path": src.join("a/secret.env").to_str().unwrap(),
+            "size": 8,
+            "mtime": format!("{MTIME}.000000000"),
+            "type": "file",
+        })
+    );
     assert_eq!(lines[1]["message_type"], "summary");
     assert_eq!(lines[1]["matches"], 1);
     assert_eq!(lines[1]["snapshots"], 1);
+    assert_eq!(lines[1]["snapshots_matched"], 1);
+
+    // A name that is not UTF-8 comes with its exact bytes.
+    let odd = src.join(std::ffi::OsStr::from_bytes(b"caf\xe9.env"));
+    write(&odd, b"x\n");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.ok(&["find", "--json", "-s", "latest", "caf*"]);
+    let m: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(m["path"], format!("{}/caf\u{fffd}.env", src.display()));
+    assert_eq!(
+        m["path_hex"],
+        hex_of(odd.as_os_str().as_bytes()),
+        "the exact bytes"
+    );
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn find_with_no_such_snapshot_fails_with_a_clear_error() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"x\n");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.run(&["find", "f", "--snapshot", "0000aaaa"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cairn: no snapshot matches \"0000aaaa\"\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.run(&["find", "f", "--snapshot", "zz"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cairn: \"zz\" is not a snapshot ID: give `latest` or at least 4 hex characters\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // An empty repository: nothing to search, not an error.
+    let empty = Env::new();
+    assert_eq!(empty.ok(&["find", "f"]), "0 matches in 0 of 0 snapshots\n");
 }
 
 #[test]

@@ -249,6 +249,18 @@ fn every_command_prints_documented_json() {
     );
     assert!(lines.iter().any(|l| l["message_type"] == "status"));
     c.output("diff", &stdout_of(&env, &["diff", "--json", &id1, &id2]));
+    let lines = c.output("find", &stdout_of(&env, &["find", "--json", "*.txt"]));
+    assert_eq!(lines.len(), 3, "b.txt in each snapshot, then the summary");
+    let lines = c.output("find", &stdout_of(&env, &["find", "--json", "caf*"]));
+    assert!(lines[0].get("path_hex").is_some(), "non-UTF-8 name");
+    let lines = c.output(
+        "find-history",
+        &stdout_of(
+            &env,
+            &["find", "--json", "--history", &format!("{s}/b.txt")],
+        ),
+    );
+    assert_eq!(lines[1]["change"], "modified");
     c.output("check", &stdout_of(&env, &["check", "--json"]));
     let lines = c.output(
         "check",
@@ -401,6 +413,31 @@ fn every_command_prints_documented_json() {
             .contains("_cairn")
     );
     assert!(env.ok(&["man", "--json"]).starts_with(".ie"));
+
+    // Rewrite and tag; a rewritten snapshot names its original.
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(&env, &["rewrite", "--json", "--dry-run", "-e", "b.txt"]),
+    );
+    assert_eq!(lines[0]["rewritten"][0]["id"], Value::Null);
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(&env, &["rewrite", "--json", "-e", "b.txt"]),
+    );
+    assert_eq!(lines[0]["rewritten"][0]["removed"][0]["type"], "file");
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(&env, &["tag", "--json", "--add", "x", "latest"]),
+    );
+    assert_eq!(lines[0]["removed"].as_array().unwrap().len(), 1);
+    let snaps = c.output("snapshots", &stdout_of(&env, &["snapshots", "--json"]));
+    assert!(
+        snaps[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.get("original").is_some())
+    );
 
     // Repair, after the biggest pack (file data) is lost.
     let biggest = walk(&env.repo.join("data"))

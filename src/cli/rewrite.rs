@@ -133,9 +133,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     for x in &r.rewritten {
         println!(
-            "snapshot {}: {} entries {}",
+            "snapshot {}: {} {}",
             x.original.short(),
-            x.removed.len(),
+            count(x.removed.len() as u64, "entry", "entries"),
             if r.dry_run {
                 "would be removed"
             } else {
@@ -145,7 +145,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         for e in &x.removed {
             let c = &e.counts;
             let what = if e.kind == "dir" {
-                format!("dir with {} files, {}", c.files, human_bytes(c.bytes))
+                format!(
+                    "dir with {}, {}",
+                    count(c.files, "file", "files"),
+                    human_bytes(c.bytes)
+                )
             } else if e.kind == "file" {
                 format!("file, {}", human_bytes(c.bytes))
             } else {
@@ -166,7 +170,14 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     if !g.quiet {
         if !r.removed.is_empty() {
-            println!("removed {} original snapshots", r.removed.len());
+            println!(
+                "removed {}",
+                count(
+                    r.removed.len() as u64,
+                    "original snapshot",
+                    "original snapshots"
+                )
+            );
         }
         println!(
             "{} {} of {} snapshots; {} had nothing to exclude{}",
@@ -195,6 +206,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
     }
     Ok(super::exit::OK)
+}
+
+/// `n` and the noun, singular or plural.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The summary of `rewrite` and `tag`.
