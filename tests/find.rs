@@ -91,7 +91,7 @@ fn find_lists_each_match_with_its_snapshot_time_path_size_mtime_and_type() {
         [
             find_line(&snaps[0], "file", 3, &src.join("app/config.json")),
             find_line(&snaps[0], "file", 8, &src.join("app/secret.env")),
-            "2 matches in 1 of 1 snapshots\n".to_string(),
+            "2 matches in 1 of 1 snapshot\n".to_string(),
         ]
         .concat()
     );
@@ -196,7 +196,7 @@ fn path_patterns_match_whole_paths_and_a_name_pattern_with_a_slash_is_refused() 
         out,
         [
             find_line(&snaps[0], "file", 2, &src.join("a/secret.env")),
-            "1 matches in 1 of 1 snapshots\n".to_string(),
+            "1 match in 1 of 1 snapshot\n".to_string(),
         ]
         .concat()
     );

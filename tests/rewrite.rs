@@ -89,7 +89,7 @@ fn rewrite_leaves_out_the_matching_entries_and_keeps_time_host_paths_and_tags() 
     assert_eq!(
         stdout(&out),
         format!(
-            "snapshot {}: 2 entries removed\n  {s}/app/secret.env (file, 14 B)\n  {s}/cache (dir with 2 files, 2.93 KiB)\n  saved as snapshot {} (tag \"rewritten\")\nrewrote 1 of 1 snapshots; 0 had nothing to exclude\nthe originals are kept, and so is their data: `cairn rewrite --forget` removes them (then `cairn prune`)\n",
+            "snapshot {}: 2 entries removed\n  {s}/app/secret.env (file, 14 B)\n  {s}/cache (dir with 2 files, 2.93 KiB)\n  saved as snapshot {} (tag \"rewritten\")\nrewrote 1 of 1 snapshot; 0 had nothing to exclude\nthe originals are kept, and so is their data: `cairn rewrite --forget` removes them (then `cairn prune`)\n",
             orig["short_id"].as_str().unwrap(),
             new["short_id"].as_str().unwrap()
         )
@@ -168,7 +168,7 @@ fn a_rewrite_dry_run_writes_nothing() {
         assert_eq!(
             stdout(&out),
             format!(
-                "snapshot {short}: 1 entry would be removed\n  {s}/secret.env (file, 8 B)\n  would be saved as a new snapshot (tag \"rewritten\")\nwould rewrite 1 of 1 snapshots; 0 had nothing to exclude (dry run: nothing changed)\n"
+                "snapshot {short}: 1 entry would be removed\n  {s}/secret.env (file, 8 B)\n  would be saved as a new snapshot (tag \"rewritten\")\nwould rewrite 1 of 1 snapshot; 0 had nothing to exclude (dry run: nothing changed)\n"
             )
         );
         assert_eq!(stderr(&out), "");
@@ -516,7 +516,7 @@ fn tag_adds_removes_and_sets_tags_keeping_everything_else() {
     // --remove on one snapshot (by ID prefix).
     let out = env.ok(&["tag", "--remove", "a", &t[1].0[..8]]);
     assert!(
-        out.ends_with("changed 1 of 1 snapshots; 0 unchanged\n"),
+        out.ends_with("changed 1 of 1 snapshot; 0 unchanged\n"),
         "{out}"
     );
     let t2 = tags_of(&env);
@@ -533,7 +533,7 @@ fn tag_adds_removes_and_sets_tags_keeping_everything_else() {
     // Nothing to change: no new record.
     let before = repo_files(&env);
     let out = env.ok(&["tag", "--add", "y", &tags_of(&env)[0].0]);
-    assert_eq!(out, "changed 0 of 1 snapshots; 1 unchanged\n");
+    assert_eq!(out, "changed 0 of 1 snapshot; 1 unchanged\n");
     assert!(repo_files(&env) == before);
 
     // --dry-run says what would change and writes nothing.
@@ -542,7 +542,7 @@ fn tag_adds_removes_and_sets_tags_keeping_everything_else() {
     assert_eq!(
         out,
         format!(
-            "snapshot {}: would get tags w,y,z\nwould change 1 of 1 snapshots; 0 unchanged (dry run: nothing changed)\n",
+            "snapshot {}: would get tags w,y,z\nwould change 1 of 1 snapshot; 0 unchanged (dry run: nothing changed)\n",
             &first[..8]
         )
     );

@@ -8,7 +8,7 @@ use cairn::format::snapshot::Snapshot;
 use cairn::id::SnapshotId;
 use cairn::ops::find::{FindOptions, Hit, find, history};
 
-use super::{GlobalArgs, format_time, lossy};
+use super::{GlobalArgs, count, format_time, lossy};
 
 /// Arguments of `cairn find`.
 #[derive(clap::Args, Debug)]
@@ -203,8 +203,10 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         } else if !g.quiet {
             writeln!(
                 out,
-                "{path}: {} changes in {} snapshots (there in {})",
-                stats.changes, stats.snapshots, stats.present
+                "{path}: {} in {} (there in {})",
+                count(stats.changes, "change", "changes"),
+                count(stats.snapshots, "snapshot", "snapshots"),
+                stats.present
             )?;
         }
         out.flush()?;
@@ -254,8 +256,10 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     } else if !g.quiet {
         writeln!(
             out,
-            "{} matches in {} of {} snapshots",
-            stats.matches, stats.snapshots_matched, stats.snapshots
+            "{} in {} of {}",
+            count(stats.matches, "match", "matches"),
+            stats.snapshots_matched,
+            count(stats.snapshots, "snapshot", "snapshots")
         )?;
     }
     out.flush()?;

@@ -711,6 +711,11 @@ pub fn format_time_rfc3339(time_ns: i64, offset_s: i32) -> String {
         .to_string()
 }
 
+/// `n` and the noun, singular or plural ("1 match", "3 matches").
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Bytes as a string for display; lossy for non-UTF-8.
 pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

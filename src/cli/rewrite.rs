@@ -9,7 +9,7 @@ use cairn::ops::rewrite::{
 };
 use cairn::source::exclude::ExcludeMatcher;
 
-use super::{GlobalArgs, human_bytes, lossy};
+use super::{GlobalArgs, count, human_bytes, lossy};
 
 /// Which snapshots `rewrite` and `tag` change: the IDs given, else every
 /// snapshot the filters pass (all of them with no filter), as restic does.
@@ -180,14 +180,14 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             );
         }
         println!(
-            "{} {} of {} snapshots; {} had nothing to exclude{}",
+            "{} {} of {}; {} had nothing to exclude{}",
             if r.dry_run {
                 "would rewrite"
             } else {
                 "rewrote"
             },
             r.rewritten.len(),
-            r.snapshots,
+            count(r.snapshots, "snapshot", "snapshots"),
             r.unchanged,
             if r.dry_run {
                 " (dry run: nothing changed)"
@@ -206,11 +206,6 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
     }
     Ok(super::exit::OK)
-}
-
-/// `n` and the noun, singular or plural.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The summary of `rewrite` and `tag`.

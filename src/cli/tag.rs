@@ -66,10 +66,10 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     if !g.quiet {
         println!(
-            "{} {} of {} snapshots; {} unchanged{}",
+            "{} {} of {}; {} unchanged{}",
             if r.dry_run { "would change" } else { "changed" },
             r.rewritten.len(),
-            r.snapshots,
+            super::count(r.snapshots, "snapshot", "snapshots"),
             r.unchanged,
             if r.dry_run {
                 " (dry run: nothing changed)"
