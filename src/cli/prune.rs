@@ -88,12 +88,14 @@ pub fn execute(g: &GlobalArgs, opts: &PruneOptions) -> Result<i32> {
     let mut repo = g.open()?;
     let r = if opts.dry_run {
         let mut lock = repo.lock_shared()?;
+        let _interrupts = super::Interrupts::install(lock.cancel_token())?;
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = plan(&mut lock, &opts, &reporter);
         reporter.finish();
         r
     } else {
         let mut lock = repo.lock_exclusive()?;
+        let _interrupts = super::Interrupts::install(lock.cancel_token())?;
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = prune(&mut lock, &opts, &reporter);
         reporter.finish();

@@ -57,16 +57,20 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
     let reporter;
+    let interrupts;
     let r = if dry_run {
         let mut lock = repo.lock_shared()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         reporter = super::progress::Reporter::new(g, "repair index");
         plan_repair_index(&mut lock, &reporter)
     } else {
         let mut lock = repo.lock_exclusive()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         reporter = super::progress::Reporter::new(g, "repair index");
         repair_index(&mut lock, &RepairIndexOptions { dry_run }, &reporter)
     };
     reporter.finish();
+    drop(interrupts);
     let r = r?;
     let hex = |v: &[cairn::id::PackId]| v.iter().map(|p| p.to_hex()).collect::<Vec<_>>();
     if g.json {
@@ -136,18 +140,22 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     let mut repo = g.open()?;
     let opts = RepairSnapshotsOptions { forget, dry_run };
     let reporter;
+    let interrupts;
     let r = if forget && !dry_run {
         let mut lock = repo.lock_exclusive()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         let ids = resolve_all(&lock, specs)?;
         reporter = super::progress::Reporter::new(g, "repair snapshots");
         repair_snapshots_and_forget(&mut lock, &ids, &opts, &reporter)
     } else {
         let mut lock = repo.lock_shared()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         let ids = resolve_all(&lock, specs)?;
         reporter = super::progress::Reporter::new(g, "repair snapshots");
         repair_snapshots(&mut lock, &ids, &opts, &reporter)
     };
     reporter.finish();
+    drop(interrupts);
     let r = r?;
     if g.json {
         super::print_summary(&serde_json::json!({

@@ -28,6 +28,7 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut repo = g.open()?;
     let mut lock = repo.lock_shared()?;
+    let _interrupts = super::Interrupts::install_exiting(&lock, || {})?;
     let repo = lock.load_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
     let (id, snap) = repo.select_snapshot(spec, &a.filter.filter()?)?;
@@ -51,6 +52,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     let r = restore(&repo, &root, sub.as_bytes(), &opts, &reporter);
     reporter.finish();
+    let shows_errors = reporter.shows_errors();
     let r = r?;
     if g.json {
         let errors = super::errors_json(&r.errors);
@@ -65,8 +67,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             })
         );
     } else {
-        for (p, e) in &r.errors {
-            eprintln!("error: {}: {e}", p.display());
+        // Listed as they happened, unless the progress reporter was quiet.
+        if !shows_errors {
+            for (p, e) in &r.errors {
+                eprintln!("error: {}: {e}", p.display());
+            }
         }
         if !g.quiet {
             for (p, v) in &r.databases {
