@@ -240,3 +240,55 @@ fn ctrl_c_during_a_restore_removes_the_lock_and_exits_130() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `cairn run` interrupted during its backup: the steps after it (here
+/// retention and prune) are skipped, the after hooks still run (they
+/// restart what the before hooks stopped), the lock is removed, and the
+/// run exits 143 for SIGTERM.
+#[test]
+fn sigterm_during_cairn_run_skips_the_rest_runs_the_after_hooks_and_exits_143() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), b"alpha").unwrap();
+    fs::write(env.path("pass"), format!("{PASSWORD}\n")).unwrap();
+    let log = env.path("hooks.log");
+    let conf = env.path("cairn.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[repository.main]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [job.app]\nrepository = \"main\"\npaths = [\"{}\"]\n\
+             before = [\"echo before >> {l}\"]\nafter = [\"echo after >> {l}\"]\n\
+             keep_last = 1\nprune_every_days = 0\ncheck_slices = 0\n",
+            env.repo.display(),
+            env.path("pass").display(),
+            src.display(),
+            l = log.display(),
+        ),
+    )
+    .unwrap();
+    for f in [&conf, &env.path("pass")] {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut child = env.spawn(
+        &["--config", conf.to_str().unwrap(), "run", "app"],
+        &[("FAILPOINTS", "backup::before_open_file=return(stop)")],
+    );
+    wait_stopped(&mut child);
+    signal(&child, rustix::process::Signal::TERM);
+    resume(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert_eq!(
+        err,
+        "interrupted, cleaning up\n\
+         job app: backup failed: interrupted; what was stored so far is indexed, and the next run reuses it\n\
+         cairn: 1 of 1 jobs failed: app\n"
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "before\nafter\n");
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(env.repo.join("snapshots")).unwrap().count(), 0);
+}

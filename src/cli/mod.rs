@@ -69,6 +69,11 @@ fn interrupted_code() -> i32 {
     }
 }
 
+/// `Some(exit code)` once a signal has interrupted the command.
+pub fn interrupted() -> Option<i32> {
+    (INTERRUPTED_BY.load(std::sync::atomic::Ordering::SeqCst) != 0).then(interrupted_code)
+}
+
 /// While alive, SIGINT (Ctrl-C) and SIGTERM stop the command cleanly: the
 /// first prints "interrupted, cleaning up" on standard error and asks the
 /// operation to stop through its cancellation token (a backup indexes the

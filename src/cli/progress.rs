@@ -493,14 +493,20 @@ mod tests {
             );
         }
         // The file's name survives when part of its path fits.
+        let line = status_line(&status(path), 90);
         assert_eq!(
-            status_line(&status(path), 90),
-            "backup 1234/78579  3.00 GiB/12.00 GiB 25%  2 errors  1m15s  …nested/file.sqlite3"
+            line,
+            "backup 1234/78579  3.00 GiB/12.00 GiB 25%  2 errors  1m15s  …me/deeply/nested/file.sqlite3"
         );
+        assert_eq!(line.chars().count(), 90);
         // The time and then the error count give way before the counts.
         assert_eq!(
-            status_line(&status(path), 40),
+            status_line(&status(path), 45),
             "backup 1234/78579  3.00 GiB/12.00 GiB 25%"
+        );
+        assert_eq!(
+            status_line(&status(path), 40),
+            "backup 1234/78579  …/nested/file.sqlite3"
         );
         assert_eq!(status_line(&status(path), 20), "backup 1234/78579");
     }

@@ -88,6 +88,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     for name in &names {
         let job = loaded.job(name)?;
         outcomes.push(Runner::new(g, &loaded, name, job).run());
+        // Interrupted: that job stopped (its after hooks ran); the next
+        // ones do not start.
+        if super::interrupted().is_some() {
+            break;
+        }
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     if g.json {
@@ -109,7 +114,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                     .join(", ")
             );
         }
-        Ok(super::exit::FATAL)
+        Ok(super::interrupted().unwrap_or(super::exit::FATAL))
     } else {
         Ok(super::exit::OK)
     }
