@@ -179,8 +179,9 @@ fn ctrl_c_during_a_backup_says_so_removes_the_lock_and_the_next_run_uploads_only
 }
 
 /// A second signal ends the process at once, even while it is cleaning
-/// up after the first (here: about to index what it stored), with 128 +
-/// the second signal's number.
+/// up after the first, with 128 + the second signal's number. (The
+/// process is stopped right after the first signal's message: the backup
+/// cannot end before that, as it waits for the message.)
 #[test]
 fn a_second_signal_ends_a_backup_that_is_cleaning_up_at_once() {
     let env = Env::uninit();
@@ -191,7 +192,7 @@ fn a_second_signal_ends_a_backup_that_is_cleaning_up_at_once() {
         &[(
             "FAILPOINTS",
             &format!(
-                "{};packer::before_index=return(stop)",
+                "{};interrupts::after_message=return(stop)",
                 at_sixty_percent("stop")
             ),
         )],
@@ -201,7 +202,7 @@ fn a_second_signal_ends_a_backup_that_is_cleaning_up_at_once() {
     signal(&child, rustix::process::Signal::TERM);
     resume(&child);
     stderr.wait_for("interrupted, cleaning up");
-    // Stopped again in the cleanup, before the index file is written.
+    // Stopped again, cleaning up.
     wait_stopped(&mut child);
     signal(&child, rustix::process::Signal::INT);
     resume(&child);
@@ -210,6 +211,8 @@ fn a_second_signal_ends_a_backup_that_is_cleaning_up_at_once() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert_eq!(err, "interrupted, cleaning up");
     assert_eq!(fs::read_dir(env.repo.join("snapshots")).unwrap().count(), 0);
+    // Ended before removing its lock.
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 1);
 }
 
 /// Commands that only read (restore, check, restore-test) stop at once on
@@ -291,4 +294,56 @@ fn sigterm_during_cairn_run_skips_the_rest_runs_the_after_hooks_and_exits_143() 
     assert_eq!(fs::read_to_string(&log).unwrap(), "before\nafter\n");
     assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
     assert_eq!(fs::read_dir(env.repo.join("snapshots")).unwrap().count(), 0);
+}
+
+/// A signal that comes during a later step of `cairn run` (here its prune,
+/// after the backup's own handling of signals has ended) is handled the
+/// same way, not by the default action: the lock is removed and the run
+/// exits 130.
+#[test]
+fn ctrl_c_during_the_prune_of_cairn_run_removes_the_lock_and_exits_130() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), random_bytes(100_000, 1)).unwrap();
+    fs::write(env.path("pass"), format!("{PASSWORD}\n")).unwrap();
+    let conf = env.path("cairn.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[repository.main]\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [job.app]\nrepository = \"main\"\npaths = [\"{}\"]\n\
+             keep_last = 1\nprune_every_days = 0\ncheck_slices = 0\n",
+            env.repo.display(),
+            env.path("pass").display(),
+            src.display(),
+        ),
+    )
+    .unwrap();
+    for f in [&conf, &env.path("pass")] {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    env.ok(&["--config", conf.to_str().unwrap(), "run", "app"]);
+    // The first night's data is old enough to prune once it is unused.
+    fs::write(src.join("a"), random_bytes(100_000, 2)).unwrap();
+    age_past_prune_grace(&env.repo);
+    let mut child = env.spawn(
+        &["--config", conf.to_str().unwrap(), "run", "app"],
+        &[("FAILPOINTS", "prune::before_delete=return(stop)")],
+    );
+    wait_stopped(&mut child);
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 1);
+    signal(&child, rustix::process::Signal::INT);
+    resume(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(
+        err,
+        "interrupted, cleaning up\n\
+         job app: prune on main failed: prune stopped before deleting anything more: interrupted\n\
+         cairn: 1 of 1 jobs failed: app\n"
+    );
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
 }

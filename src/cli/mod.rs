@@ -97,6 +97,24 @@ const STOP_SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts
 /// The message the first signal prints.
 const INTERRUPTED_MESSAGE: &str = "interrupted, cleaning up";
 
+/// Set while no [`Interrupts`] is alive, once one has been: a signal then
+/// ends the process with 128 + its number, as the default action would
+/// (signal-hook leaves its handler installed, and a signal with no action
+/// registered would be ignored). Registered once, first, so that it is
+/// asked before the actions of any later `Interrupts`.
+fn unguarded() -> &'static Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in STOP_SIGNALS {
+            let _ =
+                signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag));
+        }
+        flag
+    })
+}
+
 impl Interrupts {
     /// Route SIGINT and SIGTERM to `token`, for an operation that polls it
     /// (backup, prune, forget, copy, repair): it stops at its next poll,
@@ -132,6 +150,7 @@ impl Interrupts {
         then: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<Interrupts> {
         use signal_hook::flag;
+        unguarded().store(false, std::sync::atomic::Ordering::SeqCst);
         let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut ids = Vec::new();
         for sig in STOP_SIGNALS {
@@ -159,6 +178,9 @@ impl Interrupts {
                     INTERRUPTED_BY.store(sig as usize, std::sync::atomic::Ordering::SeqCst);
                     token.cancel();
                     let _ = tx.send(());
+                    // Tests stop here to send a second signal while the
+                    // command cleans up.
+                    let _ = cairn::failpoint::hit("interrupts::after_message");
                     if let Some(then) = then {
                         then();
                         signal_hook::low_level::exit(128 + sig);
@@ -190,13 +212,8 @@ impl Drop for Interrupts {
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-        // An unregistered signal is ignored, not defaulted: end the process
-        // on the next one, as the default action would.
-        let now = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        for sig in STOP_SIGNALS {
-            let _ =
-                signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&now));
-        }
+        // A signal now ends the process, as by default.
+        unguarded().store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
