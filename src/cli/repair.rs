@@ -113,18 +113,23 @@ fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     if !g.quiet {
         if r.unchanged {
             println!(
-                "the index already matches the {} packs ({} blobs): nothing to do",
-                r.packs, r.blobs
+                "the index already matches the {} ({}): nothing to do",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob")
             );
         } else if r.dry_run {
             println!(
-                "would index {} packs ({} blobs) in new index files replacing the old ones (dry run: nothing changed)",
-                r.packs, r.blobs
+                "would index {} ({}) in new index files replacing the old ones (dry run: nothing changed)",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob")
             );
         } else {
             println!(
-                "indexed {} packs ({} blobs): {} index files written, {} old ones removed",
-                r.packs, r.blobs, r.index_files_written, r.index_files_removed
+                "indexed {} ({}): {} written, {} old ones removed",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob"),
+                super::count(r.index_files_written, "index file"),
+                r.index_files_removed
             );
         }
         if !r.packs_missing.is_empty() && !r.dry_run {
@@ -182,9 +187,9 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     }
     for x in &r.repaired {
         println!(
-            "snapshot {}: {} paths lost",
+            "snapshot {}: {} lost",
             x.original.short(),
-            x.lost.len()
+            super::count(x.lost.len(), "path")
         );
         for l in &x.lost {
             println!("  {} ({})", lossy(&l.path), l.reason);
@@ -213,17 +218,20 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     }
     if !g.quiet {
         if !r.removed.is_empty() {
-            println!("removed {} damaged snapshots", r.removed.len());
+            println!(
+                "removed {}",
+                super::count(r.removed.len(), "damaged snapshot")
+            );
         }
         println!(
-            "{} {} of {} snapshots; {} intact{}",
+            "{} {} of {}; {} intact{}",
             if r.dry_run {
                 "would repair"
             } else {
                 "repaired"
             },
             r.repaired.len(),
-            r.snapshots,
+            super::count(r.snapshots, "snapshot"),
             r.intact,
             if r.dry_run {
                 " (dry run: nothing changed)"
