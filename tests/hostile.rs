@@ -192,12 +192,21 @@ fn existing_symlinks_in_the_target_are_not_followed() {
     let snap = c.snapshot(root);
 
     // The target already holds symlinks where the snapshot has a directory
-    // and a file: restore must replace them, not write through them.
+    // and a file: restore must replace them, not write through them. They
+    // differ from the snapshot's entries, so that takes --overwrite; without
+    // it the restore refuses and writes nothing.
     let target = env.path("target");
     fs::create_dir(&target).unwrap();
     symlink(&outside, target.join("a")).unwrap();
     symlink(outside.join("g"), target.join("g")).unwrap();
-    env.ok(&["restore", &snap, "--target", target.to_str().unwrap()]);
+    let t = target.to_str().unwrap();
+    assert_eq!(
+        env.run(&["restore", &snap, "--target", t]).status.code(),
+        Some(1)
+    );
+    assert_empty(&outside);
+    assert!(fs::symlink_metadata(target.join("a")).unwrap().is_symlink());
+    env.ok(&["restore", &snap, "--target", t, "--overwrite", "always"]);
     assert_empty(&outside);
     assert!(fs::symlink_metadata(target.join("a")).unwrap().is_dir());
     assert_eq!(fs::read(target.join("a/f")).unwrap(), b"inside the target");

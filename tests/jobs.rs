@@ -364,9 +364,16 @@ fn configuration_errors_name_the_file_line_and_key() {
         );
     }
     std::fs::write(&config, &good).unwrap();
+    // The repository does not exist: check the file alone.
     let out = env
         .cmd()
-        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "config",
+            "check",
+            "--no-open",
+        ])
         .output()
         .unwrap();
     assert!(success(out).contains("jobs: app"));
@@ -486,6 +493,7 @@ fn verify_finds_restored_files_that_differ_from_the_snapshot() {
         target: target.clone(),
         include: Vec::new(),
         owners: None,
+        ..RestoreOptions::default()
     };
     let root = RestoreRoot::Tree(snap.tree);
     restore(&repo, &root, b"/", &opts, &cairn::ops::NoProgress).unwrap();

@@ -175,6 +175,9 @@ impl Backend for CachedBackend {
     fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
         self.inner.put_parts(name, parts)
     }
+    fn put_owned(&self, name: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        self.inner.put_owned(name, parts)
+    }
     fn delete(&self, name: &str) -> Result<()> {
         self.cache.remove(name);
         self.inner.delete(name)

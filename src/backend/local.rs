@@ -161,6 +161,52 @@ impl LocalBackend {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(n, _)| n != name);
     }
+
+    /// Write an object through `fill` into a new temporary file beside
+    /// it, sync it, rename it into place and sync the directory.
+    fn put_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        self.forget_open(name);
+        let p = self.path(name)?;
+        let dir = p
+            .parent()
+            .ok_or_else(|| Error::invalid(format!("object name {name:?} has no directory")))?;
+        let modes = self.modes();
+        self.create_dirs(dir, modes)?;
+        let file_name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::invalid(format!("object name {name:?}")))?;
+        let tmp = dir.join(format!(
+            "{file_name}.tmp-{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(modes.file)
+                .open(&tmp)?;
+            if modes.is_group() {
+                // The umask may have taken the group's read bit.
+                f.set_permissions(fs::Permissions::from_mode(modes.file))?;
+            }
+            fill(&mut f)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io_path("cannot write", &p, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &p) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io_path("cannot rename into place", &p, e));
+        }
+        sync_dir(dir)
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -258,45 +304,15 @@ impl Backend for LocalBackend {
     }
 
     fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
-        self.forget_open(name);
-        let p = self.path(name)?;
-        let dir = p
-            .parent()
-            .ok_or_else(|| Error::invalid(format!("object name {name:?} has no directory")))?;
-        let modes = self.modes();
-        self.create_dirs(dir, modes)?;
-        let file_name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::invalid(format!("object name {name:?}")))?;
-        let tmp = dir.join(format!(
-            "{file_name}.tmp-{}",
-            hex::encode(rand::random::<[u8; 8]>())
-        ));
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(modes.file)
-                .open(&tmp)?;
-            if modes.is_group() {
-                // The umask may have taken the group's read bit.
-                f.set_permissions(fs::Permissions::from_mode(modes.file))?;
-            }
-            for part in parts {
-                f.write_all(part)?;
-            }
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io_path("cannot write", &p, e));
-        }
-        if let Err(e) = fs::rename(&tmp, &p) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io_path("cannot rename into place", &p, e));
-        }
-        sync_dir(dir)
+        self.put_with(name, |f| parts.iter().try_for_each(|p| f.write_all(p)))
+    }
+
+    fn put_owned(&self, name: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        // Each part is dropped once it is in the page cache, before the
+        // file is synced.
+        self.put_with(name, |f| {
+            parts.into_iter().try_for_each(|p| f.write_all(&p))
+        })
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -65,6 +65,14 @@ pub trait Backend: Send + Sync {
     fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
         self.put(name, &parts.concat())
     }
+    /// Store an object given as owned parts (same guarantees as `put`). A
+    /// backend that writes the parts one by one overrides this to drop each
+    /// once written, so the caller's memory is given back while the object
+    /// is made durable (the packer hands over whole packs this way).
+    fn put_owned(&self, name: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        self.put_parts(name, &refs)
+    }
     /// Remove an object. Removing a missing object is not an error.
     fn delete(&self, name: &str) -> Result<()>;
     /// The size of an object, or a NotFound error.
@@ -108,6 +116,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn put_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
         (**self).put_parts(name, parts)
+    }
+    fn put_owned(&self, name: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        (**self).put_owned(name, parts)
     }
     fn delete(&self, name: &str) -> Result<()> {
         (**self).delete(name)
@@ -253,6 +264,9 @@ pub mod conformance {
         b.put_parts("locks/parts", &[b"ab", b"", b"cde"]).unwrap();
         assert_eq!(b.get("locks/parts").unwrap(), b"abcde");
         assert_eq!(b.get_range("locks/parts", 1, 3).unwrap(), b"bcd");
+        let owned = vec![b"fg".to_vec(), Vec::new(), b"hij".to_vec()];
+        b.put_owned("locks/parts", owned).unwrap();
+        assert_eq!(b.get("locks/parts").unwrap(), b"fghij");
         b.delete("locks/parts").unwrap();
         b.put("locks/x", b"one").unwrap();
         b.put("locks/x", b"two").unwrap();

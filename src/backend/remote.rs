@@ -15,6 +15,11 @@
 //!   path-style addressing; credentials from `AWS_ACCESS_KEY_ID` and
 //!   `AWS_SECRET_ACCESS_KEY`, region from `AWS_DEFAULT_REGION` or
 //!   `AWS_REGION` (default `us-east-1`).
+//!
+//! Anything else that starts like a URL scheme (`word:`) is an error that
+//! names the known ones, so that a mistyped or not yet supported scheme
+//! never becomes a local directory named after it; a local path with a
+//! colon is written `./a:b` or as an absolute path.
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -145,8 +150,29 @@ impl RemoteUrl {
                 root: format!("/{prefix}"),
             }));
         }
+        if let Some(scheme) = scheme_of(url) {
+            return Err(Error::invalid(format!(
+                "{url}: unknown repository scheme `{scheme}:` (known: {}); \
+                 write a local path that holds a colon with ./ in front or as an absolute path",
+                KNOWN_SCHEMES.join(", ")
+            )));
+        }
         Ok(None)
     }
+}
+
+/// The URL schemes [`RemoteUrl::parse`] knows, as they are written.
+pub const KNOWN_SCHEMES: &[&str] = &["sftp:", "s3:"];
+
+/// The scheme of a location written `scheme:…` (RFC 3986: a letter, then
+/// letters, digits, `+`, `-` or `.`), or `None` for a local path.
+fn scheme_of(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
 }
 
 /// A counting semaphore bounding requests in flight.
@@ -525,6 +551,39 @@ mod tests {
             "s3:https://h/ab",
         ] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_are_errors_naming_the_known_ones() {
+        for bad in [
+            "rest:http://host/repo",
+            "rclone:remote:path",
+            "b2:bucket",
+            "file:///srv/repo",
+            "https://host/repo",
+            "x:",
+            "a1+b-c.d:thing",
+        ] {
+            let e = RemoteUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("unknown repository scheme"), "{bad}: {e}");
+            assert!(e.contains("known: sftp:, s3:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn local_paths_with_a_colon_stay_local() {
+        for local in [
+            "./a:b",
+            "/srv/a:b",
+            "../x:y",
+            "repo",
+            "dir/sub:thing",
+            "1abc:def",
+            ":leading",
+            "",
+        ] {
+            assert_eq!(RemoteUrl::parse(local).unwrap(), None, "{local}");
         }
     }
 }

@@ -146,16 +146,28 @@ pub fn execute(g: &GlobalArgs, opts: &BackupOptions, parent: Option<&str>) -> Re
     // repository is opened or anything is written.
     opts.validate()?;
     let mut repo = g.open()?;
+    let mut lock = repo.lock_shared()?;
+    execute_locked(g, &mut lock, opts, parent)
+}
+
+/// [`execute`] under a lock the caller took: `cairn run` opens and locks
+/// the repository before its `before` hooks stop anything.
+pub fn execute_locked(
+    g: &GlobalArgs,
+    lock: &mut cairn::repo::SharedLock<'_>,
+    opts: &BackupOptions,
+    parent: Option<&str>,
+) -> Result<Done> {
+    opts.validate()?;
     let mut opts = opts.clone();
     if let Some(spec) = parent {
-        opts.parent = Some(repo.find_snapshot(spec)?.0);
+        opts.parent = Some(lock.find_snapshot(spec)?.0);
     }
-    let mut lock = repo.lock_shared()?;
     let reporter = Reporter::new(g, "backup");
     reporter.start("backup", None, None);
     reporter.scan_sources(&opts.paths);
     let interrupts = super::Interrupts::install(lock.cancel_token())?;
-    let r = backup(&mut lock, &opts, &reporter);
+    let r = backup(lock, &opts, &reporter);
     drop(interrupts);
     reporter.finish();
     let shows_errors = reporter.shows_errors();

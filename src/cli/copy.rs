@@ -54,7 +54,9 @@ pub struct SourcePass {
 
 /// Open the source repository of `copy` or `init --copy-chunker-params`:
 /// the passphrase from the file, the command, `CAIRN_FROM_PASSWORD`, or a
-/// prompt on a terminal.
+/// prompt on a terminal. A `repo` that names a `[repository.NAME]` of the
+/// configuration file (as `-r NAME` does) is that table's url, env and
+/// passphrase source.
 pub fn open_source(
     g: &GlobalArgs,
     repo: &str,
@@ -66,6 +68,23 @@ pub fn open_source(
     src.env = env.clone();
     src.password_file = pass.from_password_file.clone();
     src.password_command = pass.from_password_command.clone();
+    if let Some((loaded, rc)) = super::jobconfig::named_repository(g.config.as_deref(), repo)? {
+        if rc.password_file.is_some() || rc.password_command.is_some() {
+            if src.password_file.is_some() || src.password_command.is_some() {
+                bail!(
+                    "--from-password-file/--from-password-command would not be used: [repository.{repo}] in {} has its own passphrase source; drop one of them",
+                    loaded.path.display()
+                );
+            }
+            src.password_file = rc.password_file.clone();
+            src.password_command = rc.password_command.clone();
+        }
+        src.repo = Some(rc.url.clone());
+        src.env = rc.env.clone();
+        if let Some(c) = rc.connections {
+            src.connections = c;
+        }
+    }
     if src.password_file.is_none() && src.password_command.is_none() {
         let pass = match super::secret_env("CAIRN_FROM_PASSWORD") {
             Some(p) => p,

@@ -14,12 +14,15 @@ pub struct Args {
     older: String,
     /// The newer snapshot (ID prefix or `latest`).
     newer: String,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
-    let (ida, sa) = repo.find_snapshot(&a.older)?;
-    let (idb, sb) = repo.find_snapshot(&a.newer)?;
+    let none = cairn::repo::SnapshotFilter::default();
+    let (ida, sa) = super::select_snapshot(g, &repo, &a.older, &none, None)?;
+    let (idb, sb) = super::select_snapshot(g, &repo, &a.newer, &none, None)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut counts = [0u64; 5];

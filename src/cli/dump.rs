@@ -16,11 +16,16 @@ pub struct Args {
     path: String,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
-    let (_, snap) = repo.select_snapshot(&a.snapshot, &a.filter.filter()?)?;
+    // The snapshot and the file are found before the first byte is
+    // written: a command that fails leaves its output empty.
+    let (_, snap) =
+        super::select_snapshot(g, &repo, &a.snapshot, &a.filter.filter()?, Some(&a.path))?;
     let node = match walk::find(&repo, &snap.tree, a.path.as_bytes())? {
         Found::Entry(n) => n,
         Found::Dir(..) => bail!("{} is a directory; `cairn dump` writes one file", a.path),

@@ -50,6 +50,8 @@ pub struct Args {
     max_unused: String,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -75,7 +77,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         ids: a.ids.clone(),
         policy,
         group: GroupBy::parse(&a.group_by)?,
-        filter: a.filter.filter()?,
+        filter: g.scoped(a.filter.filter()?),
         dry_run: a.dry_run,
         prune: {
             let max_unused = super::prune::parse_percent(&a.max_unused)?;
@@ -118,7 +120,7 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
     let mut doomed = Vec::new();
     if !r.ids.is_empty() {
         for spec in &r.ids {
-            let (id, s) = lock.find_snapshot(spec)?;
+            let (id, s) = lock.select_snapshot(spec, filter)?;
             doomed.push((id, s));
         }
     } else {

@@ -1,6 +1,8 @@
 //! `cairn init`: create a repository.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Result, bail};
 use cairn::repo::{InitOptions, Repository};
 
 use super::GlobalArgs;
@@ -26,8 +28,45 @@ pub struct Args {
         value_name = "REPO"
     )]
     from_repo: Option<String>,
+    /// Create the repository even in a directory that holds other files.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     pass: super::copy::SourcePass,
+}
+
+/// Refuse a local location that is a directory holding anything: the
+/// repository would mix with those files (and `prune` or a later `rm -r`
+/// of the repository would take them along). A directory that already
+/// holds a repository (`config`) is left to `Repository::init`, which
+/// names it as such.
+fn refuse_foreign_files(location: &str) -> Result<()> {
+    if cairn::backend::remote::RemoteUrl::parse(location)?.is_some() {
+        return Ok(());
+    }
+    let dir = Path::new(location);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Missing (created by init), or not a directory (init says so).
+        Err(_) => return Ok(()),
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    if names.is_empty() || names.iter().any(|n| n == "config") {
+        return Ok(());
+    }
+    names.sort();
+    let more = match names.len() - 1 {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    bail!(
+        "refusing to create a repository in {}: the directory is not empty (it holds {}{more}); \
+         give a new or empty directory, or --force to create it among those files",
+        dir.display(),
+        Path::new(&names[0]).display()
+    )
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -44,6 +83,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         opts.id_key = Some(src.config().id_key);
     }
     let backend = g.backend()?;
+    if !a.force {
+        refuse_foreign_files(&backend.location())?;
+    }
     let pass = g.passphrase(true)?;
     let repo = Repository::init(backend, &pass, &opts)?;
     if g.json {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 
+use super::GlobalArgs;
+
 /// A repository as the configuration describes it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +141,197 @@ pub struct Loaded {
     pub config: FileConfig,
 }
 
+/// Which global options were given on the command line, not by the
+/// environment or a default: a repository table of the configuration file
+/// gives way to none of them silently (see [`GlobalArgs::resolve`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given {
+    /// `-r/--repo`.
+    pub repo: bool,
+    /// `--password-file`.
+    pub password_file: bool,
+    /// `--password-command`.
+    pub password_command: bool,
+    /// `--connections`.
+    pub connections: bool,
+    /// `--progress`.
+    pub progress: bool,
+}
+
+impl Given {
+    /// Read the sources of the parsed global options.
+    pub fn from_matches(m: &clap::ArgMatches) -> Given {
+        let on_line = |id: &str| {
+            // Global options given after the subcommand are in its matches.
+            let mut m = Some(m);
+            while let Some(here) = m {
+                if here.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                    return true;
+                }
+                m = here.subcommand().map(|(_, sub)| sub);
+            }
+            false
+        };
+        Given {
+            repo: on_line("repo"),
+            password_file: on_line("password_file"),
+            password_command: on_line("password_command"),
+            connections: on_line("connections"),
+            progress: on_line("progress"),
+        }
+    }
+}
+
+/// What `--job NAME` narrows a command to: the job's snapshots.
+#[derive(Debug, Clone)]
+pub struct JobScope {
+    /// The job's name (its snapshots carry the tag `job:NAME`).
+    pub name: String,
+    /// The job's `host`, if it sets one.
+    pub host: Option<String>,
+}
+
+/// True if `repo` can only be a name of a `[repository.NAME]` table or a
+/// relative directory: no `/`, no scheme.
+fn is_bare_name(repo: &str) -> bool {
+    !repo.is_empty() && !repo.contains('/') && !repo.contains(':') && repo != "." && repo != ".."
+}
+
+impl GlobalArgs {
+    /// These options with the repository resolved:
+    ///
+    /// - `--job NAME`: the job's repository (unless `-r` on the command
+    ///   line names another), and only its snapshots;
+    /// - `-r NAME` (or `CAIRN_REPOSITORY=NAME`) where the configuration
+    ///   file has a `[repository.NAME]`: that table's url, passphrase
+    ///   source, connections and `env`;
+    /// - any other `-r` value: a location, as given;
+    /// - no `-r` and no `CAIRN_REPOSITORY`: the configuration file's only
+    ///   repository (several are an error that lists them).
+    ///
+    /// The configuration file is `--config` (or `CAIRN_CONFIG`), else the
+    /// first of [`default_paths`] that exists, and it is read only when
+    /// needed: a location given as a path or URL works without it.
+    pub fn resolve(&self, job: Option<&str>) -> Result<GlobalArgs> {
+        let mut g = self.clone();
+        if self.resolved {
+            return Ok(g);
+        }
+        g.resolved = true;
+        // CAIRN_REPOSITORY in the environment gives way to --job.
+        let repo = self
+            .repo
+            .as_deref()
+            .filter(|_| self.given.repo || job.is_none());
+        let wants_config = job.is_some() || repo.is_none_or(is_bare_name);
+        let loaded = if wants_config {
+            load_if_any(self.config.as_deref())?
+        } else {
+            None
+        };
+        if let Some(name) = job {
+            let Some(l) = &loaded else {
+                bail!("--job {name}: {}", no_config_message());
+            };
+            let j = l.job(name)?;
+            g.job = Some(JobScope {
+                name: name.to_string(),
+                host: j.host.clone(),
+            });
+            if repo.is_none() {
+                return use_repository(g, l, &j.repository);
+            }
+        }
+        match (repo, &loaded) {
+            (Some(r), Some(l)) if is_bare_name(r) && l.config.repository.contains_key(r) => {
+                use_repository(g, l, r)
+            }
+            (Some(_), _) => Ok(g),
+            (None, None) => bail!(
+                "no repository given: use -r/--repo, set CAIRN_REPOSITORY, or name one in a configuration file (--config FILE, or one of {})",
+                default_places()
+            ),
+            (None, Some(l)) => {
+                let names: Vec<&String> = l.config.repository.keys().collect();
+                match names.as_slice() {
+                    [only] => use_repository(g, l, only),
+                    [] => bail!(
+                        "no repository given: use -r/--repo or set CAIRN_REPOSITORY ({} names no repository)",
+                        l.path.display()
+                    ),
+                    _ => bail!(
+                        "no repository given, and {} names several: {}; choose one with -r NAME",
+                        l.path.display(),
+                        names
+                            .iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The `[repository.NAME]` table `repo` names, if it is a bare name and the
+/// configuration file (`explicit`, else the default places) has one.
+pub fn named_repository(
+    explicit: Option<&Path>,
+    repo: &str,
+) -> Result<Option<(Loaded, RepoConfig)>> {
+    if !is_bare_name(repo) {
+        return Ok(None);
+    }
+    Ok(load_if_any(explicit)?.and_then(|l| {
+        let rc = l.config.repository.get(repo).cloned();
+        rc.map(|rc| (l, rc))
+    }))
+}
+
+/// `g` set to the repository `[repository.NAME]` of `l`: its url, its
+/// passphrase source (a `--password-file` or `--password-command` on the
+/// command line is then an error: it would not be used), its connections
+/// (unless `--connections` is given) and its `env`.
+pub fn use_repository(mut g: GlobalArgs, l: &Loaded, name: &str) -> Result<GlobalArgs> {
+    let rc = l
+        .config
+        .repository
+        .get(name)
+        .ok_or_else(|| anyhow!("no [repository.{name}] in {}", l.path.display()))?;
+    g.repo = Some(rc.url.clone());
+    let own = match (&rc.password_file, &rc.password_command) {
+        (Some(_), _) => Some("password_file"),
+        (None, Some(_)) => Some("password_command"),
+        (None, None) => None,
+    };
+    if let Some(own) = own {
+        let flag = if g.given.password_file {
+            Some("--password-file")
+        } else if g.given.password_command {
+            Some("--password-command")
+        } else {
+            None
+        };
+        if let Some(flag) = flag {
+            bail!(
+                "{flag} would not be used: [repository.{name}] in {} has its own {own}; drop one of them",
+                l.path.display()
+            );
+        }
+        g.password_file = rc.password_file.clone();
+        g.password_command = rc.password_command.clone();
+    }
+    if let Some(c) = rc.connections
+        && !g.given.connections
+    {
+        g.connections = c;
+    }
+    g.env = rc.env.clone();
+    g.resolved = true;
+    Ok(g)
+}
+
 /// The default places, in order.
 pub fn default_paths() -> Vec<PathBuf> {
     let mut v = Vec::new();
@@ -183,6 +376,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
         let (line, col) = e.span().map_or((0, 0), |s| line_col(text, s.start));
         let key = e.span().map(|s| key_at(text, &s)).unwrap_or_default();
         let msg = e.message().trim().replace('\n', " ");
+        let msg = did_you_mean(&msg).unwrap_or(msg);
         if key.is_empty() {
             anyhow!("{}:{line}:{col}: {msg}", path.display())
         } else {
@@ -191,6 +385,29 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig> {
     })?;
     validate(&config, text, path)?;
     Ok(config)
+}
+
+/// serde's "unknown field `keep_lats`, expected one of `repository`, …"
+/// as "unknown key `keep_lats`; did you mean `keep_last`?" when one of the
+/// expected keys is close (Jaro-Winkler similarity, as clap suggests
+/// subcommands), else with the list of keys.
+fn did_you_mean(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let best = expected
+        .iter()
+        .map(|k| (strsim::jaro_winkler(unknown, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    Some(match best {
+        Some((_, k)) => format!("unknown key `{unknown}`; did you mean `{k}`?"),
+        None if expected.is_empty() => format!("unknown key `{unknown}`"),
+        None => format!(
+            "unknown key `{unknown}` (keys here: {})",
+            expected.join(", ")
+        ),
+    })
 }
 
 /// Where `[job.NAME]` (or a key in it) is, for messages about values.
@@ -315,6 +532,24 @@ fn validate(c: &FileConfig, text: &str, path: &Path) -> Result<()> {
                 "at most 256 (slices are chosen by a pack ID's first byte)".into(),
             ));
         }
+        for (key, value) in [
+            ("keep_last", j.keep_last),
+            ("keep_hourly", j.keep_hourly),
+            ("keep_daily", j.keep_daily),
+            ("keep_weekly", j.keep_weekly),
+            ("keep_monthly", j.keep_monthly),
+            ("keep_yearly", j.keep_yearly),
+        ] {
+            if let Some(n) = value
+                && n < -1
+            {
+                return Err(err(
+                    &table,
+                    key,
+                    format!("{n}: give a count, or -1 to keep all"),
+                ));
+            }
+        }
         if let Some(w) = &j.keep_within {
             w.parse::<jiff::Span>()
                 .map_err(|e| err(&table, "keep_within", format!("{w:?}: {e}")))?;
@@ -334,24 +569,37 @@ fn validate(c: &FileConfig, text: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The default places, for messages.
+fn default_places() -> String {
+    default_paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn no_config_message() -> String {
+    format!(
+        "no configuration file: give --config FILE or create one of {}",
+        default_places()
+    )
+}
+
 /// Load the configuration from `explicit`, or the first default place that
 /// exists.
 pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
+    load_if_any(explicit)?.ok_or_else(|| anyhow!(no_config_message()))
+}
+
+/// Load the configuration from `explicit` (which must exist), or the first
+/// default place that exists; `None` if there is none.
+pub fn load_if_any(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
-        None => default_paths()
-            .into_iter()
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                anyhow!(
-                    "no configuration file: give --config FILE or create one of {}",
-                    default_paths()
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?,
+        None => match default_paths().into_iter().find(|p| p.exists()) {
+            Some(p) => p,
+            None => return Ok(None),
+        },
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
@@ -360,7 +608,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
         super::warn_if_exposed("the configuration file", &path, &m);
     }
     let config = parse(&text, &path)?;
-    Ok(Loaded { path, config })
+    Ok(Some(Loaded { path, config }))
 }
 
 impl Loaded {

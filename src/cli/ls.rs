@@ -20,6 +20,8 @@ pub struct Args {
     long: bool,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 /// `ls -l`'s mode column, as `ls` prints it: type, then rwx for user,
@@ -93,7 +95,13 @@ impl Owners {
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let repo = g.open_with_index()?;
-    let (id, snap) = repo.select_snapshot(&a.snapshot, &a.filter.filter()?)?;
+    let (id, snap) = super::select_snapshot(
+        g,
+        &repo,
+        &a.snapshot,
+        &a.filter.filter()?,
+        a.path.as_deref(),
+    )?;
     let start = a.path.as_deref().unwrap_or("/");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -271,9 +271,10 @@ pub struct GlobalArgs {
     /// status events on standard output (json), or none (off).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     progress: progress::ProgressMode,
-    /// Configuration file for `run`, `config check` and `schedule`
-    /// (default: $XDG_CONFIG_HOME/cairn/cairn.toml, then
-    /// /etc/cairn/cairn.toml).
+    /// Configuration file: its jobs for `run` and `schedule`, its
+    /// repositories for `-r NAME`, `--job NAME` and commands given no
+    /// repository (default: $XDG_CONFIG_HOME/cairn/cairn.toml, else
+    /// ~/.config/cairn/cairn.toml, then /etc/cairn/cairn.toml).
     #[arg(
         long,
         global = true,
@@ -291,6 +292,21 @@ pub struct GlobalArgs {
     /// Wait up to DURATION for a lock held by another process (e.g. "5m").
     #[arg(long, global = true, value_name = "DURATION")]
     retry_lock: Option<String>,
+    /// Which options were given on the command line rather than by the
+    /// environment or a default (see [`jobconfig::Given`]).
+    #[arg(skip)]
+    given: jobconfig::Given,
+    /// True once `repo` holds a location (a configuration file's
+    /// repository name replaced by its table), see
+    /// [`GlobalArgs::resolve`].
+    #[arg(skip)]
+    resolved: bool,
+    /// With `--job NAME`: the job whose snapshots the command considers.
+    #[arg(skip)]
+    job: Option<jobconfig::JobScope>,
+    /// Never prompt for a passphrase (`config check`).
+    #[arg(skip)]
+    no_prompt: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -528,7 +544,10 @@ fn raise_open_file_limit() {
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
     raise_open_file_limit();
-    let cli = parse_args();
+    use clap::FromArgMatches;
+    let matches = parse_args();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.global.given = jobconfig::Given::from_matches(&matches);
     if cli.global.progress == progress::ProgressMode::Json
         && !cli.global.json
         && cli.command.reports_progress()
@@ -556,8 +575,33 @@ impl Command {
                 | Command::Prune(_)
                 | Command::Repair(_)
                 | Command::RestoreTest(_)
-                | Command::Run(_)
         )
+    }
+    /// True for the commands that work on a repository (the others read
+    /// the configuration file, or nothing).
+    fn uses_repository(&self) -> bool {
+        !matches!(
+            self,
+            Command::Run(_)
+                | Command::Config(_)
+                | Command::Schedule(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+        )
+    }
+
+    /// The command's `--job NAME`, if it takes one and was given it.
+    fn job(&self) -> Option<&str> {
+        match self {
+            Command::Snapshots(a) => a.job.name(),
+            Command::Ls(a) => a.job.name(),
+            Command::Restore(a) => a.job.name(),
+            Command::Dump(a) => a.job.name(),
+            Command::Diff(a) => a.job.name(),
+            Command::Forget(a) => a.job.name(),
+            Command::RestoreTest(a) => a.job.name(),
+            _ => None,
+        }
     }
 }
 
@@ -567,11 +611,11 @@ impl Command {
 /// from the environment (`cairn backup --repo <REPO> --password-file
 /// <PASSWORD_FILE> <PATHS>...` with `CAIRN_REPOSITORY` and
 /// `CAIRN_PASSWORD_FILE` set), as if they were required.
-fn parse_args() -> Cli {
+fn parse_args() -> clap::ArgMatches {
     use clap::CommandFactory;
     use clap::error::{ContextKind, ContextValue, ErrorKind as ClapKind};
-    let e = match Cli::try_parse() {
-        Ok(cli) => return cli,
+    let e = match Cli::command().try_get_matches() {
+        Ok(m) => return m,
         Err(e) => e,
     };
     if e.kind() != ClapKind::MissingRequiredArgument {
@@ -597,6 +641,13 @@ fn parse_args() -> Cli {
 
 /// Run one command.
 fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
+    let resolved;
+    let g = if command.uses_repository() {
+        resolved = g.resolve(command.job())?;
+        &resolved
+    } else {
+        g
+    };
     match command {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -664,10 +715,11 @@ fn dedup_chain(msgs: &[String]) -> String {
 
 impl GlobalArgs {
     fn backend(&self) -> Result<Arc<dyn Backend>> {
-        let repo = self
-            .repo
-            .as_deref()
-            .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CAIRN_REPOSITORY"))?;
+        let repo = self.repo.as_deref().ok_or_else(|| {
+            anyhow!(
+                "no repository given: use -r/--repo, set CAIRN_REPOSITORY, or name one in a configuration file"
+            )
+        })?;
         Ok(cairn::backend::remote::open(
             repo,
             cairn::backend::remote::RemoteOptions {
@@ -702,7 +754,7 @@ impl GlobalArgs {
         if let Some(p) = secret_env("CAIRN_PASSWORD") {
             return Ok(p);
         }
-        if std::io::stdin().is_terminal() {
+        if std::io::stdin().is_terminal() && !self.no_prompt {
             let p = rpassword::prompt_password("enter passphrase for repository: ")
                 .context("cannot read the passphrase")?;
             if confirm {
@@ -929,8 +981,79 @@ impl FilterArgs {
                 .as_deref()
                 .map(|t| cairn::repo::parse_time(t, jiff::Zoned::now()))
                 .transpose()?,
+            holding: None,
         })
     }
+}
+
+/// `--job NAME`, on the commands that read a job's snapshots.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JobArgs {
+    /// Only this job's snapshots (tag `job:NAME`, and the job's `host`), in
+    /// the job's repository unless -r names another (one of its `copy_to`).
+    #[arg(long, value_name = "NAME")]
+    job: Option<String>,
+}
+
+impl JobArgs {
+    /// The job's name, if given.
+    pub fn name(&self) -> Option<&str> {
+        self.job.as_deref()
+    }
+}
+
+impl GlobalArgs {
+    /// `filter`, narrowed to the snapshots of the `--job` given, if any.
+    pub fn scoped(&self, mut filter: cairn::repo::SnapshotFilter) -> cairn::repo::SnapshotFilter {
+        if let Some(job) = &self.job {
+            let tag = format!("job:{}", job.name);
+            if !filter.tags.contains(&tag) {
+                filter.tags.push(tag);
+            }
+            if filter.host.is_none() {
+                filter.host.clone_from(&job.host);
+            }
+        }
+        filter
+    }
+}
+
+/// Resolve the snapshot `spec` names among those `filter` (and `--job`)
+/// pass. Given the `path` the command will read, `latest` is the newest
+/// snapshot holding it. When the choice was Cairn's (`latest`, `--as-of`),
+/// say on standard error which snapshot it made (ID, time, paths), as
+/// restic's restore does, unless `--quiet`.
+pub fn select_snapshot(
+    g: &GlobalArgs,
+    repo: &Repository,
+    spec: &str,
+    filter: &cairn::repo::SnapshotFilter,
+    path: Option<&str>,
+) -> Result<(cairn::id::SnapshotId, cairn::format::snapshot::Snapshot)> {
+    let mut filter = g.scoped(filter.clone());
+    let latest = spec == "latest";
+    if latest && let Some(p) = path {
+        filter.holding = Some(p.as_bytes().to_vec());
+    }
+    let (id, snap) = repo.select_snapshot(spec, &filter)?;
+    if (latest || filter.as_of_ns.is_some()) && !g.quiet {
+        eprintln!("{}", describe_snapshot(&id, &snap));
+    }
+    Ok((id, snap))
+}
+
+/// `using snapshot 1a2b3c4d of /srv/a, /srv/b taken 2026-11-20 03:00:00`.
+pub fn describe_snapshot(
+    id: &cairn::id::SnapshotId,
+    s: &cairn::format::snapshot::Snapshot,
+) -> String {
+    let paths: Vec<String> = s.paths.iter().map(|p| lossy(p)).collect();
+    format!(
+        "using snapshot {} of {} taken {}",
+        id.short(),
+        paths.join(", "),
+        format_time(s.time_ns, s.utc_offset_s)
+    )
 }
 
 /// Split `SNAPSHOT[:PATH]`.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cairn::ops::restore::{RestoreOptions, RestoreRoot, restore};
+use cairn::ops::restore::{Action, Overwrite, RestoreOptions, RestoreRoot, refusal, restore};
 use cairn::ops::walk::{self, Found};
 
 use super::progress::Reporter;
@@ -21,8 +21,45 @@ pub struct Args {
     /// Only restore entries matching this glob (repeatable).
     #[arg(long = "include", short = 'i', value_name = "GLOB")]
     include: Vec<String>,
+    /// What to do with files the target already holds that differ from
+    /// the snapshot's: replace them (`always`; `if-changed` takes a file
+    /// whose size and modification time match as unchanged without reading
+    /// it), replace them only if the snapshot's is newer (`if-newer`), or
+    /// keep them (`never`). Without it such a restore is refused before
+    /// anything is written. Identical files are always left alone.
+    #[arg(long, value_name = "WHEN")]
+    overwrite: Option<OverwriteArg>,
+    /// Remove files and directories in the restored directories that the
+    /// snapshot lacks (with --include, only those that match).
+    #[arg(long)]
+    delete: bool,
+    /// List what would change in the target, write nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
+}
+
+/// `--overwrite` values (restic's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
+}
+
+/// The library's choice for `--overwrite` (absent: refuse).
+fn overwrite(a: Option<OverwriteArg>) -> Overwrite {
+    match a {
+        None => Overwrite::Refuse,
+        Some(OverwriteArg::Always) => Overwrite::Always,
+        Some(OverwriteArg::IfChanged) => Overwrite::IfChanged,
+        Some(OverwriteArg::IfNewer) => Overwrite::IfNewer,
+        Some(OverwriteArg::Never) => Overwrite::Never,
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -31,7 +68,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let _interrupts = super::Interrupts::install_exiting(&lock, || {})?;
     let repo = lock.load_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
-    let (id, snap) = repo.select_snapshot(spec, &a.filter.filter()?)?;
+    let (id, snap) = super::select_snapshot(g, &repo, spec, &a.filter.filter()?, sub)?;
     let sub = sub.unwrap_or("/");
     let root = match walk::find(&repo, &snap.tree, sub.as_bytes())? {
         Found::Dir(t, _) => RestoreRoot::Tree(t),
@@ -41,9 +78,12 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         target: a.target.clone(),
         include: a.include.clone(),
         owners: None,
+        overwrite: overwrite(a.overwrite),
+        delete: a.delete,
+        dry_run: a.dry_run,
     };
     let reporter = Reporter::new(g, "restore");
-    if sub == "/" && a.include.is_empty() {
+    if sub == "/" && a.include.is_empty() && !a.dry_run {
         reporter.start(
             "restore",
             Some(snap.summary.files),
@@ -54,6 +94,26 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     reporter.finish();
     let shows_errors = reporter.shows_errors();
     let r = r?;
+    let differing = r.changes.iter().filter(|c| c.action == Action::Differs);
+    let refused = differing
+        .clone()
+        .next()
+        .map(|first| refusal(&a.target, &first.path, differing.count()));
+    let counts = format!(
+        "{} files{}, {} unchanged, {} skipped, {} dirs, {} others, {}{}",
+        r.files,
+        if a.dry_run { "" } else { " written" },
+        r.unchanged,
+        r.skipped,
+        r.dirs,
+        r.others,
+        human_bytes(r.bytes),
+        if a.delete {
+            format!(", {} deleted", r.deleted)
+        } else {
+            String::new()
+        }
+    );
     if g.json {
         let errors = super::errors_json(&r.errors);
         println!(
@@ -61,11 +121,31 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             serde_json::json!({
                 "message_type": "summary",
                 "snapshot_id": id.to_hex(),
+                "dry_run": a.dry_run,
                 "files": r.files, "dirs": r.dirs, "others": r.others,
-                "bytes": r.bytes, "errors": errors,
+                "bytes": r.bytes, "unchanged": r.unchanged, "skipped": r.skipped,
+                "deleted": r.deleted,
+                "changes": r.changes.iter().map(|c| serde_json::json!({"action": c.action.name(), "path": c.path.to_string_lossy()})).collect::<Vec<_>>(),
+                "errors": errors,
                 "databases": r.databases.iter().map(|(p, v)| serde_json::json!({"path": p.to_string_lossy(), "integrity_check": v})).collect::<Vec<_>>(),
             })
         );
+    } else if a.dry_run {
+        if !g.quiet {
+            for c in &r.changes {
+                println!(
+                    "{:<8} {}{}",
+                    c.action.name(),
+                    c.path.display(),
+                    if c.is_dir { "/" } else { "" }
+                );
+            }
+            println!(
+                "dry run: restoring snapshot {} to {} would write {counts}",
+                id.short(),
+                a.target.display(),
+            );
+        }
     } else {
         // Listed as they happened, unless the progress reporter was quiet.
         if !shows_errors {
@@ -80,15 +160,14 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         if !g.quiet {
             println!(
-                "restored snapshot {} to {}: {} files, {} dirs, {} others, {}",
+                "restored snapshot {} to {}: {counts}",
                 id.short(),
                 a.target.display(),
-                r.files,
-                r.dirs,
-                r.others,
-                human_bytes(r.bytes)
             );
         }
+    }
+    if let Some(e) = refused {
+        return Err(e.into());
     }
     if r.errors.is_empty() {
         Ok(super::exit::OK)

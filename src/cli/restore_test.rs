@@ -25,6 +25,8 @@ pub struct Args {
     tmp_dir: Option<PathBuf>,
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 /// What a restore test found.
@@ -86,7 +88,7 @@ fn test(
     let mut repo = g.open()?;
     let mut lock = repo.lock_shared()?;
     let repo = lock.load_index()?;
-    let (id, snap) = repo.select_snapshot(spec, filter)?;
+    let (id, snap) = super::select_snapshot(g, &repo, spec, filter, None)?;
     let base = tmp.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let dir = temp_target(&base)?;
     let _interrupts = super::Interrupts::install_exiting(repo.lock(), {
@@ -105,6 +107,7 @@ fn test(
         target: dir.path().to_path_buf(),
         include: Vec::new(),
         owners: None,
+        ..RestoreOptions::default()
     };
     let root = RestoreRoot::Tree(snap.tree);
     let mut problems = Vec::new();

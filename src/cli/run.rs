@@ -1,7 +1,10 @@
 //! `cairn run JOB…`: one nightly job from the configuration file, start to
 //! end.
 //!
-//! The steps, in order: ping start; `before` hooks; backup; `after` hooks
+//! The steps, in order: ping start; open and lock the job's repository
+//! (a wrong passphrase or a missing repository fails the job before any
+//! hook stops a service; no `before` or `after` hook runs then); `before`
+//! hooks; backup under that lock; `after` hooks
 //! (right after the backup by default, so the services stopped for it are
 //! down no longer than needed; `after_hooks = "end"` moves them to the end);
 //! a copy of the new snapshot to each `copy_to` repository; `forget` by the
@@ -32,7 +35,7 @@ use cairn::ops::backup::{BackupOptions, StreamSource};
 use cairn::ops::check::ReadData;
 use cairn::ops::forget::{GroupBy, Policy};
 use cairn::ops::prune::PruneOptions;
-use cairn::repo::SnapshotFilter;
+use cairn::repo::{Repository, SharedLock, SnapshotFilter};
 use cairn::source::exclude::ExcludeMatcher;
 
 use super::GlobalArgs;
@@ -72,6 +75,15 @@ struct JobOutcome {
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
+    // Options `cairn run` would not use are errors, not silence.
+    if g.given.repo {
+        bail!(
+            "`cairn run` does not take -r/--repo: each job backs up to the repository its `repository` key names (to back up elsewhere once, use `cairn -r REPO backup`)"
+        );
+    }
+    if g.given.progress {
+        bail!("`cairn run` does not take --progress: it shows no progress (-v prints each step)");
+    }
     let loaded = jobconfig::load(g.config.as_deref())?;
     let names: Vec<String> = if a.all {
         loaded.config.job.keys().cloned().collect()
@@ -261,16 +273,7 @@ impl<'a> Runner<'a> {
             self.loaded.config.repository.get(repo).ok_or_else(|| {
                 anyhow!("no [repository.{repo}] in {}", self.loaded.path.display())
             })?;
-        let mut g = self.g.clone();
-        g.repo = Some(rc.url.clone());
-        if rc.password_file.is_some() || rc.password_command.is_some() {
-            g.password_file = rc.password_file.clone();
-            g.password_command = rc.password_command.clone();
-        }
-        if let Some(c) = rc.connections {
-            g.connections = c;
-        }
-        g.env = rc.env.clone();
+        let mut g = jobconfig::use_repository(self.g.clone(), self.loaded, repo)?;
         g.json = false;
         g.quiet = !self.verbose();
         g.progress = ProgressMode::Off;
@@ -378,12 +381,22 @@ impl<'a> Runner<'a> {
         t
     }
 
-    fn backup(&mut self) {
+    /// What the backup needs before any hook runs: its options (exclude
+    /// files read, values checked) and its repository, opened (the
+    /// passphrase checked).
+    fn prepare_backup(&self) -> Result<(GlobalArgs, BackupOptions, Repository)> {
+        let opts = self.backup_options()?;
+        opts.validate()?;
+        let (g, _) = self.globals_for(&self.job.repository)?;
+        let repo = g.open()?;
+        Ok((g, opts, repo))
+    }
+
+    fn backup(&mut self, g: &GlobalArgs, opts: &BackupOptions, lock: &mut SharedLock<'_>) {
         let started = Instant::now();
         self.say("backup");
         let r = (|| -> Result<()> {
-            let (g, _) = self.globals_for(&self.job.repository)?;
-            let done = super::backup::execute(&g, &self.backup_options()?, None)?;
+            let done = super::backup::execute_locked(g, lock, opts, None)?;
             self.snapshot = Some(done.id.to_hex());
             if done.code == super::exit::PARTIAL {
                 let list = |items: &[(std::path::PathBuf, String)]| {
@@ -600,15 +613,42 @@ impl<'a> Runner<'a> {
         let mut state = JobState::load(self.name);
         let after_at_end = self.job.after_hooks.as_deref() == Some("end");
         self.ping(Ping::Start);
+        // The repository is opened and locked before the first before hook
+        // stops anything: a wrong passphrase, a missing repository or a
+        // lock that cannot be had leaves the services alone.
         let started = Instant::now();
-        let r = self.hooks("before", &self.job.before, None);
-        if !self.job.before.is_empty() {
-            self.record("before hooks", started, r, true);
+        self.say("open and lock the repository");
+        let (mut target, mut repo) = match self.prepare_backup() {
+            Ok((g, opts, repo)) => (Some((g, opts)), Some(repo)),
+            Err(e) => {
+                self.record("backup", started, Err(e), true);
+                (None, None)
+            }
+        };
+        let mut lock = match repo.as_mut().map(Repository::lock_shared) {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e)) => {
+                self.record("backup", started, Err(e.into()), true);
+                target = None;
+                None
+            }
+            None => None,
+        };
+        let hooks_ran = lock.is_some();
+        if let (Some((g, opts)), Some(lock)) = (&target, lock.as_mut()) {
+            let started = Instant::now();
+            let r = self.hooks("before", &self.job.before, None);
+            if !self.job.before.is_empty() {
+                self.record("before hooks", started, r, true);
+            }
+            if !self.stopped {
+                self.backup(g, opts, lock);
+            }
         }
-        if !self.stopped {
-            self.backup();
-        }
-        if !after_at_end {
+        drop(lock);
+        drop(repo);
+        // With no before hook run, there is nothing for after to restart.
+        if !after_at_end && hooks_ran {
             self.after_hooks();
         }
         self.copy();
@@ -616,7 +656,7 @@ impl<'a> Runner<'a> {
         self.prune(&mut state);
         self.check(&state);
         self.restore_test(&mut state);
-        if after_at_end {
+        if after_at_end && hooks_ran {
             self.after_hooks();
         }
         if !self.errors.is_empty() && !self.job.on_failure.is_empty() {

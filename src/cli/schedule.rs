@@ -50,6 +50,9 @@ fn parse_at(at: &str) -> Result<(u8, u8)> {
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let Sub::Print { job, at } = &a.command;
+    if g.given.repo {
+        anyhow::bail!("`cairn schedule` does not take -r/--repo: the job names its repository");
+    }
     let (h, m) = parse_at(at)?;
     let loaded = jobconfig::load(g.config.as_deref())?;
     loaded.job(job)?;

@@ -9,10 +9,12 @@ use super::{GlobalArgs, format_time, human_bytes, lossy};
 pub struct Args {
     #[command(flatten)]
     filter: super::FilterArgs,
+    #[command(flatten)]
+    pub(super) job: super::JobArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let filter = a.filter.filter()?;
+    let filter = g.scoped(a.filter.filter()?);
     let repo = g.open()?;
     let snaps: Vec<_> = repo
         .load_snapshots()?

@@ -17,6 +17,12 @@
 //! directory and file is the very one this restore created (device and
 //! inode) before touching it. A mismatch is an error for the entry; nothing
 //! outside the target, and nothing this restore did not create, is changed.
+//!
+//! A target that already holds entries is planned first
+//! (`restore/plan.rs`): what is identical to the snapshot is left alone,
+//! what differs is replaced, kept or (by default) makes the whole restore
+//! refuse before anything is written, as [`RestoreOptions::overwrite`]
+//! says; `delete` removes what the snapshot lacks.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -31,6 +37,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
+
+mod plan;
+
+pub use plan::{Action, Change, Overwrite, refusal};
+use plan::{Decision, Planner};
 
 use super::Progress;
 use crate::error::{Error, ErrorKind, Result};
@@ -53,12 +64,22 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Restore owners (default: when running as root).
     pub owners: Option<bool>,
+    /// What to do with entries the target holds that differ from the
+    /// snapshot's (default: refuse the restore before writing anything).
+    pub overwrite: Overwrite,
+    /// Remove entries of the restored directories that the snapshot lacks
+    /// (only where the restore takes entries: with `include`, those that
+    /// match).
+    pub delete: bool,
+    /// Plan only: list what would change in [`RestoreResult::changes`] and
+    /// count it, write nothing (not even the target directory).
+    pub dry_run: bool,
 }
 
 /// What a restore did.
 #[derive(Debug, Default)]
 pub struct RestoreResult {
-    /// Regular files restored.
+    /// Regular files written (in a dry run: that would be written).
     pub files: u64,
     /// Directories restored.
     pub dirs: u64,
@@ -71,6 +92,19 @@ pub struct RestoreResult {
     /// Restored SQLite captures and SQLite's `integrity_check` verdict on
     /// each ("ok" when sound).
     pub databases: Vec<(PathBuf, String)>,
+    /// Entries (not directories) already in the target with the snapshot's
+    /// content: left alone.
+    pub unchanged: u64,
+    /// Entries in the target that differ and were kept, as `overwrite`
+    /// said.
+    pub skipped: u64,
+    /// Entries removed (`delete`); a directory counts once, with its content.
+    pub deleted: u64,
+    /// What changes in the target, in walk order: new entries (in a dry run
+    /// only), replaced, kept, removed, and (in a dry run that would be
+    /// refused) the differing ones. Unchanged entries are counted, not
+    /// listed.
+    pub changes: Vec<Change>,
 }
 
 /// Granularity of hole detection when restoring sparse files.
@@ -149,6 +183,9 @@ struct Ctx<'a> {
     /// The target directory's handle: every later step starts from it.
     root: OwnedFd,
     root_id: ObjId,
+    /// What the plan decided for entries the target holds (empty when the
+    /// target was empty).
+    decisions: HashMap<Vec<u8>, Decision>,
     include: Option<ExcludeMatcher>,
     owners: bool,
     euid: u32,
@@ -292,6 +329,26 @@ impl Ctx<'_> {
     ) -> Result<u64> {
         let name = std::ffi::OsStr::from_bytes(&n.name);
         let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
+        match self.decisions.get(rel) {
+            Some(Decision::Skip) => return Ok(0),
+            Some(Decision::Unchanged(id)) => {
+                // Left alone; a later member of its hard-link group links
+                // to it.
+                if let (Some(id), true) = (id, n.nlink > 1 && n.inode != 0) {
+                    self.links
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry((n.device, n.inode))
+                        .or_insert_with(|| LinkFirst {
+                            rel: rel.to_vec(),
+                            path: path.to_vec(),
+                            id: Some(*id),
+                        });
+                }
+                return Ok(0);
+            }
+            Some(Decision::Replace) | None => {}
+        }
         if let NodeKind::Dir { subtree } = &n.kind {
             let existed = self
                 .make_dir(dir, name)
@@ -789,6 +846,34 @@ impl Ctx<'_> {
         link_handle(&src, &dst_dir, name).map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))
     }
 
+    /// Remove the entries the plan lists (`delete`), each through its
+    /// reopened parent directory, never following a symlink nor leaving
+    /// the target's filesystem. Returns how many were removed.
+    fn delete(&self, deletes: &[(Vec<u8>, bool)], target: &std::path::Path) -> u64 {
+        let mut deleted = 0;
+        for (rel, _) in deletes {
+            let shown = target.join(display(rel));
+            let (dir, name) = split_last(rel);
+            let r = self
+                .open_restored_dir(dir, None, "cannot remove", rel)
+                .and_then(|fd| {
+                    plan::remove_entry(fd.as_fd(), name, self.root_id.0, super::depth(rel))
+                        .map_err(|e| Error::io_path("cannot remove", &shown, errno_io(e)))
+                });
+            match r {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    self.progress.error(&shown, &e);
+                    self.errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((shown, e.to_string()));
+                }
+            }
+        }
+        deleted
+    }
+
     fn finish_dirs(&self) {
         let mut dirs =
             std::mem::take(&mut *self.dir_meta.lock().unwrap_or_else(|p| p.into_inner()));
@@ -956,31 +1041,114 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let repo: &Repository = index;
-    std::fs::create_dir_all(&opts.target)
-        .map_err(|e| Error::io_path("cannot create the restore target", &opts.target, e))?;
-    let target_was_empty = std::fs::read_dir(&opts.target)
-        .map_err(|e| Error::io_path("cannot list the restore target", &opts.target, e))?
-        .next()
-        .is_none();
-    let target = std::fs::canonicalize(&opts.target)
-        .map_err(|e| Error::io_path("cannot resolve the restore target", &opts.target, e))?;
-    let dir = rustix::fs::open(
-        &target,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io_path("cannot open the restore target", &target, errno_io(e)))?;
-    let root_id = obj_id(dir.as_fd())
-        .map_err(|e| Error::io_path("cannot stat the restore target", &target, errno_io(e)))?;
+    let exists = match std::fs::metadata(&opts.target) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the restore target {} is a file, not a directory; give a directory \
+                     (it is created if missing)",
+                    opts.target.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(Error::io_path(
+                "cannot stat the restore target",
+                &opts.target,
+                e,
+            ));
+        }
+    };
     let include = if opts.include.is_empty() {
         None
     } else {
         Some(ExcludeMatcher::new(&opts.include, &[])?)
     };
+    let mut opened = if exists {
+        Some(open_target(&opts.target)?)
+    } else {
+        None
+    };
+    let target_was_empty = match &opened {
+        None => true,
+        Some((_, path, _)) => std::fs::read_dir(path)
+            .map_err(|e| Error::io_path("cannot list the restore target", &opts.target, e))?
+            .next()
+            .is_none(),
+    };
+    // A target that holds entries (or a dry run, or an include whose
+    // matches must be found) is planned first: nothing is written before
+    // it is known that nothing would be overwritten unasked.
+    let plan = if !target_was_empty || opts.dry_run || include.is_some() {
+        let planner = Planner::new(
+            repo,
+            include.as_ref(),
+            opts.overwrite,
+            opts.delete,
+            opts.dry_run,
+        );
+        let dir = opened.as_ref().map(|(fd, _, _)| fd);
+        super::in_pool(|| match root {
+            RestoreRoot::Tree(t) => {
+                let all = include.is_none() || planner_included(include.as_ref(), root_path);
+                planner.tree(dir, t, root_path, b"", all);
+            }
+            RestoreRoot::Entry(n) => {
+                planner.node(dir, n, root_path, &n.name, true);
+            }
+        });
+        planner.finish(&opts.target)
+    } else {
+        plan::Plan::default()
+    };
+    if let Some((first, count)) = plan.differing()
+        && !opts.dry_run
+    {
+        return Err(refusal(&opts.target, first, count));
+    }
+    if include.is_some() && plan.taken == 0 && !plan.incomplete {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "--include {} matched nothing in {}; nothing was restored",
+                opts.include.join(" "),
+                display(root_path).display()
+            ),
+        ));
+    }
+    if opts.dry_run {
+        return Ok(RestoreResult {
+            files: plan.files,
+            dirs: plan.dirs,
+            others: plan.others,
+            bytes: plan.bytes,
+            unchanged: plan.unchanged,
+            skipped: plan.skipped,
+            deleted: plan.deletes.len() as u64,
+            changes: plan.changes,
+            ..RestoreResult::default()
+        });
+    }
+    if opened.is_none() {
+        std::fs::create_dir_all(&opts.target)
+            .map_err(|e| Error::io_path("cannot create the restore target", &opts.target, e))?;
+        opened = Some(open_target(&opts.target)?);
+    }
+    let Some((dir, _, root_id)) = opened else {
+        return Err(Error::io_path(
+            "cannot open the restore target",
+            &opts.target,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    };
     let ctx = Ctx {
         repo,
         root: dir,
         root_id,
+        decisions: plan.decisions,
         include,
         owners: opts
             .owners
@@ -1003,6 +1171,7 @@ pub fn restore(
         databases: Mutex::new(Vec::new()),
         progress,
     };
+    let deleted = ctx.delete(&plan.deletes, &opts.target);
     super::in_pool(|| match root {
         RestoreRoot::Tree(t) => {
             let all = ctx.include.is_none() || ctx.included(root_path, true);
@@ -1030,7 +1199,32 @@ pub fn restore(
             .databases
             .into_inner()
             .unwrap_or_else(|p| p.into_inner()),
+        unchanged: plan.unchanged,
+        skipped: plan.skipped,
+        deleted,
+        changes: plan.changes,
     })
+}
+
+/// `root_path` matches an include pattern (as a directory).
+fn planner_included(include: Option<&ExcludeMatcher>, root_path: &[u8]) -> bool {
+    include.is_none_or(|m| m.is_excluded(&display(root_path), true))
+}
+
+/// Open the restore target (an existing directory): its handle, its
+/// resolved path and its identity.
+fn open_target(target: &std::path::Path) -> Result<(OwnedFd, PathBuf, ObjId)> {
+    let resolved = std::fs::canonicalize(target)
+        .map_err(|e| Error::io_path("cannot resolve the restore target", target, e))?;
+    let dir = rustix::fs::open(
+        &resolved,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io_path("cannot open the restore target", &resolved, errno_io(e)))?;
+    let id = obj_id(dir.as_fd())
+        .map_err(|e| Error::io_path("cannot stat the restore target", &resolved, errno_io(e)))?;
+    Ok((dir, resolved, id))
 }
 
 #[cfg(test)]
@@ -1077,6 +1271,139 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Back up `files` (name, content) from a new directory into an
+    /// in-memory repository; restore `opts` of its root into `target`.
+    struct Restorer {
+        repo: Repository,
+        src: tempfile::TempDir,
+        tree: BlobId,
+    }
+
+    impl Restorer {
+        fn new(files: &[(&str, Vec<u8>)]) -> Restorer {
+            let src = tempfile::tempdir().unwrap();
+            for (name, content) in files {
+                std::fs::write(src.path().join(name), content).unwrap();
+            }
+            let mut repo = crate::repo::test_repo();
+            let opts = crate::ops::backup::BackupOptions {
+                paths: vec![src.path().to_path_buf()],
+                ..Default::default()
+            };
+            let snap = {
+                let mut lock = repo.lock_shared().unwrap();
+                crate::ops::backup::backup(&mut lock, &opts, &crate::ops::NoProgress)
+                    .unwrap()
+                    .snapshot
+            };
+            let mut r = Restorer {
+                repo,
+                src,
+                tree: snap.tree,
+            };
+            let mut lock = r.repo.lock_shared().unwrap();
+            let index = lock.load_index().unwrap();
+            let path = r.src.path().as_os_str().as_bytes().to_vec();
+            let tree = match crate::ops::walk::find(&index, &snap.tree, &path).unwrap() {
+                crate::ops::walk::Found::Dir(t, _) => t,
+                crate::ops::walk::Found::Entry(_) => panic!("a directory"),
+            };
+            drop(lock);
+            r.tree = tree;
+            r
+        }
+
+        fn restore(
+            &mut self,
+            target: &std::path::Path,
+            overwrite: Overwrite,
+            dry_run: bool,
+        ) -> Result<RestoreResult> {
+            let path = self.src.path().as_os_str().as_bytes().to_vec();
+            let mut lock = self.repo.lock_shared().unwrap();
+            let index = lock.load_index().unwrap();
+            let opts = RestoreOptions {
+                target: target.to_path_buf(),
+                overwrite,
+                dry_run,
+                ..RestoreOptions::default()
+            };
+            restore(
+                &index,
+                &RestoreRoot::Tree(self.tree),
+                &path,
+                &opts,
+                &crate::ops::NoProgress,
+            )
+        }
+    }
+
+    #[test]
+    fn existing_files_are_compared_with_the_snapshot_chunk_by_chunk() {
+        // Large enough for several chunks: one byte changed in the middle
+        // keeps the size and every other chunk.
+        let big: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut r = Restorer::new(&[("big", big.clone()), ("small", b"small".to_vec())]);
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        let first = r.restore(&t, Overwrite::Refuse, false).unwrap();
+        assert_eq!((first.files, first.unchanged, first.skipped), (2, 0, 0));
+        let again = r.restore(&t, Overwrite::Refuse, false).unwrap();
+        assert_eq!((again.files, again.unchanged, again.skipped), (0, 2, 0));
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+
+        let mut edited = big.clone();
+        edited[big.len() / 2] ^= 1;
+        std::fs::write(t.join("big"), &edited).unwrap();
+        let e = r.restore(&t, Overwrite::Refuse, false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().contains(&format!(
+                "{} already exists and differs",
+                t.join("big").display()
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(t.join("big")).unwrap(),
+            edited,
+            "nothing written"
+        );
+
+        let dry = r.restore(&t, Overwrite::Refuse, true).unwrap();
+        assert_eq!(
+            dry.changes,
+            vec![Change {
+                path: t.join("big"),
+                action: Action::Differs,
+                is_dir: false
+            }]
+        );
+        let kept = r.restore(&t, Overwrite::Never, false).unwrap();
+        assert_eq!((kept.files, kept.unchanged, kept.skipped), (0, 1, 1));
+        assert_eq!(std::fs::read(t.join("big")).unwrap(), edited);
+        let replaced = r.restore(&t, Overwrite::Always, false).unwrap();
+        assert_eq!(
+            (replaced.files, replaced.unchanged, replaced.skipped),
+            (1, 1, 0)
+        );
+        assert_eq!(std::fs::read(t.join("big")).unwrap(), big);
+
+        // A file cut short, or grown, differs too.
+        std::fs::write(t.join("small"), b"smal").unwrap();
+        let dry = r.restore(&t, Overwrite::Always, true).unwrap();
+        assert_eq!(dry.changes[0].action, Action::Replace);
+        std::fs::write(t.join("small"), b"smaller").unwrap();
+        let dry = r.restore(&t, Overwrite::IfNewer, true).unwrap();
+        assert_eq!(
+            dry.changes[0].action,
+            Action::Skip,
+            "the local file is newer"
+        );
     }
 
     #[test]

@@ -1200,6 +1200,11 @@ pub struct SnapshotFilter {
     pub path: Option<Vec<u8>>,
     /// Only snapshots taken at or before this time (ns since the epoch).
     pub as_of_ns: Option<i64>,
+    /// Only snapshots holding this path: one of their backed-up paths is
+    /// the path itself or a directory above it (a snapshot of `/srv/a`
+    /// holds `/srv/a/config.json`). What `latest` means when a command is
+    /// asked for a path.
+    pub holding: Option<Vec<u8>>,
 }
 
 impl SnapshotFilter {
@@ -1209,6 +1214,7 @@ impl SnapshotFilter {
             && self.tags.is_empty()
             && self.path.is_none()
             && self.as_of_ns.is_none()
+            && self.holding.is_none()
     }
 
     /// True if `s` passes every condition.
@@ -1217,6 +1223,10 @@ impl SnapshotFilter {
             && self.tags.iter().all(|t| s.tags.contains(t))
             && self.path.as_ref().is_none_or(|p| s.paths.contains(p))
             && self.as_of_ns.is_none_or(|t| s.time_ns <= t)
+            && self
+                .holding
+                .as_ref()
+                .is_none_or(|p| s.paths.iter().any(|root| path_holds(root, p)))
     }
 
     /// The conditions, for messages.
@@ -1235,12 +1245,29 @@ impl SnapshotFilter {
             let ts = jiff::Timestamp::from_nanosecond(i128::from(t)).unwrap_or_default();
             parts.push(format!("taken at or before {ts}"));
         }
+        if let Some(p) = &self.holding {
+            parts.push(format!("holding {:?}", String::from_utf8_lossy(p)));
+        }
         if parts.is_empty() {
             "any snapshot".into()
         } else {
             parts.join(", ")
         }
     }
+}
+
+/// True if the backed-up path `root` is `path` or a directory above it,
+/// component by component (`/srv/a` holds `/srv/a/x`, not `/srv/ab`; `/`
+/// holds everything).
+fn path_holds(root: &[u8], path: &[u8]) -> bool {
+    let parts = |p: &'_ [u8]| -> Vec<Vec<u8>> {
+        p.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let (root, path) = (parts(root), parts(path));
+    path.starts_with(&root)
 }
 
 /// Parse a point in time: an RFC 3339 timestamp, a local date and time
@@ -1438,6 +1465,7 @@ mod tests {
             tags: vec!["x".into(), "y".into()],
             path: Some(b"/a".to_vec()),
             as_of_ns: Some(100),
+            holding: Some(b"/a/b/c".to_vec()),
         };
         assert!(f.matches(&s));
         s.time_ns = 101;
@@ -1446,5 +1474,16 @@ mod tests {
         s.tags.pop();
         assert!(!f.matches(&s));
         assert!(SnapshotFilter::default().matches(&s));
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_paths_below_its_backed_up_paths() {
+        assert!(path_holds(b"/a", b"/a"));
+        assert!(path_holds(b"/a", b"/a/b/c"));
+        assert!(path_holds(b"/a/", b"a/b"));
+        assert!(path_holds(b"/", b"/anything"));
+        assert!(!path_holds(b"/a", b"/ab"));
+        assert!(!path_holds(b"/a/b", b"/a"));
+        assert!(!path_holds(b"/b", b"/a/b"));
     }
 }

@@ -3,9 +3,10 @@
 //! Blobs are spread at random over a few open packs, and each pack's blobs
 //! are shuffled before it is written, so a pack's layout does not reveal
 //! the order (and so the size sequence) of one file's chunks. Full packs go
-//! to writer threads through a rendezvous channel: producers block when
-//! writers fall behind, so memory stays bounded by
-//! `(open packs + producers waiting + writers) × pack size`.
+//! to writer threads through a rendezvous channel, handed over while the
+//! slot that filled them stays locked: when writers fall behind, producers
+//! wait (for the writer, or for a slot), so memory stays bounded by
+//! `(open packs + writers) × pack size`.
 //!
 //! Index files are commit points: a packer made [`Packer::with_gate`] asks
 //! its operation's lock ([`CommitGate::verify`]) before writing each one,
@@ -138,6 +139,26 @@ pub struct Packer {
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
     gate: Option<Arc<dyn CommitGate>>,
+    held: Arc<Held>,
+}
+
+/// Sealed bytes the packer holds (open packs, packs handed to a writer and
+/// packs being written), and the most it ever held.
+#[derive(Default)]
+struct Held {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl Held {
+    fn add(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now.fetch_add(n, Relaxed) + n;
+        self.peak.fetch_max(now, Relaxed);
+    }
+    fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -243,6 +264,7 @@ impl Packer {
         // takes it, so no pack sits in a queue besides.
         let (tx, rx) = bounded::<FinishedPack>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let held = Arc::new(Held::default());
         let workers = (0..opts.writers.max(1))
             .map(|_| {
                 let rx: Receiver<FinishedPack> = rx.clone();
@@ -250,8 +272,17 @@ impl Packer {
                 let shared = Arc::clone(&shared);
                 let seal = seal.clone();
                 let gate = gate.clone();
+                let held = Arc::clone(&held);
                 std::thread::spawn(move || {
-                    writer_loop(&rx, &*backend, &seal, &shared, opts, gate.as_deref())
+                    let w = Writer {
+                        backend: &*backend,
+                        seal: &seal,
+                        shared: &shared,
+                        opts,
+                        gate: gate.as_deref(),
+                        held: &held,
+                    };
+                    w.run(&rx)
                 })
             })
             .collect();
@@ -265,7 +296,13 @@ impl Packer {
             workers,
             shared,
             gate,
+            held,
         }
+    }
+
+    /// The most sealed bytes this packer held at once.
+    pub fn peak_held_bytes(&self) -> usize {
+        self.held.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fail fast if a writer has failed.
@@ -281,20 +318,18 @@ impl Packer {
         self.check()?;
         let n = self.slots.len();
         let start = (rand::random::<u32>() as usize) % n;
-        let full = {
-            // Prefer an idle slot; otherwise wait for the random one.
-            let mut guard = (0..n)
-                .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
-                .unwrap_or_else(|| lock(&self.slots[start]));
-            guard.bytes += blob.sealed.len();
-            guard.blobs.push(blob);
-            if guard.bytes >= self.opts.pack_size {
-                Some(std::mem::take(&mut *guard))
-            } else {
-                None
-            }
-        };
-        if let Some(pack) = full {
+        // Prefer an idle slot; otherwise wait for the random one.
+        let mut guard = (0..n)
+            .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| lock(&self.slots[start]));
+        guard.bytes += blob.sealed.len();
+        self.held.add(blob.sealed.len());
+        guard.blobs.push(blob);
+        if guard.bytes >= self.opts.pack_size {
+            // The slot stays locked until a writer takes its pack: a full
+            // pack waiting for a writer is one of the open packs, not one
+            // more, so packs in memory never exceed open packs + writers.
+            let pack = std::mem::take(&mut *guard);
             self.send(pack)?;
         }
         Ok(())
@@ -409,42 +444,61 @@ fn finish_pack(mut pack: OpenPack, seal: &SealKey) -> Result<FinishedPack> {
     })
 }
 
-fn writer_loop(
-    rx: &Receiver<FinishedPack>,
-    backend: &dyn Backend,
-    seal: &SealKey,
-    shared: &Mutex<Shared>,
+/// One pack-writing thread's view of the packer.
+struct Writer<'a> {
+    backend: &'a dyn Backend,
+    seal: &'a SealKey,
+    shared: &'a Mutex<Shared>,
     opts: PackerOptions,
-    gate: Option<&dyn CommitGate>,
-) {
-    for pack in rx.iter() {
+    gate: Option<&'a dyn CommitGate>,
+    held: &'a Held,
+}
+
+impl Writer<'_> {
+    fn run(&self, rx: &Receiver<FinishedPack>) {
+        for pack in rx.iter() {
+            let len = pack.blobs.iter().map(Vec::len).sum::<usize>();
+            self.store(pack);
+            self.held.sub(len);
+        }
+    }
+
+    fn store(&self, pack: FinishedPack) {
+        let (backend, seal, shared, opts, gate) =
+            (self.backend, self.seal, self.shared, self.opts, self.gate);
         if lock(shared).error.is_some() {
-            continue;
+            return;
         }
         // A lost lock: storing more packs is wasted work.
         if let Some(Err(e)) = gate.map(CommitGate::check) {
             lock(shared).error.get_or_insert(e);
-            continue;
+            return;
         }
-        let mut parts: Vec<&[u8]> = pack.blobs.iter().map(Vec::as_slice).collect();
-        parts.push(&pack.trailer);
+        let stored_len = pack.len();
+        let FinishedPack {
+            id,
+            blobs: mut parts,
+            trailer,
+            index,
+        } = pack;
+        parts.push(trailer);
         if let Err(e) = backend
-            .put_parts(&pack_name(&pack.id), &parts)
+            .put_owned(&pack_name(&id), parts)
             .and_then(|()| crate::failpoint::hit("packer::pack_stored"))
         {
             let mut s = lock(shared);
             s.error.get_or_insert(e);
-            continue;
+            return;
         }
         let to_index = {
             let mut s = lock(shared);
-            s.bytes_written += pack.len();
-            s.unindexed_blobs += pack.index.blobs.len();
-            s.unindexed_bytes += pack.len();
+            s.bytes_written += stored_len;
+            s.unindexed_blobs += index.blobs.len();
+            s.unindexed_bytes += stored_len;
             s.unindexed_since
                 .get_or_insert_with(std::time::Instant::now);
             s.packs_written += 1;
-            s.unindexed.push(pack.index);
+            s.unindexed.push(index);
             let due = s.unindexed_blobs >= opts.index_every_blobs
                 || s.unindexed_bytes >= opts.index_every_bytes
                 || s.unindexed_since
@@ -473,5 +527,83 @@ fn writer_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mem::MemBackend;
+
+    /// A backend whose writes take a while, so producers outrun the writer.
+    struct SlowWrites(MemBackend);
+
+    impl Backend for SlowWrites {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.0.create()
+        }
+        fn list(&self, dir: &str) -> Result<Vec<crate::backend::ObjectInfo>> {
+            self.0.list(dir)
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>> {
+            self.0.get(name)
+        }
+        fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.0.get_range(name, offset, len)
+        }
+        fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            self.0.put(name, data)
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            self.0.delete(name)
+        }
+        fn stat(&self, name: &str) -> Result<u64> {
+            self.0.stat(name)
+        }
+    }
+
+    /// Producers that outrun the pack writer wait with their full pack in
+    /// its slot instead of each holding one more: the packer never holds
+    /// more than (open packs + writers) packs, however many threads add.
+    #[test]
+    fn producers_outrunning_the_writer_hold_no_pack_beyond_the_open_ones() {
+        const PACK: usize = 64 << 10;
+        const BLOB: usize = 8 << 10;
+        let repo = crate::repo::test_repo();
+        let backend: Arc<dyn Backend> = Arc::new(SlowWrites(MemBackend::new()));
+        let opts = PackerOptions {
+            open_packs: 2,
+            writers: 1,
+            ..PackerOptions::new(PACK)
+        };
+        let packer = Packer::new(Arc::clone(&backend), repo.seal_key().clone(), opts);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..48 {
+                        let blob = SealedBlob {
+                            blob_type: BlobType::Data,
+                            id: BlobId::random(),
+                            compression: Compression::None,
+                            raw_len: (BLOB - crate::crypto::SEAL_OVERHEAD) as u32,
+                            sealed: vec![7; BLOB],
+                        };
+                        packer.add(blob).expect("add");
+                    }
+                });
+            }
+        });
+        let peak = packer.peak_held_bytes();
+        let result = packer.finish(&*backend).expect("finish");
+        // Full packs, and at most one partial pack per open slot at the end.
+        let full = 6 * 48 * BLOB as u64 / PACK as u64;
+        assert!((full..=full + 2).contains(&result.packs_written));
+        // A pack closes at the blob that reaches the target size.
+        let bound = (opts.open_packs + opts.writers) * PACK;
+        assert!(peak <= bound, "held {peak} bytes at once, bound {bound}");
     }
 }

@@ -47,7 +47,8 @@ pub const STREAM_WINDOW: usize = 16 << 20;
 /// File content one saver holds at once for chunking in parallel, over all
 /// the files its workers read: [`BlobSaver::reserve`]. A file that does
 /// not fit beside the others is chunked on its own thread instead, in one
-/// window of twice the largest chunk. Without the budget, a rayon worker
+/// window a quarter larger than the largest chunk
+/// ([`BlobSaver::serial_window`]). Without the budget, a rayon worker
 /// waiting for the chunks of one file picks up another file's work and
 /// reads that file whole too, and so on: on a corpus of large binaries
 /// (`/usr/lib`) a backup peaked at twice restic's memory. The budget
@@ -306,6 +307,19 @@ impl<'a> BlobSaver<'a> {
         self.save(BlobType::Tree, &tree.to_bytes()?)
     }
 
+    /// The window of a file chunked on its own thread: a quarter larger
+    /// than the largest chunk. Any window larger than the largest chunk
+    /// cuts as the whole input does: the chunker finds a chunk's end within
+    /// the largest chunk's length of its start, so every cut that ends
+    /// before the window's end is one the whole input has (only the last,
+    /// which the window's end may have forced, is left for the next
+    /// window). The extra quarter makes each window move on by at least
+    /// that much. Files up to this size are read whole.
+    pub fn serial_window(&self) -> usize {
+        let max = self.repo.chunker().params().max_len as usize;
+        max + max / 4
+    }
+
     /// Take `n` bytes of [`CONTENT_BUDGET`] for a file about to be read
     /// and chunked in parallel, or `None` if they do not fit beside what
     /// other files hold (the caller then chunks it serially).
@@ -370,7 +384,7 @@ impl<'a> BlobSaver<'a> {
     /// twice the largest chunk held in private buffers. If two windows fit
     /// in [`CONTENT_BUDGET`], the next window is read while the chunks of
     /// the current one are hashed, compressed and sealed in parallel;
-    /// otherwise one window of twice the largest chunk is chunked on this
+    /// otherwise one [`BlobSaver::serial_window`] is chunked on this
     /// thread. Returns the blob list and the length. `consumed` hears of
     /// the bytes stored, window by window; `err` makes a read error.
     pub fn save_reader(
@@ -383,7 +397,7 @@ impl<'a> BlobSaver<'a> {
         let window = STREAM_WINDOW.max(least);
         match self.reserve(2 * window) {
             Some(_held) => self.save_reader_parallel(input, window, consumed, err),
-            None => self.save_reader_serial(input, least, consumed, err),
+            None => self.save_reader_serial(input, self.serial_window(), consumed, err),
         }
     }
 
@@ -790,6 +804,39 @@ mod tests {
         let all = saver.reserve(CONTENT_BUDGET).unwrap();
         drop(all);
         assert_eq!(saver.in_flight.load(Ordering::Relaxed), 0);
+        saver.finish().unwrap();
+    }
+
+    /// A serial window only a quarter larger than the largest chunk still
+    /// cuts as the whole input does, across runs that force largest-size
+    /// chunks and natural cuts on either side of window borders.
+    #[test]
+    fn the_serial_window_a_quarter_above_the_largest_chunk_cuts_as_the_whole_input_is() {
+        let r = repo();
+        let lock = RepoLock::acquire(&r, false).unwrap();
+        let saver = BlobSaver::new(&r, lock.gate(), SaveOptions::for_repo(&r));
+        let max = r.chunker().params().max_len as usize;
+        assert!(saver.serial_window() > max && saver.serial_window() < 2 * max);
+        let mut data = noise(3 * max / 2 + 4_321, 13);
+        data.extend(std::iter::repeat_n(0u8, 2 * max + max / 3));
+        data.extend(noise(max + 999, 14));
+        data.extend(std::iter::repeat_n(0u8, max - 77));
+        data.extend(noise(2 * max, 15));
+        let whole: Vec<BlobId> = r
+            .chunker()
+            .cuts(&data)
+            .map(|c| r.id_key().blob_id(&data[c.offset..c.offset + c.len]))
+            .collect();
+        let (ids, len) = saver
+            .save_reader_serial(
+                &mut std::io::Cursor::new(&data),
+                saver.serial_window(),
+                &|_| {},
+                &|e| Error::io("read", e),
+            )
+            .unwrap();
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(ids, whole);
         saver.finish().unwrap();
     }
 

@@ -110,7 +110,7 @@ impl Ctx<'_> {
         }
         let read_err = |e: std::io::Error| Error::source_io("cannot read", path, e);
         let window = STREAM_WINDOW as u64;
-        let least = 2 * u64::from(self.repo.chunker().params().max_len);
+        let least = self.saver.serial_window() as u64;
         // Read whole and chunked in parallel if it fits in the content
         // budget beside the files other workers hold; read whole and
         // chunked on this thread if it is no larger than a serial window;
