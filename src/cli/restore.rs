@@ -100,13 +100,13 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         .next()
         .map(|first| refusal(&a.target, &first.path, differing.count()));
     let counts = format!(
-        "{} files{}, {} unchanged, {} skipped, {} dirs, {} others, {}{}",
-        r.files,
+        "{}{}, {} unchanged, {} skipped, {}, {}, {}{}",
+        super::count(r.files, "file"),
         if a.dry_run { "" } else { " written" },
         r.unchanged,
         r.skipped,
-        r.dirs,
-        r.others,
+        super::count(r.dirs, "dir"),
+        super::count(r.others, "other"),
         human_bytes(r.bytes),
         if a.delete {
             format!(", {} deleted", r.deleted)
