@@ -555,7 +555,10 @@ pub fn run() -> i32 {
     {
         return report(&anyhow!(e).context("cannot set up --progress json"));
     }
-    match dispatch(&cli.global, &cli.command) {
+    let name = matches.subcommand_name().unwrap_or("");
+    let outcome = refuse_unused_options(&cli.global, &cli.command, name)
+        .and_then(|()| dispatch(&cli.global, &cli.command));
+    match outcome {
         Ok(code) => code,
         Err(e) => report(&e),
     }
@@ -587,6 +590,35 @@ impl Command {
                 | Command::Schedule(_)
                 | Command::Completions(_)
                 | Command::Man(_)
+        )
+    }
+
+    /// True for the commands that print JSON with `--json` (`cat` always
+    /// prints JSON and accepts the flag).
+    fn prints_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Dump(_) | Command::Completions(_) | Command::Man(_)
+        )
+    }
+
+    /// True for the commands that take a lock, and so wait with
+    /// `--retry-lock`.
+    fn takes_lock(&self) -> bool {
+        matches!(
+            self,
+            Command::Backup(_)
+                | Command::Ls(_)
+                | Command::Restore(_)
+                | Command::Dump(_)
+                | Command::Diff(_)
+                | Command::Check(_)
+                | Command::Copy(_)
+                | Command::Forget(_)
+                | Command::Prune(_)
+                | Command::Repair(_)
+                | Command::Run(_)
+                | Command::RestoreTest(_)
         )
     }
 
@@ -637,6 +669,45 @@ fn parse_args() -> clap::ArgMatches {
     }
     fixed.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
     fixed.exit()
+}
+
+/// Global options given on the command line that `command` (called
+/// `name`) would not use are errors, not silence: `cairn snapshots
+/// --progress json` would otherwise print no events and say nothing.
+/// (`--progress off` or `auto` asks for nothing such a command would
+/// print, and is accepted.)
+/// `cairn run`, `config check` and `schedule` name their own refusals of
+/// `-r`.
+fn refuse_unused_options(g: &GlobalArgs, command: &Command, name: &str) -> Result<()> {
+    let unused = |flag: &str, why: &str| -> Result<()> {
+        bail!("`cairn {name}` does not take {flag}: {why}")
+    };
+    if g.progress == progress::ProgressMode::Json
+        && !command.reports_progress()
+        && !matches!(command, Command::Run(_))
+    {
+        unused("--progress json", "it reports no progress")?;
+    }
+    if g.json && !command.prints_json() {
+        unused("--json", "it prints no JSON")?;
+    }
+    if g.retry_lock.is_some() && !command.takes_lock() {
+        unused("--retry-lock", "it takes no lock")?;
+    }
+    if matches!(command, Command::Completions(_) | Command::Man(_)) {
+        let given = &g.given;
+        for (on, flag) in [
+            (given.repo, "-r/--repo"),
+            (given.password_file, "--password-file"),
+            (given.password_command, "--password-command"),
+            (given.connections, "--connections"),
+        ] {
+            if on {
+                unused(flag, "it opens no repository")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run one command.
