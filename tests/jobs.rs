@@ -666,7 +666,7 @@ fn a_partial_backup_fails_the_job_but_keeps_and_maintains_the_snapshot() {
         job["errors"][0]
             .as_str()
             .unwrap()
-            .contains("without 1 entries that could not be read"),
+            .contains("without 1 entry that could not be read"),
         "{job}"
     );
     assert_eq!(snapshot_count(&env), 1);

@@ -403,16 +403,25 @@ fn every_command_prints_documented_json() {
     let lines = c.output("run", &success(out));
     assert_eq!(lines[0]["jobs"][0]["ok"], true);
 
-    // Artifacts stay what they are under --json.
+    // Commands that write artifacts refuse --json rather than ignore it.
     assert_eq!(
-        env.ok(&["dump", "--json", &id2, &format!("{s}/b.txt")]),
+        env.ok(&["dump", &id2, &format!("{s}/b.txt")]),
         "hello again\n"
     );
-    assert!(
-        env.ok(&["completions", "bash", "--json"])
-            .contains("_cairn")
-    );
-    assert!(env.ok(&["man", "--json"]).starts_with(".ie"));
+    for args in [
+        &["dump", "--json", &id2, &format!("{s}/b.txt")][..],
+        &["completions", "bash", "--json"][..],
+        &["man", "--json"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("does not take --json: it prints no JSON"),
+            "{args:?}"
+        );
+    }
 
     // Rewrite and tag; a rewritten snapshot names its original.
     let lines = c.output(
