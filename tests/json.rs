@@ -431,9 +431,14 @@ fn every_command_prints_documented_json() {
     assert_eq!(lines[0]["rewritten"][0]["id"], Value::Null);
     let lines = c.output(
         "rewrite",
-        &stdout_of(&env, &["rewrite", "--json", "-e", "b.txt"]),
+        &stdout_of(
+            &env,
+            &["rewrite", "--json", "--progress", "json", "-e", "b.txt"],
+        ),
     );
-    assert_eq!(lines[0]["rewritten"][0]["removed"][0]["type"], "file");
+    assert!(lines.iter().any(|l| l["phase"] == "rewrite"));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["rewritten"][0]["removed"][0]["type"], "file");
     let lines = c.output(
         "rewrite",
         &stdout_of(&env, &["tag", "--json", "--add", "x", "latest"]),

@@ -204,8 +204,8 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             writeln!(
                 out,
                 "{path}: {} in {} (there in {})",
-                count(stats.changes, "change", "changes"),
-                count(stats.snapshots, "snapshot", "snapshots"),
+                count(stats.changes, "change"),
+                count(stats.snapshots, "snapshot"),
                 stats.present
             )?;
         }
@@ -257,9 +257,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         writeln!(
             out,
             "{} in {} of {}",
-            count(stats.matches, "match", "matches"),
+            count(stats.matches, "match"),
             stats.snapshots_matched,
-            count(stats.snapshots, "snapshot", "snapshots")
+            count(stats.snapshots, "snapshot")
         )?;
     }
     out.flush()?;

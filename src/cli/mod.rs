@@ -586,6 +586,7 @@ impl Command {
                 | Command::Copy(_)
                 | Command::Forget(_)
                 | Command::Prune(_)
+                | Command::Rewrite(_)
                 | Command::Repair(_)
                 | Command::RestoreTest(_)
         )
@@ -622,10 +623,13 @@ impl Command {
                 | Command::Restore(_)
                 | Command::Dump(_)
                 | Command::Diff(_)
+                | Command::Find(_)
                 | Command::Check(_)
                 | Command::Copy(_)
                 | Command::Forget(_)
                 | Command::Prune(_)
+                | Command::Rewrite(_)
+                | Command::Tag(_)
                 | Command::Repair(_)
                 | Command::Run(_)
                 | Command::RestoreTest(_)
@@ -986,11 +990,6 @@ pub fn format_time_rfc3339(time_ns: i64, offset_s: i32) -> String {
     ts.to_zoned(jiff::tz::TimeZone::fixed(off))
         .strftime("%Y-%m-%dT%H:%M:%S%.9f%:z")
         .to_string()
-}
-
-/// `n` and the noun, singular or plural ("1 match", "3 matches").
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Bytes as a string for display; lossy for non-UTF-8.

@@ -135,7 +135,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         println!(
             "snapshot {}: {} {}",
             x.original.short(),
-            count(x.removed.len() as u64, "entry", "entries"),
+            count(x.removed.len() as u64, "entry"),
             if r.dry_run {
                 "would be removed"
             } else {
@@ -147,7 +147,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             let what = if e.kind == "dir" {
                 format!(
                     "dir with {}, {}",
-                    count(c.files, "file", "files"),
+                    count(c.files, "file"),
                     human_bytes(c.bytes)
                 )
             } else if e.kind == "file" {
@@ -172,11 +172,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         if !r.removed.is_empty() {
             println!(
                 "removed {}",
-                count(
-                    r.removed.len() as u64,
-                    "original snapshot",
-                    "original snapshots"
-                )
+                count(r.removed.len() as u64, "original snapshot")
             );
         }
         println!(
@@ -187,7 +183,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 "rewrote"
             },
             r.rewritten.len(),
-            count(r.snapshots, "snapshot", "snapshots"),
+            count(r.snapshots, "snapshot"),
             r.unchanged,
             if r.dry_run {
                 " (dry run: nothing changed)"

@@ -69,7 +69,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             "{} {} of {}; {} unchanged{}",
             if r.dry_run { "would change" } else { "changed" },
             r.rewritten.len(),
-            super::count(r.snapshots, "snapshot", "snapshots"),
+            super::count(r.snapshots, "snapshot"),
             r.unchanged,
             if r.dry_run {
                 " (dry run: nothing changed)"
