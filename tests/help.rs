@@ -258,3 +258,54 @@ fn the_manual_page_has_exit_status_environment_files_and_configuration() {
     assert_eq!(std::fs::read_to_string(dir.join("cairn.1")).unwrap(), page);
     assert!(dir.join("cairn-backup.1").exists());
 }
+
+/// The long options of `cairn COMMAND`'s own "Options:" section.
+fn own_options(command: &str) -> Vec<String> {
+    let out = cairn(&[command, "--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    section(&help, "Options:")
+        .iter()
+        .filter_map(|l| {
+            // `      --path`, `  -s, --snapshot <ID>`
+            let l = l.trim_start();
+            let l = match l.get(2..4) {
+                Some(", ") if !l.starts_with("--") => &l[4..],
+                _ => l,
+            };
+            let flag = l.strip_prefix("--")?;
+            let end = flag.find([' ', '\t']).unwrap_or(flag.len());
+            Some(format!("--{}", &flag[..end]))
+        })
+        .filter(|f| f != "--help")
+        .collect()
+}
+
+#[test]
+fn the_guide_documents_every_option_of_find_rewrite_and_tag() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/GUIDE.md"),
+    )
+    .unwrap();
+    let between = |from: &str, to: &str| -> String {
+        let a = guide
+            .find(from)
+            .unwrap_or_else(|| panic!("{from:?} in GUIDE.md"));
+        let b = guide[a..].find(to).map_or(guide.len(), |b| a + b);
+        guide[a..b].to_string()
+    };
+    for (command, text) in [
+        ("find", between("**Finding a file**", "**Databases.**")),
+        ("rewrite", between("## 10. ", "**Tags**")),
+        ("tag", between("**Tags**", "\n## ")),
+    ] {
+        let options = own_options(command);
+        assert!(options.len() >= 4, "{command}: {options:?}");
+        for o in options {
+            assert!(
+                text.contains(&format!("`{o}")) || text.contains(&format!("{command} {o}")),
+                "GUIDE.md's section on `cairn {command}` does not mention {o}"
+            );
+        }
+    }
+}

@@ -341,7 +341,8 @@ enum Command {
     /// Write new snapshots without the entries matching exclude patterns
     /// (a secret or a huge file backed up by mistake).
     Rewrite(rewrite::Args),
-    /// Add, remove or set the tags of snapshots.
+    /// Add, remove or set the tags of snapshots (each changed snapshot is
+    /// replaced by one with a new ID).
     Tag(tag::Args),
     /// Repair a damaged repository: rebuild the index from the packs,
     /// rewrite damaged snapshots.
