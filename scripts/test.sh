@@ -3,6 +3,7 @@
 #
 #   scripts/test.sh
 #
+# Installs faketime, rclone, restic and openssl if missing (as root).
 # Runs formatting and lint checks, every unit and integration test, and
 # type-checks the benchmarks and the fuzz targets so they cannot rot, and
 # runs tests/vectors/reader.py, a reader written from docs/FORMAT.md alone
@@ -19,13 +20,18 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "== tools the race tests use (faketime; unshare comes with util-linux)"
-if ! command -v faketime >/dev/null; then
+echo "== tools the tests use: faketime (race tests; unshare comes with util-linux), rclone and restic (REST tests), openssl (TLS test)"
+missing=""
+for tool in faketime rclone restic openssl; do
+    command -v "$tool" >/dev/null || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
     else
-        echo "faketime is not installed and this is not root: the clock tests will be skipped (and fail under CI=true)" >&2
+        echo "not installed and this is not root:$missing: their tests will be skipped (and fail under CI=true)" >&2
     fi
 fi
 echo "== test servers (SFTP, S3) on loopback"

@@ -34,6 +34,9 @@ pub enum ErrorKind {
     NotFound,
     /// The caller's input is invalid (bad argument, bad option).
     InvalidInput,
+    /// The storage refuses deletes (an append-only REST server), and the
+    /// operation would delete: it stopped before writing anything.
+    AppendOnly,
     /// Restore refused an entry that would escape its target directory.
     UnsafePath,
     /// An entry of a backup source could not be read; the backup goes on

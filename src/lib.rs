@@ -42,6 +42,7 @@ pub mod index;
 pub mod observer;
 pub mod ops;
 pub mod repo;
+pub mod serve;
 pub mod source;
 
 pub use error::{Error, ErrorKind, Result};

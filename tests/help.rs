@@ -282,7 +282,7 @@ fn own_options(command: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_guide_documents_every_option_of_find_rewrite_and_tag() {
+fn the_guide_documents_every_option_of_find_rewrite_tag_and_serve() {
     let guide = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/GUIDE.md"),
     )
@@ -298,6 +298,10 @@ fn the_guide_documents_every_option_of_find_rewrite_and_tag() {
         ("find", between("**Finding a file**", "**Databases.**")),
         ("rewrite", between("## 10. ", "**Tags**")),
         ("tag", between("**Tags**", "\n## ")),
+        (
+            "serve",
+            between("### Out of the backup host's reach", "### Copying"),
+        ),
     ] {
         let options = own_options(command);
         assert!(options.len() >= 4, "{command}: {options:?}");

@@ -74,7 +74,7 @@ fn init_over_an_existing_repository_still_says_so() {
 #[test]
 fn an_unknown_scheme_is_an_error_naming_the_known_ones() {
     let env = Env::uninit();
-    for (location, scheme) in [("rest:http://host/repo", "rest"), ("b2:bucket/x", "b2")] {
+    for (location, scheme) in [("rests:http://host/repo", "rests"), ("b2:bucket/x", "b2")] {
         let out = env
             .cmd()
             .current_dir(env.dir.path())
@@ -88,7 +88,7 @@ fn an_unknown_scheme_is_an_error_naming_the_known_ones() {
                 String::new(),
                 format!(
                     "cairn: {location}: unknown repository scheme `{scheme}:` (known: sftp:, \
-                     s3:); write a local path that holds a colon with ./ in front or as an \
+                     s3:, rest:); write a local path that holds a colon with ./ in front or as an \
                      absolute path\n"
                 )
             )
@@ -99,7 +99,7 @@ fn an_unknown_scheme_is_an_error_naming_the_known_ones() {
     // Every command, not only init.
     let out = env
         .cmd()
-        .args(["-r", "rest:http://host/repo", "snapshots"])
+        .args(["-r", "rests:http://host/repo", "snapshots"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

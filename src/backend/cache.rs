@@ -194,4 +194,7 @@ impl Backend for CachedBackend {
     fn preferred_writers(&self) -> usize {
         self.inner.preferred_writers()
     }
+    fn append_only(&self) -> Result<bool> {
+        self.inner.append_only()
+    }
 }

@@ -50,13 +50,16 @@ pub struct RemoteOptions {
 }
 
 /// The settings a network backend reads from [`RemoteOptions::env`].
-pub const SETTINGS: [&str; 6] = [
+pub const SETTINGS: [&str; 9] = [
     "CAIRN_SFTP_KEY",
     "CAIRN_SFTP_KNOWN_HOSTS",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
+    "CAIRN_REST_USERNAME",
+    "CAIRN_REST_PASSWORD",
+    "CAIRN_REST_TLS_CA_FILE",
 ];
 
 impl RemoteOptions {
@@ -87,6 +90,11 @@ pub enum RemoteUrl {
         endpoint: String,
         /// Directory on the server.
         root: String,
+    },
+    /// A server speaking restic's REST protocol.
+    Rest {
+        /// `http(s)://[user:pass@]host:port/path`.
+        url: String,
     },
     /// S3-compatible storage.
     S3 {
@@ -127,6 +135,18 @@ impl RemoteUrl {
                 root: path.to_string(),
             }));
         }
+        if let Some(rest) = url.strip_prefix("rest:") {
+            if !(rest.starts_with("http://") || rest.starts_with("https://"))
+                || rest.split_once("://").is_none_or(|(_, h)| h.is_empty())
+            {
+                return Err(Error::invalid(format!(
+                    "{url}: expected rest:http://[user:pass@]host:port/path or rest:https://…"
+                )));
+            }
+            return Ok(Some(RemoteUrl::Rest {
+                url: rest.to_string(),
+            }));
+        }
         if let Some(rest) = url.strip_prefix("s3:") {
             let (scheme, after) = rest.split_once("://").ok_or_else(|| {
                 Error::invalid(format!(
@@ -162,7 +182,7 @@ impl RemoteUrl {
 }
 
 /// The URL schemes [`RemoteUrl::parse`] knows, as they are written.
-pub const KNOWN_SCHEMES: &[&str] = &["sftp:", "s3:"];
+pub const KNOWN_SCHEMES: &[&str] = &["sftp:", "s3:", "rest:"];
 
 /// The scheme of a location written `scheme:…` (RFC 3986: a letter, then
 /// letters, digits, `+`, `-` or `.`), or `None` for a local path.
@@ -176,13 +196,20 @@ fn scheme_of(location: &str) -> Option<&str> {
 }
 
 /// A counting semaphore bounding requests in flight.
-struct Slots {
+pub(crate) struct Slots {
     free: Mutex<usize>,
     cv: Condvar,
 }
 
 impl Slots {
-    fn take(&self) -> SlotGuard<'_> {
+    pub(crate) fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn take(&self) -> SlotGuard<'_> {
         let mut n = self.free.lock().unwrap_or_else(|p| p.into_inner());
         while *n == 0 {
             n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
@@ -192,7 +219,7 @@ impl Slots {
     }
 }
 
-struct SlotGuard<'a>(&'a Slots);
+pub(crate) struct SlotGuard<'a>(&'a Slots);
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
@@ -307,6 +334,11 @@ impl RemoteBackend {
                             .with_io_timeout(opts.timeout),
                     );
                 (op, false)
+            }
+            RemoteUrl::Rest { .. } => {
+                return Err(Error::invalid(format!(
+                    "{location}: a REST server is opened by backend::rest"
+                )));
             }
         };
         let op = blocking::Operator::new(op)
@@ -492,8 +524,12 @@ pub fn open(location: &str, opts: RemoteOptions) -> Result<std::sync::Arc<dyn Ba
                 .cache_root
                 .as_deref()
                 .map(|root| super::cache::cache_dir(root, location));
-            let remote: std::sync::Arc<dyn Backend> =
-                std::sync::Arc::new(RemoteBackend::open(&url, location, opts)?);
+            let remote: std::sync::Arc<dyn Backend> = match &url {
+                RemoteUrl::Rest { url } => {
+                    std::sync::Arc::new(super::rest::RestBackend::open(url, location, opts)?)
+                }
+                _ => std::sync::Arc::new(RemoteBackend::open(&url, location, opts)?),
+            };
             Ok(match cache {
                 Some(dir) => std::sync::Arc::new(super::cache::CachedBackend::new(remote, dir)),
                 None => remote,

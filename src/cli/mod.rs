@@ -23,6 +23,7 @@ mod restore_test;
 mod rewrite;
 mod run;
 mod schedule;
+mod serve;
 mod snapshots;
 mod stats;
 mod tag;
@@ -365,6 +366,10 @@ enum Command {
     /// Restore a snapshot into a temporary directory and verify every file
     /// and database against it.
     RestoreTest(restore_test::Args),
+    /// Serve the repositories below a directory over restic's REST
+    /// protocol, to backup hosts that must not reach the storage itself
+    /// (--append-only: they cannot delete what they wrote).
+    Serve(serve::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -600,6 +605,7 @@ impl Command {
             Command::Run(_)
                 | Command::Config(_)
                 | Command::Schedule(_)
+                | Command::Serve(_)
                 | Command::Completions(_)
                 | Command::Man(_)
         )
@@ -610,7 +616,7 @@ impl Command {
     fn prints_json(&self) -> bool {
         !matches!(
             self,
-            Command::Dump(_) | Command::Completions(_) | Command::Man(_)
+            Command::Dump(_) | Command::Serve(_) | Command::Completions(_) | Command::Man(_)
         )
     }
 
@@ -712,7 +718,10 @@ fn refuse_unused_options(g: &GlobalArgs, command: &Command, name: &str) -> Resul
     if g.retry_lock.is_some() && !command.takes_lock() {
         unused("--retry-lock", "it takes no lock")?;
     }
-    if matches!(command, Command::Completions(_) | Command::Man(_)) {
+    if matches!(
+        command,
+        Command::Completions(_) | Command::Man(_) | Command::Serve(_)
+    ) {
         let given = &g.given;
         for (on, flag) in [
             (given.repo, "-r/--repo"),
@@ -761,6 +770,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Config(a) => config::run(g, a),
         Command::Schedule(a) => schedule::run(g, a),
         Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Serve(a) => serve::run(g, a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => completions::man(a),
     }

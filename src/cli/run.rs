@@ -62,6 +62,9 @@ struct Step {
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Why the step did not run, when that is no failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
 }
 
 /// One job's outcome.
@@ -241,6 +244,27 @@ impl<'a> Runner<'a> {
     /// Record a step's outcome; an error is printed at once (always).
     fn record(&mut self, step: &str, started: Instant, r: Result<()>, stops: bool) {
         let seconds = started.elapsed().as_secs_f64();
+        // Retention against an append-only server is skipped, not failed:
+        // it runs on the server.
+        if let Err(e) = &r
+            && let Some(why) = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<cairn::error::Error>())
+                .find(|c| c.kind() == cairn::error::ErrorKind::AppendOnly)
+        {
+            let why = why.to_string();
+            if !self.g.json {
+                eprintln!("job {}: {step} skipped: {why}", self.name);
+            }
+            self.steps.push(Step {
+                step: step.to_string(),
+                ok: true,
+                seconds: (seconds * 1000.0).round() / 1000.0,
+                error: None,
+                skipped: Some(why),
+            });
+            return;
+        }
         let error = r.err().map(|e| {
             let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
             super::dedup_chain(&chain)
@@ -264,6 +288,7 @@ impl<'a> Runner<'a> {
             ok: error.is_none(),
             seconds: (seconds * 1000.0).round() / 1000.0,
             error,
+            skipped: None,
         });
     }
 

@@ -655,9 +655,24 @@ impl Repository {
         Ok(id)
     }
 
+    /// Fail with [`ErrorKind::AppendOnly`] if the storage refuses deletes
+    /// (an append-only REST server): operations that delete call this
+    /// before they write or delete anything.
+    pub fn require_deletes(&self) -> Result<()> {
+        if self.backend.append_only()? {
+            return Err(Error::new(
+                crate::error::ErrorKind::AppendOnly,
+                "the repository server is append-only: run this on the server, \
+                 e.g. `cairn -r /srv/cairn/alice/repo prune`",
+            ));
+        }
+        Ok(())
+    }
+
     /// Remove a key file. The last key, and the key this session opened
     /// with, cannot be removed.
     pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        self.require_deletes()?;
         let keys = self.list_keys()?;
         if !keys.iter().any(|k| k.id == *id) {
             return Err(Error::not_found(format!("no key {}", id.short())));
@@ -675,6 +690,7 @@ impl Repository {
 
     /// Replace this session's key with one for a new passphrase.
     pub fn change_passphrase(&mut self, new: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        self.require_deletes()?;
         let old = self.key_id;
         let id = self.add_key(new, kdf)?;
         self.key_id = id;

@@ -102,6 +102,8 @@ impl Repository {
 
     /// Take an exclusive lock that cancels `cancel` when it is lost.
     pub fn lock_exclusive_with(&mut self, cancel: CancelToken) -> Result<ExclusiveLock<'_>> {
+        // Everything that needs the exclusive lock deletes something.
+        self.require_deletes()?;
         let held = RepoLock::acquire_cancelling(self, true, cancel)?;
         Ok(ExclusiveLock {
             inner: SharedLock { repo: self, held },
