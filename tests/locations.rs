@@ -88,7 +88,7 @@ fn an_unknown_scheme_is_an_error_naming_the_known_ones() {
                 String::new(),
                 format!(
                     "cairn: {location}: unknown repository scheme `{scheme}:` (known: sftp:, \
-                     s3:, rest:); write a local path that holds a colon with ./ in front or as an \
+                     s3:, rest:, rclone:); write a local path that holds a colon with ./ in front or as an \
                      absolute path\n"
                 )
             )

@@ -489,3 +489,74 @@ fn https_with_a_private_certificate_authority() {
     run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_same_tree(&src, &restored(&target, &src));
 }
+
+#[test]
+fn the_conformance_suite_passes_through_an_rclone_child_over_its_standard_io() {
+    if !require("rclone: backend", &["rclone"], false) {
+        return;
+    }
+    let env = Env::uninit();
+    let dir = env.path("rclone-remote");
+    let b = open(
+        &format!("rclone:{}", dir.display()),
+        RemoteOptions::default(),
+    )
+    .unwrap();
+    cairn::backend::conformance::run_all_without_times(&*b);
+    assert!(dir.join("data/ab/abcd").is_file());
+}
+
+#[test]
+fn an_rclone_repository_backs_up_restores_and_checks_and_rclone_args_make_it_append_only() {
+    if !require("rclone: backend", &["rclone"], false) {
+        return;
+    }
+    let env = Env::uninit();
+    let dir = env.path("rclone-remote");
+    let client = env_at(&format!("rclone:{}", dir.display()));
+    client.ok(&["init"]);
+    let src = source(&client);
+    client.ok(&["backup", src.to_str().unwrap()]);
+    client.ok(&["backup", src.to_str().unwrap()]);
+    let target = client.path("restore");
+    client.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &restored(&target, &src));
+    let out = client.ok(&["check", "--read-data"]);
+    assert!(out.contains("0 errors"), "{out}");
+    // The files rclone wrote are a local repository.
+    let local = env_at(dir.to_str().unwrap());
+    local.ok(&["check"]);
+
+    // rclone's own append-only mode, through --rclone-args.
+    let before = listing(&dir);
+    // (An empty rclone configuration: rclone says nothing about a missing one.)
+    let conf = client.path("rclone.conf");
+    std::fs::write(&conf, "").unwrap();
+    let out = client
+        .cmd()
+        .env("RCLONE_CONFIG", &conf)
+        .args(["--rclone-args", "serve restic --stdio --append-only"])
+        .args(["forget", "--keep-last", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cairn: the repository server is append-only: run this on the server, \
+         e.g. `cairn -r /srv/cairn/alice/repo prune`\n"
+    );
+    assert_eq!(listing(&dir), before);
+    client.ok(&[
+        "--rclone-args",
+        "serve restic --stdio --append-only",
+        "backup",
+        src.to_str().unwrap(),
+    ]);
+    client.ok(&["forget", "--keep-last", "1"]);
+
+    // A program that is not there is named.
+    let out = client.run(&["--rclone-program", "/nonexistent/rclone", "snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot start /nonexistent/rclone"), "{err}");
+}

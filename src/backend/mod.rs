@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod local;
 pub mod mem;
+pub mod rclone;
 pub mod remote;
 pub mod rest;
 

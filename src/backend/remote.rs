@@ -11,6 +11,10 @@
 //!   system's `ssh` (its configuration, agent and keys); `CAIRN_SFTP_KEY`
 //!   names an identity file, `CAIRN_SFTP_KNOWN_HOSTS` (`strict`, `accept`,
 //!   `add`) how unknown host keys are treated (default `strict`).
+//! - `rest:http(s)://[user:pass@]host:port/path` — a server speaking
+//!   restic's REST protocol (`super::rest`).
+//! - `rclone:REMOTE:path` — anything rclone reaches, through `rclone serve
+//!   restic --stdio` (`super::rclone`).
 //! - `s3:https://host[:port]/bucket[/prefix]` — any S3-compatible store,
 //!   path-style addressing; credentials from `AWS_ACCESS_KEY_ID` and
 //!   `AWS_SECRET_ACCESS_KEY`, region from `AWS_DEFAULT_REGION` or
@@ -50,7 +54,7 @@ pub struct RemoteOptions {
 }
 
 /// The settings a network backend reads from [`RemoteOptions::env`].
-pub const SETTINGS: [&str; 9] = [
+pub const SETTINGS: [&str; 11] = [
     "CAIRN_SFTP_KEY",
     "CAIRN_SFTP_KNOWN_HOSTS",
     "AWS_ACCESS_KEY_ID",
@@ -60,6 +64,8 @@ pub const SETTINGS: [&str; 9] = [
     "CAIRN_REST_USERNAME",
     "CAIRN_REST_PASSWORD",
     "CAIRN_REST_TLS_CA_FILE",
+    "CAIRN_RCLONE_PROGRAM",
+    "CAIRN_RCLONE_ARGS",
 ];
 
 impl RemoteOptions {
@@ -95,6 +101,11 @@ pub enum RemoteUrl {
     Rest {
         /// `http(s)://[user:pass@]host:port/path`.
         url: String,
+    },
+    /// Anything rclone reaches, through `rclone serve restic --stdio`.
+    Rclone {
+        /// rclone's `REMOTE:path` (or a local path).
+        remote: String,
     },
     /// S3-compatible storage.
     S3 {
@@ -133,6 +144,16 @@ impl RemoteUrl {
             return Ok(Some(RemoteUrl::Sftp {
                 endpoint: auth.to_string(),
                 root: path.to_string(),
+            }));
+        }
+        if let Some(remote) = url.strip_prefix("rclone:") {
+            if remote.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{url}: expected rclone:REMOTE:path (a remote of `rclone config`)"
+                )));
+            }
+            return Ok(Some(RemoteUrl::Rclone {
+                remote: remote.to_string(),
             }));
         }
         if let Some(rest) = url.strip_prefix("rest:") {
@@ -182,7 +203,7 @@ impl RemoteUrl {
 }
 
 /// The URL schemes [`RemoteUrl::parse`] knows, as they are written.
-pub const KNOWN_SCHEMES: &[&str] = &["sftp:", "s3:", "rest:"];
+pub const KNOWN_SCHEMES: &[&str] = &["sftp:", "s3:", "rest:", "rclone:"];
 
 /// The scheme of a location written `scheme:…` (RFC 3986: a letter, then
 /// letters, digits, `+`, `-` or `.`), or `None` for a local path.
@@ -335,7 +356,7 @@ impl RemoteBackend {
                     );
                 (op, false)
             }
-            RemoteUrl::Rest { .. } => {
+            RemoteUrl::Rest { .. } | RemoteUrl::Rclone { .. } => {
                 return Err(Error::invalid(format!(
                     "{location}: a REST server is opened by backend::rest"
                 )));
@@ -528,6 +549,9 @@ pub fn open(location: &str, opts: RemoteOptions) -> Result<std::sync::Arc<dyn Ba
                 RemoteUrl::Rest { url } => {
                     std::sync::Arc::new(super::rest::RestBackend::open(url, location, opts)?)
                 }
+                RemoteUrl::Rclone { remote } => std::sync::Arc::new(
+                    super::rest::RestBackend::open_rclone(remote, location, opts)?,
+                ),
                 _ => std::sync::Arc::new(RemoteBackend::open(&url, location, opts)?),
             };
             Ok(match cache {
@@ -593,8 +617,7 @@ mod tests {
     #[test]
     fn unknown_schemes_are_errors_naming_the_known_ones() {
         for bad in [
-            "rest:http://host/repo",
-            "rclone:remote:path",
+            "rests:http://host/repo",
             "b2:bucket",
             "file:///srv/repo",
             "https://host/repo",
@@ -603,7 +626,26 @@ mod tests {
         ] {
             let e = RemoteUrl::parse(bad).unwrap_err().to_string();
             assert!(e.contains("unknown repository scheme"), "{bad}: {e}");
-            assert!(e.contains("known: sftp:, s3:"), "{bad}: {e}");
+            assert!(
+                e.contains("known: sftp:, s3:, rest:, rclone:"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(matches!(
+            RemoteUrl::parse("rest:http://host/repo"),
+            Ok(Some(RemoteUrl::Rest { .. }))
+        ));
+        assert!(matches!(
+            RemoteUrl::parse("rclone:remote:path"),
+            Ok(Some(RemoteUrl::Rclone { .. }))
+        ));
+        for bad in [
+            "rest:host/repo",
+            "rest:ftp://host/repo",
+            "rest:http://",
+            "rclone:",
+        ] {
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
     }
 

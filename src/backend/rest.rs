@@ -36,7 +36,7 @@ pub const V2: &str = "application/vnd.x.restic.rest.v2";
 
 /// A repository behind a REST server.
 pub struct RestBackend {
-    agent: ureq::Agent,
+    transport: Transport,
     /// `http(s)://host:port/path` without a trailing slash or credentials.
     base: String,
     /// The `Authorization` header, if any.
@@ -46,6 +46,87 @@ pub struct RestBackend {
     slots: super::remote::Slots,
     opts: RemoteOptions,
     append_only: OnceLock<bool>,
+}
+
+/// How requests reach the server.
+enum Transport {
+    /// HTTP/1.1 over TCP, or HTTPS.
+    Http(ureq::Agent),
+    /// HTTP/2 over the standard input and output of an `rclone serve
+    /// restic --stdio` child.
+    Rclone(Box<super::rclone::Rclone>),
+}
+
+/// One answer.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_length: Option<u64>,
+    /// The body of a 2xx answer (empty for others and for `HEAD`).
+    pub(crate) body: Vec<u8>,
+}
+
+/// A request that got no answer.
+pub(crate) struct TransportError {
+    pub(crate) message: String,
+    /// Worth another attempt (a dropped connection, a timeout), unlike a
+    /// refused certificate.
+    pub(crate) transient: bool,
+}
+
+impl Transport {
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<Reply, TransportError> {
+        match self {
+            Transport::Http(agent) => {
+                let mut b = ureq::http::Request::builder().method(method).uri(url);
+                for (k, v) in headers {
+                    b = b.header(*k, *v);
+                }
+                let req = b.body(body).map_err(|e| TransportError {
+                    message: e.to_string(),
+                    transient: false,
+                })?;
+                let ureq_error = |e: ureq::Error| TransportError {
+                    transient: match &e {
+                        // A refused certificate (InvalidData) stays refused.
+                        ureq::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
+                        ureq::Error::Timeout(_)
+                        | ureq::Error::ConnectionFailed
+                        | ureq::Error::HostNotFound => true,
+                        _ => false,
+                    },
+                    message: e.to_string(),
+                };
+                let mut resp = agent.run(req).map_err(ureq_error)?;
+                let status = resp.status().as_u16();
+                let content_length = resp
+                    .headers()
+                    .get("Content-Length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let body = if (200..300).contains(&status) && method != "HEAD" {
+                    resp.body_mut()
+                        .with_config()
+                        .limit(u64::MAX)
+                        .read_to_vec()
+                        .map_err(ureq_error)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Reply {
+                    status,
+                    content_length,
+                    body,
+                })
+            }
+            Transport::Rclone(r) => r.exchange(method, url, headers, body),
+        }
+    }
 }
 
 /// A failed request: the status, if the server answered.
@@ -164,10 +245,25 @@ impl RestBackend {
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(RestBackend {
-            agent: ureq::Agent::new_with_config(config),
+            transport: Transport::Http(ureq::Agent::new_with_config(config)),
             base,
             auth,
             location: redact(location),
+            slots: super::remote::Slots::new(opts.connections.max(1)),
+            opts,
+            append_only: OnceLock::new(),
+        })
+    }
+
+    /// A repository behind `rclone serve restic --stdio REMOTE` (`remote`
+    /// is what follows `rclone:` in the location).
+    pub fn open_rclone(remote: &str, location: &str, opts: RemoteOptions) -> Result<RestBackend> {
+        let rclone = super::rclone::Rclone::start(remote, &opts)?;
+        Ok(RestBackend {
+            transport: Transport::Rclone(Box::new(rclone)),
+            base: "http://localhost".into(),
+            auth: None,
+            location: location.to_string(),
             slots: super::remote::Slots::new(opts.connections.max(1)),
             opts,
             append_only: OnceLock::new(),
@@ -186,28 +282,29 @@ impl RestBackend {
     }
 
     /// Send one request, retrying transport failures and server errors.
-    /// `f` builds and sends the request; it returns the status, the
-    /// headers it cares about, and the body.
-    fn request<T>(
+    fn request(
         &self,
         what: &str,
-        f: impl Fn(&ureq::Agent, Option<&str>) -> std::result::Result<(u16, T), ureq::Error>,
-    ) -> std::result::Result<(u16, T), Failure> {
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<Reply, Failure> {
         let _slot = self.slots.take();
+        let mut headers = headers.to_vec();
+        if let Some(h) = &self.auth {
+            headers.push(("Authorization", h));
+        }
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
-            let r = f(&self.agent, self.auth.as_deref());
+            let r = self.transport.exchange(method, url, &headers, body);
             let transient = match &r {
-                Ok((s, _)) => *s >= 500 && *s != 507 || *s == 429 || *s == 408,
-                // A refused certificate (InvalidData) stays refused.
-                Err(ureq::Error::Io(e)) => e.kind() != std::io::ErrorKind::InvalidData,
-                Err(
-                    ureq::Error::Timeout(_)
-                    | ureq::Error::ConnectionFailed
-                    | ureq::Error::HostNotFound,
-                ) => true,
-                Err(_) => false,
+                Ok(reply) => {
+                    let s = reply.status;
+                    s >= 500 && s != 507 || s == 429 || s == 408
+                }
+                Err(e) => e.transient,
             };
             if transient && attempt < self.opts.attempts {
                 std::thread::sleep(delay);
@@ -221,14 +318,18 @@ impl RestBackend {
                 String::new()
             };
             return match r {
-                Ok((s, v)) if (200..300).contains(&s) => Ok((s, v)),
-                Ok((s, _)) => Err(Failure {
-                    status: Some(s),
-                    message: format!("{what} on {}{tries}: {}", self.location, status_text(s)),
+                Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
+                Ok(reply) => Err(Failure {
+                    status: Some(reply.status),
+                    message: format!(
+                        "{what} on {}{tries}: {}",
+                        self.location,
+                        status_text(reply.status)
+                    ),
                 }),
                 Err(e) => Err(Failure {
                     status: None,
-                    message: format!("{what} on {}{tries}: {e}", self.location),
+                    message: format!("{what} on {}{tries}: {}", self.location, e.message),
                 }),
             };
         }
@@ -262,12 +363,6 @@ fn status_text(s: u16) -> String {
     }
 }
 
-fn read_body(
-    resp: &mut ureq::http::Response<ureq::Body>,
-) -> std::result::Result<Vec<u8>, ureq::Error> {
-    resp.body_mut().with_config().limit(u64::MAX).read_to_vec()
-}
-
 impl Backend for RestBackend {
     fn location(&self) -> String {
         self.location.clone()
@@ -275,38 +370,16 @@ impl Backend for RestBackend {
 
     fn create(&self) -> Result<()> {
         let url = format!("{}/?create=true", self.base);
-        self.request("create the repository", |a, auth| {
-            let mut r = a.post(&url);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let resp = r.send(&[][..])?;
-            Ok((resp.status().as_u16(), ()))
-        })
-        .map(|_| ())
-        .map_err(Self::fail)
+        self.request("create the repository", "POST", &url, &[], &[])
+            .map(|_| ())
+            .map_err(Self::fail)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
         validate_object_name(dir)?;
         let url = format!("{}/{dir}/", self.base);
-        let body = match self.request(&format!("list {dir}"), |a, auth| {
-            let mut r = a.get(&url).header("Accept", V2);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let mut resp = r.call()?;
-            let s = resp.status().as_u16();
-            Ok((
-                s,
-                if s == 200 {
-                    read_body(&mut resp)?
-                } else {
-                    Vec::new()
-                },
-            ))
-        }) {
-            Ok((_, b)) => b,
+        let body = match self.request(&format!("list {dir}"), "GET", &url, &[("Accept", V2)], &[]) {
+            Ok(reply) => reply.body,
             Err(f) if f.status == Some(404) => return Ok(Vec::new()),
             Err(f) => return Err(Self::fail(f)),
         };
@@ -346,25 +419,9 @@ impl Backend for RestBackend {
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         validate_object_name(name)?;
-        let url = self.url(name);
-        self.request(&format!("read {name}"), |a, auth| {
-            let mut r = a.get(&url);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let mut resp = r.call()?;
-            let s = resp.status().as_u16();
-            Ok((
-                s,
-                if s == 200 {
-                    read_body(&mut resp)?
-                } else {
-                    Vec::new()
-                },
-            ))
-        })
-        .map(|(_, b)| b)
-        .map_err(Self::fail)
+        self.request(&format!("read {name}"), "GET", &self.url(name), &[], &[])
+            .map(|reply| reply.body)
+            .map_err(Self::fail)
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -373,26 +430,17 @@ impl Backend for RestBackend {
             self.stat(name)?;
             return Ok(Vec::new());
         }
-        let url = self.url(name);
         let range = format!("bytes={offset}-{}", offset + len - 1);
-        let (_, v) = self
-            .request(&format!("read {name}"), |a, auth| {
-                let mut r = a.get(&url).header("Range", &range);
-                if let Some(h) = auth {
-                    r = r.header("Authorization", h);
-                }
-                let mut resp = r.call()?;
-                let s = resp.status().as_u16();
-                Ok((
-                    s,
-                    if s < 300 {
-                        read_body(&mut resp)?
-                    } else {
-                        Vec::new()
-                    },
-                ))
-            })
-            .map_err(Self::fail)?;
+        let v = self
+            .request(
+                &format!("read {name}"),
+                "GET",
+                &self.url(name),
+                &[("Range", &range)],
+                &[],
+            )
+            .map_err(Self::fail)?
+            .body;
         if v.len() as u64 != len {
             return Err(Error::io(
                 format!("read {name} on {}", self.location),
@@ -407,32 +455,26 @@ impl Backend for RestBackend {
 
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         validate_object_name(name)?;
-        let url = self.url(name);
-        self.request(&format!("write {name}"), |a, auth| {
-            let mut r = a
-                .post(&url)
-                .header("Content-Type", "application/octet-stream");
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let resp = r.send(data)?;
-            Ok((resp.status().as_u16(), ()))
-        })
+        self.request(
+            &format!("write {name}"),
+            "POST",
+            &self.url(name),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        )
         .map(|_| ())
         .map_err(Self::fail)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
         validate_object_name(name)?;
-        let url = self.url(name);
-        match self.request(&format!("delete {name}"), |a, auth| {
-            let mut r = a.delete(&url);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let resp = r.call()?;
-            Ok((resp.status().as_u16(), ()))
-        }) {
+        match self.request(
+            &format!("delete {name}"),
+            "DELETE",
+            &self.url(name),
+            &[],
+            &[],
+        ) {
             Ok(_) => Ok(()),
             Err(f) if f.status == Some(404) => Ok(()),
             Err(f) => Err(Self::fail(f)),
@@ -441,23 +483,10 @@ impl Backend for RestBackend {
 
     fn stat(&self, name: &str) -> Result<u64> {
         validate_object_name(name)?;
-        let url = self.url(name);
-        let (_, size) = self
-            .request(&format!("stat {name}"), |a, auth| {
-                let mut r = a.head(&url);
-                if let Some(h) = auth {
-                    r = r.header("Authorization", h);
-                }
-                let resp = r.call()?;
-                let size = resp
-                    .headers()
-                    .get("Content-Length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                Ok((resp.status().as_u16(), size))
-            })
+        let reply = self
+            .request(&format!("stat {name}"), "HEAD", &self.url(name), &[], &[])
             .map_err(Self::fail)?;
-        size.ok_or_else(|| {
+        reply.content_length.ok_or_else(|| {
             Error::io(
                 format!("stat {name} on {}", self.location),
                 std::io::Error::other("the server sent no Content-Length"),
@@ -477,15 +506,13 @@ impl Backend for RestBackend {
         // before it looks whether the object exists; any other server
         // answers that this one is not there.
         let probe = self.url(&format!("snapshots/{}", "0".repeat(64)));
-        let r = self.request("ask whether the server is append-only", |a, auth| {
-            let mut r = a.delete(&probe);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            let resp = r.call()?;
-            Ok((resp.status().as_u16(), ()))
-        });
-        let append_only = match r {
+        let append_only = match self.request(
+            "ask whether the server is append-only",
+            "DELETE",
+            &probe,
+            &[],
+            &[],
+        ) {
             Ok(_) => false,
             Err(f) if f.status == Some(404) => false,
             Err(f) if f.status == Some(403) => true,

@@ -290,9 +290,19 @@ pub struct GlobalArgs {
     /// Backend settings from a configuration file's repository table.
     #[arg(skip)]
     env: std::collections::BTreeMap<String, String>,
-    /// Requests in flight at most, for SFTP and S3 repositories.
+    /// Requests in flight at most, for network repositories.
     #[arg(long, global = true, default_value_t = 4, value_name = "N")]
     connections: usize,
+    /// The rclone program that rclone: repositories start [default:
+    /// rclone].
+    /// Also CAIRN_RCLONE_PROGRAM, or a configuration file's env table.
+    #[arg(long, global = true, value_name = "PATH")]
+    rclone_program: Option<String>,
+    /// rclone's arguments before the remote, for rclone: repositories
+    /// [default: serve restic --stdio --b2-hard-delete].
+    /// Also CAIRN_RCLONE_ARGS, or a configuration file's env table.
+    #[arg(long, global = true, value_name = "ARGS", allow_hyphen_values = true)]
+    rclone_args: Option<String>,
     /// Wait up to DURATION for a lock held by another process (e.g. "5m").
     #[arg(long, global = true, value_name = "DURATION")]
     retry_lock: Option<String>,
@@ -826,11 +836,23 @@ impl GlobalArgs {
             repo,
             cairn::backend::remote::RemoteOptions {
                 connections: self.connections.max(1),
-                env: backend_settings(&self.env),
+                env: self.backend_env(),
                 cache_root: cache_root(),
                 ..Default::default()
             },
         )?)
+    }
+
+    /// Backend settings ([`backend_settings`]), with the rclone options.
+    fn backend_env(&self) -> std::collections::BTreeMap<String, String> {
+        let mut env = backend_settings(&self.env);
+        if let Some(p) = &self.rclone_program {
+            env.insert("CAIRN_RCLONE_PROGRAM".into(), p.clone());
+        }
+        if let Some(a) = &self.rclone_args {
+            env.insert("CAIRN_RCLONE_ARGS".into(), a.clone());
+        }
+        env
     }
 
     /// The passphrase, from the first source that is set: password file,
