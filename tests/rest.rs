@@ -287,6 +287,24 @@ fn an_append_only_server_keeps_backups_and_refuses_forget_prune_and_key_remove()
     client.ok(&["backup", src.to_str().unwrap()]);
     let out = client.ok(&["check"]);
     assert!(out.contains("0 errors"), "{out}");
+    // Copies into an append-only repository work.
+    let other = Env::new();
+    other.ok(&["backup", src.to_str().unwrap()]);
+    let out = client
+        .cmd()
+        .env("CAIRN_FROM_PASSWORD", PASSWORD)
+        .args(["copy", "--from-repo", other.repo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snaps: serde_json::Value =
+        serde_json::from_str(&client.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 3);
     let pass2 = client.path("pass2");
     std::fs::write(&pass2, "a second passphrase\n").unwrap();
     client.ok(&["key", "add", "--new-password-file", pass2.to_str().unwrap()]);
@@ -320,6 +338,7 @@ fn an_append_only_server_keeps_backups_and_refuses_forget_prune_and_key_remove()
     // Retention runs on the server, on the directory.
     let local = env_at(server.root.join("repo").to_str().unwrap());
     local.ok(&["forget", "--keep-last", "1", "--prune"]);
+    // (Three snapshots of one host and path: one is kept.)
     let snaps: serde_json::Value =
         serde_json::from_str(&client.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 1);
@@ -483,6 +502,8 @@ fn https_with_a_private_certificate_authority() {
         );
     };
     run(&["init"]);
+    // The same through --tls-ca-file.
+    client.ok(&["--tls-ca-file", ca.to_str().unwrap(), "snapshots"]);
     let src = source(&client);
     run(&["backup", src.to_str().unwrap()]);
     let target = client.path("restore");

@@ -293,6 +293,11 @@ pub struct GlobalArgs {
     /// Requests in flight at most, for network repositories.
     #[arg(long, global = true, default_value_t = 4, value_name = "N")]
     connections: usize,
+    /// PEM certificate authorities to trust for rest:https:// repositories
+    /// instead of the system's. Also CAIRN_REST_TLS_CA_FILE, or a
+    /// configuration file's env table.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca_file: Option<String>,
     /// The rclone program that rclone: repositories start [default:
     /// rclone].
     /// Also CAIRN_RCLONE_PROGRAM, or a configuration file's env table.
@@ -843,9 +848,13 @@ impl GlobalArgs {
         )?)
     }
 
-    /// Backend settings ([`backend_settings`]), with the rclone options.
+    /// Backend settings ([`backend_settings`]), with the options that set
+    /// them (`--tls-ca-file`, `--rclone-program`, `--rclone-args`).
     fn backend_env(&self) -> std::collections::BTreeMap<String, String> {
         let mut env = backend_settings(&self.env);
+        if let Some(f) = &self.tls_ca_file {
+            env.insert("CAIRN_REST_TLS_CA_FILE".into(), f.clone());
+        }
         if let Some(p) = &self.rclone_program {
             env.insert("CAIRN_RCLONE_PROGRAM".into(), p.clone());
         }
