@@ -749,3 +749,120 @@ fn restore_test_checks_databases_stored_as_streams() {
         "{stdout}"
     );
 }
+
+/// The metrics file's samples, by metric and job.
+fn samples(text: &str) -> std::collections::BTreeMap<(String, String), f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, rest) = l.split_once("{job=\"").unwrap();
+            let (job, value) = rest.split_once("\"} ").unwrap();
+            ((name.to_string(), job.to_string()), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn run_writes_every_job_s_metrics_for_the_textfile_collector() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    let d = env.dir.path().display();
+    std::fs::write(env.path("pass"), format!("{PASSWORD}\n")).unwrap();
+    let metrics = env.path("textfile/cairn.prom");
+    std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
+    let config = env.path("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+metrics_file = "{metrics}"
+
+[repository.main]
+url = "{repo}"
+password_file = "{d}/pass"
+
+[job.app]
+repository = "main"
+paths = ["{src}"]
+
+[job.broken]
+repository = "main"
+paths = ["{src}"]
+before = ["exit 3"]
+"#,
+            metrics = metrics.display(),
+            repo = env.repo.display(),
+            src = src.display(),
+        ),
+    )
+    .unwrap();
+    let before = jiff::Timestamp::now().as_second();
+    let out = run_job(&env, &config, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("# TYPE cairn_job_last_success_timestamp_seconds gauge"),
+        "{text}"
+    );
+    let m = samples(&text);
+    let get = |m: &std::collections::BTreeMap<(String, String), f64>, name: &str, job: &str| {
+        m.get(&(name.to_string(), job.to_string())).copied()
+    };
+    let success = get(&m, "cairn_job_last_success_timestamp_seconds", "app").unwrap();
+    assert!(success >= before as f64, "{text}");
+    assert_eq!(get(&m, "cairn_job_last_run_success", "app"), Some(1.0));
+    assert_eq!(get(&m, "cairn_job_errors", "app"), Some(0.0));
+    // 20 docs files, big.bin, x.png and the database.
+    assert_eq!(get(&m, "cairn_job_files", "app"), Some(23.0), "{text}");
+    let added = get(&m, "cairn_job_bytes_added", "app").unwrap();
+    assert!(added > (3 << 20) as f64, "{text}");
+    let repo_bytes = get(&m, "cairn_job_repository_bytes", "app").unwrap();
+    let on_disk = dir_bytes(&env.repo.join("data")) as f64;
+    assert!(
+        repo_bytes > 0.9 * on_disk && repo_bytes <= on_disk,
+        "{repo_bytes} {on_disk}"
+    );
+    assert!(get(&m, "cairn_job_duration_seconds", "app").unwrap() > 0.0);
+    // The other job has not run: it has no samples yet.
+    assert_eq!(get(&m, "cairn_job_last_run_success", "broken"), None);
+
+    // A failing job adds its samples and keeps the first job's.
+    let out = env
+        .cmd()
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_STATE_DIR", env.path("state"))
+        .env("CAIRN_CACHE_DIR", "off")
+        .args(["--config", config.to_str().unwrap(), "run", "broken"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let m2 = samples(&std::fs::read_to_string(&metrics).unwrap());
+    assert_eq!(get(&m2, "cairn_job_last_run_success", "broken"), Some(0.0));
+    assert_eq!(get(&m2, "cairn_job_errors", "broken"), Some(1.0));
+    assert_eq!(
+        get(&m2, "cairn_job_last_success_timestamp_seconds", "broken"),
+        None
+    );
+    assert!(get(&m2, "cairn_job_last_run_timestamp_seconds", "broken").is_some());
+    assert_eq!(
+        get(&m2, "cairn_job_last_success_timestamp_seconds", "app"),
+        Some(success)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&metrics).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // Nothing but the file is left in the collector's directory.
+    assert_eq!(
+        std::fs::read_dir(metrics.parent().unwrap())
+            .unwrap()
+            .count(),
+        1
+    );
+    drop(db);
+}

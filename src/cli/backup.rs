@@ -94,6 +94,12 @@ pub struct Done {
     pub errors: Vec<(PathBuf, String)>,
     /// The files that changed while they were read, with what changed.
     pub changed: Vec<(PathBuf, String)>,
+    /// Files in the snapshot.
+    pub files: u64,
+    /// Plaintext bytes of the blobs new to the repository.
+    pub bytes_added: u64,
+    /// Bytes of the repository's packs after the backup.
+    pub repository_bytes: u64,
 }
 
 /// The engine's options for these arguments (exclude files read).
@@ -173,6 +179,14 @@ pub fn execute_locked(
     let shows_errors = reporter.shows_errors();
     let r = r?;
     let s = &r.snapshot.summary;
+    let (files, bytes_added) = (s.files, s.bytes_added);
+    // The packs on the storage, as `cairn stats` counts them (one listing;
+    // a figure for the metrics file, so a failure to list is no error).
+    let repository_bytes: u64 = lock
+        .backend()
+        .list("data")
+        .map(|l| l.iter().map(|o| o.size).sum())
+        .unwrap_or(0);
     if g.json {
         let errors = super::errors_json(&r.errors);
         println!(
@@ -242,6 +256,9 @@ pub fn execute_locked(
             id: r.id,
             errors: r.errors,
             changed: r.changed,
+            files,
+            bytes_added,
+            repository_bytes,
         });
     }
     if !g.json {
@@ -271,5 +288,8 @@ pub fn execute_locked(
         id: r.id,
         errors: r.errors,
         changed: r.changed,
+        files,
+        bytes_added,
+        repository_bytes,
     })
 }

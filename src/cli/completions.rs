@@ -281,6 +281,10 @@ pub const CONFIG_KEYS: [(&str, &[(&str, &str)]); 2] = [
                 "restore_test_dir",
                 "Where restore tests create their directory.",
             ),
+            (
+                "metrics_file",
+                "Prometheus text file for the job's metrics (also a top-level key, for every job).",
+            ),
         ],
     ),
 ];

@@ -118,6 +118,9 @@ pub struct JobConfig {
     pub restore_test_every_days: Option<u32>,
     /// Where restore tests create their temporary directory.
     pub restore_test_dir: Option<PathBuf>,
+    /// Prometheus text file this job's metrics go to (default: the file's
+    /// top-level `metrics_file`).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The whole file.
@@ -130,6 +133,9 @@ pub struct FileConfig {
     /// Jobs by name.
     #[serde(default)]
     pub job: BTreeMap<String, JobConfig>,
+    /// Prometheus text file (node_exporter's textfile collector) that
+    /// `cairn run` writes every job's metrics to.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A loaded configuration and where it came from.

@@ -164,6 +164,114 @@ struct JobState {
     last_prune: Option<i64>,
     /// Unix seconds of the last successful restore test.
     last_restore_test: Option<i64>,
+    /// What the metrics file says about the job.
+    #[serde(default)]
+    metrics: Metrics,
+}
+
+/// A job's metrics, kept in its state so that a run of one job rewrites
+/// the metrics file with every job's figures.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Metrics {
+    /// Unix seconds when the last run ended.
+    last_run: Option<i64>,
+    /// Unix seconds when the last run without errors ended.
+    last_success: Option<i64>,
+    /// The last run had no errors.
+    ok: bool,
+    /// Seconds the last run took.
+    duration_seconds: f64,
+    /// Errors of the last run.
+    errors: u64,
+    /// Of the last snapshot written: files, plaintext bytes new to the
+    /// repository, and the repository's stored bytes afterwards.
+    files: Option<u64>,
+    bytes_added: Option<u64>,
+    repository_bytes: Option<u64>,
+}
+
+/// The Prometheus text exposition of `jobs`' metrics (for
+/// node_exporter's textfile collector).
+fn render_metrics(jobs: &[(String, Metrics)]) -> String {
+    fn label(v: &str) -> String {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    type Get = fn(&Metrics) -> Option<f64>;
+    let families: [(&str, &str, Get); 8] = [
+        (
+            "cairn_job_last_success_timestamp_seconds",
+            "Unix time the job last ran without errors.",
+            |m| m.last_success.map(|t| t as f64),
+        ),
+        (
+            "cairn_job_last_run_timestamp_seconds",
+            "Unix time the job last ran.",
+            |m| m.last_run.map(|t| t as f64),
+        ),
+        (
+            "cairn_job_last_run_success",
+            "1 if the job's last run had no errors, else 0.",
+            |m| m.last_run.map(|_| if m.ok { 1.0 } else { 0.0 }),
+        ),
+        (
+            "cairn_job_duration_seconds",
+            "Seconds the job's last run took.",
+            |m| m.last_run.map(|_| m.duration_seconds),
+        ),
+        ("cairn_job_errors", "Errors in the job's last run.", |m| {
+            m.last_run.map(|_| m.errors as f64)
+        }),
+        (
+            "cairn_job_files",
+            "Files in the job's last snapshot.",
+            |m| m.files.map(|v| v as f64),
+        ),
+        (
+            "cairn_job_bytes_added",
+            "Plaintext bytes the job's last backup added to the repository.",
+            |m| m.bytes_added.map(|v| v as f64),
+        ),
+        (
+            "cairn_job_repository_bytes",
+            "Stored bytes of the job's repository after its last backup.",
+            |m| m.repository_bytes.map(|v| v as f64),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, get) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (job, m) in jobs {
+            if let Some(v) = get(m) {
+                out.push_str(&format!("{name}{{job=\"{}\"}} {v}\n", label(job)));
+            }
+        }
+    }
+    out
+}
+
+/// Write `text` to `path` whole or not at all (a temporary file renamed
+/// over it: the collector never reads half a file).
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-metrics")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // node_exporter runs as another user: the file is world-readable, as
+    // a metrics file is meant to be.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 impl JobState {
@@ -214,6 +322,8 @@ struct Runner<'a> {
     /// A step failed in a way that stops the steps after it.
     stopped: bool,
     snapshot: Option<String>,
+    /// Files, bytes added and repository bytes of the snapshot written.
+    figures: Option<(u64, u64, u64)>,
 }
 
 impl<'a> Runner<'a> {
@@ -227,6 +337,7 @@ impl<'a> Runner<'a> {
             errors: Vec::new(),
             stopped: false,
             snapshot: None,
+            figures: None,
         }
     }
 
@@ -423,6 +534,7 @@ impl<'a> Runner<'a> {
         let r = (|| -> Result<()> {
             let done = super::backup::execute_locked(g, lock, opts, None)?;
             self.snapshot = Some(done.id.to_hex());
+            self.figures = Some((done.files, done.bytes_added, done.repository_bytes));
             if done.code == super::exit::PARTIAL {
                 let list = |items: &[(std::path::PathBuf, String)]| {
                     let mut list: Vec<String> = items
@@ -635,6 +747,7 @@ impl<'a> Runner<'a> {
     }
 
     fn run(mut self) -> JobOutcome {
+        let job_started = Instant::now();
         let mut state = JobState::load(self.name);
         let after_at_end = self.job.after_hooks.as_deref() == Some("end");
         self.ping(Ping::Start);
@@ -700,8 +813,23 @@ impl<'a> Runner<'a> {
             self.record("finally hooks", started, r, false);
         }
         state.runs += 1;
+        let now = now_unix();
+        let m = &mut state.metrics;
+        m.last_run = Some(now);
+        m.ok = self.errors.is_empty();
+        if m.ok {
+            m.last_success = Some(now);
+        }
+        m.duration_seconds = (job_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        m.errors = self.errors.len() as u64;
+        if let Some((files, added, repo)) = self.figures {
+            (m.files, m.bytes_added, m.repository_bytes) = (Some(files), Some(added), Some(repo));
+        }
         if let Err(e) = state.save(self.name) {
             eprintln!("job {}: warning: {e:#}", self.name);
+        }
+        if let Err(e) = self.write_metrics(&state.metrics) {
+            eprintln!("job {}: warning: metrics: {e:#}", self.name);
         }
         if self.errors.is_empty() {
             self.ping(Ping::Success);
@@ -715,6 +843,35 @@ impl<'a> Runner<'a> {
             steps: self.steps,
             errors: self.errors,
         }
+    }
+
+    /// Rewrite the job's metrics file (if it has one) with the figures of
+    /// every job that writes there: this job's `mine`, the others' from
+    /// their saved state.
+    fn write_metrics(&self, mine: &Metrics) -> Result<()> {
+        let config = &self.loaded.config;
+        let file_of = |j: &JobConfig| {
+            j.metrics_file
+                .clone()
+                .or_else(|| config.metrics_file.clone())
+        };
+        let Some(path) = file_of(self.job) else {
+            return Ok(());
+        };
+        let jobs: Vec<(String, Metrics)> = config
+            .job
+            .iter()
+            .filter(|(_, j)| file_of(j).as_ref() == Some(&path))
+            .map(|(name, _)| {
+                let m = if name == self.name {
+                    mine.clone()
+                } else {
+                    JobState::load(name).metrics
+                };
+                (name.clone(), m)
+            })
+            .collect();
+        write_atomically(&path, &render_metrics(&jobs))
     }
 
     /// The after hooks run whatever happened before them: they restart what
