@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -50,6 +50,7 @@ use crate::format::tree::{
     EXT_SQLITE_CAPTURE, FLAG_SPARSE, FileContent, Node, NodeKind, Timestamp,
 };
 use crate::id::BlobId;
+use crate::repo::readplan::Wanted;
 use crate::repo::{Indexed, Repository};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{Meta, proc_fd_available, type_name};
@@ -178,6 +179,42 @@ struct PendingLink {
     key: (u64, u64),
 }
 
+/// A file created by the entry pass whose content comes from the planned
+/// reads.
+struct PendingFile {
+    /// Its path below the target.
+    rel: Vec<u8>,
+    /// Its snapshot path (for messages).
+    path: Vec<u8>,
+    /// The directory it was created in.
+    dir_id: ObjId,
+    /// The file this restore created.
+    id: ObjId,
+    /// Its node (metadata only: the content list is dropped).
+    node: Node,
+    /// Its length.
+    len: u64,
+    /// Owner and mode were right at creation (see `restore_file`).
+    skip_meta: bool,
+    /// Its hard-link group, if it is the first member of one.
+    group: Option<(u64, u64)>,
+    /// Blob writes still to come.
+    remaining: AtomicUsize,
+    /// It failed (and was reported): later blobs are not written.
+    failed: AtomicBool,
+}
+
+/// What the planned reads of a restore fetch, and where each blob goes.
+#[derive(Default)]
+struct Pending {
+    files: Vec<PendingFile>,
+    /// Each needed blob once.
+    wanted: Vec<Wanted>,
+    /// For each wanted blob: (file, offset) it is written to.
+    targets: Vec<Vec<(usize, u64)>>,
+    by_id: HashMap<BlobId, usize>,
+}
+
 struct Ctx<'a> {
     repo: &'a Repository,
     /// The target directory's handle: every later step starts from it.
@@ -205,6 +242,8 @@ struct Ctx<'a> {
     dir_meta: Mutex<Vec<DirMeta>>,
     /// Integrity-check verdicts of restored databases.
     databases: Mutex<Vec<(PathBuf, String)>>,
+    /// Created files waiting for their content.
+    pending: Mutex<Pending>,
     progress: &'a dyn Progress,
 }
 
@@ -412,30 +451,11 @@ impl Ctx<'_> {
                         },
                     );
                 }
-                let capture = n.extension(EXT_SQLITE_CAPTURE).is_some();
-                let id = self.restore_file(
-                    dir,
-                    name,
-                    n,
-                    content,
-                    path,
-                    fresh,
-                    group.is_some() || capture,
-                )?;
-                if let (Some(key), Some(id)) = (group, id)
-                    && let Some(first) = self
-                        .links
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_mut(&key)
-                {
-                    first.id = Some(id);
-                }
-                if capture {
-                    crate::failpoint::hit("restore::before_database_check")?;
-                    self.check_database(dir, name, path, id)?;
-                }
-                self.files.fetch_add(1, Ordering::Relaxed);
+                // Counted, linked and checked once its content is written
+                // (`complete`), now for an empty file, else after the
+                // planned reads.
+                self.restore_file(dir, name, n, content, path, rel, fresh, group)?;
+                return Ok(1);
             }
             NodeKind::Symlink { target } => {
                 rustix::fs::symlinkat(std::ffi::OsStr::from_bytes(target), dir, name)
@@ -499,8 +519,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Create and write a file; with `want_id`, return the identity of the
-    /// file written (for hard links and the database check).
+    /// Create a file and list the blobs it needs (with the offsets they go
+    /// to) for the planned reads ([`Ctx::fetch`]); a file without content
+    /// is completed at once. `group`: its hard-link group.
     #[allow(clippy::too_many_arguments)]
     fn restore_file(
         &self,
@@ -509,15 +530,19 @@ impl Ctx<'_> {
         n: &Node,
         content: &FileContent,
         path: &[u8],
+        rel: &[u8],
         fresh: bool,
-        want_id: bool,
-    ) -> Result<Option<ObjId>> {
+        group: Option<(u64, u64)>,
+    ) -> Result<()> {
         // In a directory this restore created, a new file is owned by this
         // process, and a mode without special bits that the umask leaves
         // alone is final at creation: skip the chown and chmod calls then.
+        // The file is opened again to write its content, so its owner must
+        // be able to write it meanwhile.
         let perm = n.mode & 0o777;
         let owner_ok = !self.owners || (n.uid == self.euid && n.gid == self.egid);
-        let exact_mode = fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0;
+        let exact_mode =
+            fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0 && perm & 0o200 != 0;
         // A new file, never an existing one: whatever takes the name
         // between clearing it and creating the file (a FIFO that would
         // block, a hard link to a file elsewhere) is cleared again, a few
@@ -541,7 +566,9 @@ impl Ctx<'_> {
             }
         };
         let file = File::from(fd);
-        let sparse = n.flags & FLAG_SPARSE != 0;
+        let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
+        let id = obj_id(file.as_fd()).map_err(|e| io("cannot stat", e))?;
+        let dir_id = obj_id(dir.as_fd()).map_err(|e| io("cannot stat the directory of", e))?;
         // The data blob IDs in order: the entry's own list, or read from
         // its chunk-list tree (each list blob re-hashed to its ID).
         let content = crate::repo::chunklist::data_ids(
@@ -550,50 +577,164 @@ impl Ctx<'_> {
             crate::repo::chunklist::chunk_limit(n),
         )
         .map_err(|e| e.context(display(path).display()))?;
-        let content: &[BlobId] = &content;
-        // Offsets from the index's plaintext lengths, so chunks of a large
-        // file can be fetched and written in parallel.
-        let mut offsets = Vec::with_capacity(content.len());
+        // Offsets from the index's plaintext lengths.
+        let mut at = Vec::with_capacity(content.len());
         let mut off = 0u64;
-        for id in content {
-            offsets.push(off);
-            off += u64::from(self.repo.locate(BlobType::Data, id)?.raw_len);
+        for id in content.iter() {
+            let loc = self.repo.locate(BlobType::Data, id)?;
+            at.push((*id, loc, off));
+            off += u64::from(loc.raw_len);
         }
-        let write = |(id, at): (&BlobId, &u64)| -> Result<()> {
-            let data = self.repo.read_blob(BlobType::Data, id)?;
-            let written = if sparse {
-                write_sparse(&file, &data, *at)
-            } else {
-                file.write_all_at(&data, *at).map(|()| data.len() as u64)
-            }
-            .map_err(|e| Error::io_path("cannot write", display(path), e))?;
-            self.bytes.fetch_add(written, Ordering::Relaxed);
-            self.progress.advance(0, data.len() as u64);
-            Ok(())
+        let mut node = n.clone();
+        // Only the metadata is needed from here on.
+        if let NodeKind::File { content } = &mut node.kind {
+            *content = FileContent::Inline(Vec::new());
+        }
+        let pf = PendingFile {
+            rel: rel.to_vec(),
+            path: path.to_vec(),
+            dir_id,
+            id,
+            node,
+            len: off,
+            skip_meta: fresh && owner_ok && exact_mode,
+            group,
+            remaining: AtomicUsize::new(at.len()),
+            failed: AtomicBool::new(false),
         };
-        if content.len() > 1 {
-            content
-                .par_iter()
-                .zip(offsets.par_iter())
-                .try_for_each(write)?;
-        } else {
-            content.iter().zip(offsets.iter()).try_for_each(write)?;
+        if at.is_empty() {
+            return self.complete(&pf, &file, dir);
         }
-        // Holes were skipped, so a sparse file may end short of its size.
-        if sparse {
-            file.set_len(off)
-                .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
+        drop(file);
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let f = p.files.len();
+        p.files.push(pf);
+        for (id, loc, off) in at {
+            let w = match p.by_id.get(&id) {
+                Some(&w) => w,
+                None => {
+                    let w = p.wanted.len();
+                    p.wanted.push(Wanted {
+                        blob_type: BlobType::Data,
+                        id,
+                        loc,
+                    });
+                    p.targets.push(Vec::new());
+                    p.by_id.insert(id, w);
+                    w
+                }
+            };
+            p.targets[w].push((f, off));
+        }
+        Ok(())
+    }
+
+    /// The last blob of a file is written: its length (sparse files end
+    /// short of it), its metadata, its hard-link group's first member, the
+    /// check of a SQLite capture; then it counts as restored. `file` and
+    /// `dir` are the file and its directory, as created or reopened.
+    fn complete(&self, pf: &PendingFile, file: &File, dir: &OwnedFd) -> Result<()> {
+        let shown = display(&pf.path);
+        if pf.node.flags & FLAG_SPARSE != 0 {
+            file.set_len(pf.len)
+                .map_err(|e| Error::io_path("cannot set the length of", &shown, e))?;
         }
         // Its bytes were reported blob by blob.
-        self.progress.file_done(&display(path), 0);
-        let skip = fresh && owner_ok && exact_mode;
-        self.set_meta_fd(file.as_fd(), n, path, skip)?;
-        if !want_id {
-            return Ok(None);
+        self.progress.file_done(&shown, 0);
+        self.set_meta_fd(file.as_fd(), &pf.node, &pf.path, pf.skip_meta)?;
+        if let Some(key) = pf.group
+            && let Some(first) = self
+                .links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&key)
+            && first.rel == pf.rel
+        {
+            first.id = Some(pf.id);
         }
-        obj_id(file.as_fd())
-            .map(Some)
-            .map_err(|e| Error::io_path("cannot stat", display(path), errno_io(e)))
+        if pf.node.extension(EXT_SQLITE_CAPTURE).is_some() {
+            crate::failpoint::hit("restore::before_database_check")?;
+            let (_, name) = split_last(&pf.rel);
+            self.check_database(dir, name, &pf.path, Some(pf.id))?;
+        }
+        self.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Read every blob the created files need, planned by pack
+    /// ([`Repository::read_planned`]), and write each to every file and
+    /// offset that needs it; each file is completed when its last blob is
+    /// written. A blob that cannot be read or fails its checks fails every
+    /// file that needs it, each named once.
+    fn fetch(&self) {
+        let p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if p.wanted.is_empty() {
+            return;
+        }
+        let workers = self
+            .repo
+            .backend()
+            .preferred_writers()
+            .max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        self.repo
+            .read_planned(&p.wanted, workers, &|w, data: Result<Vec<u8>>| {
+                for &(f, at) in &p.targets[w] {
+                    let pf = &p.files[f];
+                    if pf.failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let r = match &data {
+                        Ok(d) => self.write_pending(pf, d, at),
+                        Err(e) => Err(Error::new(e.kind(), e.to_string())),
+                    };
+                    if let Err(e) = r
+                        && !pf.failed.swap(true, Ordering::Relaxed)
+                    {
+                        self.fail(&pf.path, e);
+                    }
+                }
+            });
+    }
+
+    /// Write one blob's plaintext at `at` in a created file, reopened
+    /// through the target's handle and checked to be the very file this
+    /// restore created; complete the file if it was its last blob.
+    fn write_pending(&self, pf: &PendingFile, data: &[u8], at: u64) -> Result<()> {
+        const WHAT: &str = "cannot write";
+        let shown = display(&pf.path);
+        let (dir_rel, name) = split_last(&pf.rel);
+        let dir = self.open_restored_dir(dir_rel, Some(pf.dir_id), WHAT, &pf.path)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        let now = obj_id(fd.as_fd()).map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        if now != pf.id {
+            return Err(Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{WHAT} {}: the file there is not the one this restore created \
+                     (it was replaced during the restore); left alone",
+                    shown.display()
+                ),
+            ));
+        }
+        let file = File::from(fd);
+        let written = if pf.node.flags & FLAG_SPARSE != 0 {
+            write_sparse(&file, data, at)
+        } else {
+            file.write_all_at(data, at).map(|()| data.len() as u64)
+        }
+        .map_err(|e| Error::io_path(WHAT, &shown, e))?;
+        self.bytes.fetch_add(written, Ordering::Relaxed);
+        self.progress.advance(0, data.len() as u64);
+        if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.complete(pf, &file, &dir)?;
+        }
+        Ok(())
     }
 
     /// Owner, mode, xattrs and times. `created_exact`: owner and mode are
@@ -1169,6 +1310,7 @@ pub fn restore(
         pending_links: Mutex::new(Vec::new()),
         dir_meta: Mutex::new(Vec::new()),
         databases: Mutex::new(Vec::new()),
+        pending: Mutex::new(Pending::default()),
         progress,
     };
     let deleted = ctx.delete(&plan.deletes, &opts.target);
@@ -1185,6 +1327,7 @@ pub fn restore(
             }
         }
     });
+    ctx.fetch();
     crate::failpoint::hit("restore::before_finish")?;
     ctx.finish_links();
     ctx.finish_dirs();

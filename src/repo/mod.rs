@@ -10,6 +10,7 @@ pub mod chunklist;
 pub mod inventory;
 pub mod lock;
 pub mod packer;
+pub mod readplan;
 pub mod save;
 pub mod state;
 
@@ -38,7 +39,12 @@ use crate::observer::Observer;
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
 
-/// The object name of a pack.
+/// How many bytes at the end of a pack [`Repository::load_pack_header`]
+/// reads in its first request: the header of a pack of up to about 1500
+/// blobs and its length trailer.
+pub const HEADER_READ_AHEAD: u64 = 64 << 10;
+
+/// The name of a pack object.
 pub fn pack_name(id: &PackId) -> String {
     let h = id.to_hex();
     format!("data/{}/{}", &h[..2], h)
@@ -934,22 +940,38 @@ impl Repository {
     }
 
     /// Read and authenticate a pack's header; `size` is the pack's length.
+    /// The last [`HEADER_READ_AHEAD`] bytes (the header and its length
+    /// trailer, for a pack of up to about 1500 blobs) come in one request;
+    /// only a larger header costs a second one, for the part before them.
     pub fn load_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackEntry>> {
         let name = pack_name(pack);
         let what = format!("pack {pack}");
         if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
             return Err(Error::integrity(format!("{what}: only {size} bytes")));
         }
-        let trailer = self.backend.get_range(&name, size - 4, 4)?;
+        let ahead = size.min(HEADER_READ_AHEAD);
+        let mut tail = self.backend.get_range(&name, size - ahead, ahead)?;
+        let trailer_at = tail.len().checked_sub(pack::TRAILER_LEN).ok_or_else(|| {
+            Error::integrity(format!("{what}: read {} bytes of its tail", tail.len()))
+        })?;
         let mut len = [0u8; 4];
-        len.copy_from_slice(&trailer);
+        len.copy_from_slice(&tail[trailer_at..]);
         let hlen = u64::from(u32::from_le_bytes(len));
         if hlen + 4 > size || hlen < crypto::SEAL_OVERHEAD as u64 || hlen > caps::PACK_HEADER {
             return Err(Error::integrity(format!(
                 "{what}: header length {hlen} does not fit its {size} bytes"
             )));
         }
-        let mut header = self.backend.get_range(&name, size - 4 - hlen, hlen)?;
+        tail.truncate(trailer_at);
+        let mut header = if hlen <= tail.len() as u64 {
+            tail.split_off(tail.len() - hlen as usize)
+        } else {
+            // The header begins before the bytes read ahead: fetch the rest.
+            let missing = hlen - tail.len() as u64;
+            let mut head = self.backend.get_range(&name, size - 4 - hlen, missing)?;
+            head.extend_from_slice(&tail);
+            head
+        };
         self.seal.open_in_place(
             &aad::object(aad::PACK_HEADER, pack.as_bytes()),
             &mut header,
