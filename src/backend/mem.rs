@@ -190,6 +190,80 @@ impl Backend for MemBackend {
     }
 }
 
+/// A backend that counts the reads it passes on to another (tests and
+/// benchmarks: how many requests an operation makes, and how many bytes).
+pub struct CountingBackend {
+    inner: std::sync::Arc<dyn Backend>,
+    /// What [`Backend::preferred_writers`] says (a network store's
+    /// connection count, say).
+    writers: usize,
+    reads: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl CountingBackend {
+    /// Count the reads of `inner`, claiming to take `writers` requests at
+    /// once.
+    pub fn new(inner: std::sync::Arc<dyn Backend>, writers: usize) -> Self {
+        CountingBackend {
+            inner,
+            writers,
+            reads: Default::default(),
+            bytes: Default::default(),
+        }
+    }
+
+    /// Reads (`get`, `get_range`, `get_capped`) and bytes read since the
+    /// last call; the counters start again from zero.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.reads.swap(0, Ordering::SeqCst),
+            self.bytes.swap(0, Ordering::SeqCst),
+        )
+    }
+
+    fn count(&self, r: Result<Vec<u8>>) -> Result<Vec<u8>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if let Ok(b) = &r {
+            self.bytes.fetch_add(b.len() as u64, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+impl Backend for CountingBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<()> {
+        self.inner.create()
+    }
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(dir)
+    }
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        self.count(self.inner.get(name))
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.count(self.inner.get_range(name, offset, len))
+    }
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.count(self.inner.get_capped(name, max))
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.inner.put(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> Result<u64> {
+        self.inner.stat(name)
+    }
+    fn preferred_writers(&self) -> usize {
+        self.writers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

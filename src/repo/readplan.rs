@@ -184,6 +184,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::mem::{CountingBackend, MemBackend};
     use crate::format::Compression;
 
     fn w(pack: u8, offset: u32, len: u32) -> Wanted {
@@ -239,6 +240,55 @@ mod tests {
                 (1, 80, 40, vec![2]),
                 (1, 120, 500, vec![3])
             ]
+        );
+    }
+
+    /// Store `n` small distinct data blobs in one run (one pack).
+    fn store_small_blobs(repo: &mut Repository, n: usize, seed: u8) {
+        let lock = crate::repo::lock::RepoLock::acquire(repo, false).unwrap();
+        let saver = crate::repo::save::BlobSaver::new(
+            repo,
+            lock.gate(),
+            crate::repo::save::SaveOptions::for_repo(repo),
+        );
+        for i in 0..n {
+            let blob = format!("blob {seed} {i} of a pack with many small ones");
+            saver.save(BlobType::Data, blob.as_bytes()).unwrap();
+        }
+        saver.finish().unwrap();
+        drop(lock);
+        repo.load_index().unwrap();
+    }
+
+    #[test]
+    fn a_pack_header_and_its_trailer_come_in_one_request_unless_the_header_is_larger() {
+        let counting = std::sync::Arc::new(CountingBackend::new(
+            std::sync::Arc::new(MemBackend::new()),
+            1,
+        ));
+        let mut repo = crate::repo::test_repo_on(counting.clone());
+        // Packs of a few blobs: headers of a few hundred bytes; of about
+        // 3000 (the saver fills two packs at once): about 126 KB, more than
+        // is read ahead.
+        store_small_blobs(&mut repo, 10, 1);
+        store_small_blobs(&mut repo, 6000, 2);
+        let mut seen = Vec::new();
+        for (pack, size) in repo.list_packs().unwrap() {
+            counting.take_counts();
+            let entries = repo.load_pack_header(&pack, size).unwrap();
+            let (reads, bytes) = counting.take_counts();
+            seen.push((entries.len(), reads));
+            assert!(bytes <= size, "{bytes} bytes of a {size}-byte pack");
+        }
+        assert!(seen.iter().any(|&(n, _)| n <= 10), "{seen:?}");
+        assert!(seen.iter().any(|&(n, _)| n > 2000), "{seen:?}");
+        let header = |n: usize| {
+            5 + n * crate::format::pack::HEADER_ENTRY_LEN + crate::format::SEAL_OVERHEAD + 4
+        };
+        assert!(
+            seen.iter().all(|&(n, reads)| reads
+                == 1 + u64::from(header(n) as u64 > crate::repo::HEADER_READ_AHEAD)),
+            "{seen:?}"
         );
     }
 
