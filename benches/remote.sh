@@ -13,7 +13,7 @@
 # CAIRN_TEST_SSH_PORT; defaults below) and stopped at the end. Dropping the
 # page cache needs root. CAIRN_BEFORE=/path/to/another/cairn adds a third
 # tool, "before", run the same way (to measure a change against the build
-# it replaces). Needs: restic (Debian package), a release build of Cairn
+# it replaces). Needs free space for REPS x tools restores. Needs: restic (Debian package), a release build of Cairn
 # (`cargo build --release`; override with CAIRN_BIN).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,7 +83,10 @@ run_tool() {
     # The restore must be complete and identical before its time counts.
     diff -rq --no-dereference "$CORPUS" "$out$CORPUS" > /dev/null || {
         echo "$tool: restored tree differs from $CORPUS" >&2; exit 1; }
-    rm -rf "$out" "$WORK"/cache-*
+    # Restored trees stay until the end: deleting one would slow down the
+    # next restore's file creation (ext4 skips inodes deleted in the last
+    # 5-35 s when allocating), whichever tool came next.
+    rm -rf "$WORK"/cache-*
 }
 
 echo "corpus: $CORPUS ($(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files)"

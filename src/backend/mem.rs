@@ -197,6 +197,8 @@ pub struct CountingBackend {
     /// What [`Backend::preferred_writers`] says (a network store's
     /// connection count, say).
     writers: usize,
+    /// The local cache directory it reports, as a network store's would.
+    cache_dir: Option<std::path::PathBuf>,
     reads: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
 }
@@ -208,9 +210,17 @@ impl CountingBackend {
         CountingBackend {
             inner,
             writers,
+            cache_dir: None,
             reads: Default::default(),
             bytes: Default::default(),
         }
+    }
+
+    /// Report `dir` as the local cache directory (where a repository
+    /// keeps the tree blobs it read), as a network backend does.
+    pub fn with_cache_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
     }
 
     /// Reads (`get`, `get_range`, `get_capped`) and bytes read since the
@@ -258,6 +268,9 @@ impl Backend for CountingBackend {
     }
     fn stat(&self, name: &str) -> Result<u64> {
         self.inner.stat(name)
+    }
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.cache_dir.clone()
     }
     fn preferred_writers(&self) -> usize {
         self.writers

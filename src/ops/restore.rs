@@ -671,13 +671,11 @@ impl Ctx<'_> {
         if p.wanted.is_empty() {
             return;
         }
-        let workers = self
-            .repo
-            .backend()
-            .preferred_writers()
-            .max(std::thread::available_parallelism().map_or(1, |n| n.get()));
         self.repo
-            .read_planned(&p.wanted, workers, &|w, data: Result<Vec<u8>>| {
+            .read_planned(&p.wanted, read_workers(self.repo), &|w,
+                                                                data: Result<
+                Vec<u8>,
+            >| {
                 for &(f, at) in &p.targets[w] {
                     let pf = &p.files[f];
                     if pf.failed.load(Ordering::Relaxed) {
@@ -1220,6 +1218,11 @@ pub fn restore(
             .next()
             .is_none(),
     };
+    // The directories' trees, a level at a time by pack, into the local
+    // tree cache of a remote repository (which the walks below then read).
+    if let RestoreRoot::Tree(t) = root {
+        repo.prefetch_trees(t, read_workers(repo));
+    }
     // A target that holds entries (or a dry run, or an include whose
     // matches must be found) is planned first: nothing is written before
     // it is known that nothing would be overwritten unasked.
@@ -1314,7 +1317,7 @@ pub fn restore(
         progress,
     };
     let deleted = ctx.delete(&plan.deletes, &opts.target);
-    super::in_pool(|| match root {
+    entry_pool(|| match root {
         RestoreRoot::Tree(t) => {
             let all = ctx.include.is_none() || ctx.included(root_path, true);
             ctx.restore_tree(&ctx.root, t, root_path, b"", all, target_was_empty);
@@ -1347,6 +1350,36 @@ pub fn restore(
         deleted,
         changes: plan.changes,
     })
+}
+
+/// Run the entry pass: creating files and directories waits on the
+/// filesystem more than on the CPU, so it takes more threads than cores.
+fn entry_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(ENTRY_THREADS)
+            .stack_size(super::WORKER_STACK)
+            .thread_name(|i| format!("cairn-restore-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(p) => p.install(f),
+        None => super::in_pool(f),
+    }
+}
+
+/// Threads of the entry pass ([`entry_pool`]).
+const ENTRY_THREADS: usize = 8;
+
+/// Reads in flight for a restore: the backend's connections, or one per
+/// core when it takes fewer (each worker also opens and writes what it
+/// read).
+fn read_workers(repo: &Repository) -> usize {
+    repo.backend()
+        .preferred_writers()
+        .max(std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `root_path` matches an include pattern (as a directory).
@@ -1434,7 +1467,9 @@ mod tests {
         fn on(mut repo: Repository, files: &[(&str, Vec<u8>)]) -> Restorer {
             let src = tempfile::tempdir().unwrap();
             for (name, content) in files {
-                std::fs::write(src.path().join(name), content).unwrap();
+                let path = src.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
             }
             let opts = crate::ops::backup::BackupOptions {
                 paths: vec![src.path().to_path_buf()],
@@ -1582,14 +1617,12 @@ mod tests {
         out
     }
 
+    /// Files by name below the backed-up directory, with their content.
+    type Files = Vec<(String, Vec<u8>)>;
+
     /// 300 small files (1–3 KB) and their restorer, on a counted memory
     /// backend that claims four connections.
-    fn many_small_files() -> (
-        Restorer,
-        Vec<(String, Vec<u8>)>,
-        Arc<MemBackend>,
-        Arc<CountingBackend>,
-    ) {
+    fn many_small_files() -> (Restorer, Files, Arc<MemBackend>, Arc<CountingBackend>) {
         let files: Vec<(String, Vec<u8>)> = (0..300u64)
             .map(|i| (format!("f{i:03}"), noise(1000 + 7 * i as usize, i)))
             .collect();
@@ -1624,7 +1657,13 @@ mod tests {
             "{reads} reads for {} packs",
             packs.len()
         );
-        assert!(bytes <= stored, "{bytes} bytes read of {stored} stored");
+        // Each byte at most once, but for the tree blob: read on its own
+        // for the walk, it may also lie inside a range of the data.
+        let tree_len = u64::from(r.repo.locate(BlobType::Tree, &r.tree).unwrap().sealed_len);
+        assert!(
+            bytes <= stored + tree_len,
+            "{bytes} bytes read of {stored} stored"
+        );
     }
 
     #[test]
@@ -1659,6 +1698,69 @@ mod tests {
         for (name, content) in files.iter().filter(|(n, _)| n != "f150") {
             assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
         }
+    }
+
+    #[test]
+    fn a_cold_restore_of_nested_directories_fetches_their_trees_by_pack_not_one_per_directory() {
+        // Five levels of three subdirectories (363 directories below the
+        // root), a small file in each (364 files).
+        let mut dirs = vec![String::new()];
+        for depth in 0..5 {
+            let mut next = Vec::new();
+            for d in dirs.iter().filter(|d| d.matches('/').count() == depth) {
+                for i in 0..3 {
+                    next.push(format!("{d}d{i}/"));
+                }
+            }
+            dirs.extend(next);
+        }
+        let files: Vec<(String, Vec<u8>)> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("{d}f"), noise(500 + i, i as u64)))
+            .collect();
+        let named: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+        let cache = tempfile::tempdir().unwrap();
+        let counting = Arc::new(
+            CountingBackend::new(Arc::new(MemBackend::new()), 4)
+                .with_cache_dir(cache.path().to_path_buf()),
+        );
+        let mut r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
+        let packs = r.repo.list_packs().unwrap();
+        // Cold: the backup left its trees in the cache.
+        std::fs::remove_dir_all(cache.path().join("trees")).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        let res = r
+            .restore_counted(&t, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        assert_eq!((res.files, res.dirs), (364, 363));
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+        // The trees: the packs holding the root's tree, read once (every
+        // tree of the snapshot is there); then the data, once per pack.
+        // One read per directory would be 364 and more.
+        let (reads, _) = counting.take_counts();
+        assert!(
+            reads <= 2 * packs.len() as u64,
+            "{reads} reads for {} packs",
+            packs.len()
+        );
+        // Warm: the trees come from the cache, only the data is read.
+        let t2 = d.path().join("t2");
+        let res = r
+            .restore_counted(&t2, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        let (reads, _) = counting.take_counts();
+        assert!(
+            reads <= packs.len() as u64,
+            "{reads} reads for {} packs",
+            packs.len()
+        );
     }
 
     #[test]

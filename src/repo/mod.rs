@@ -39,6 +39,12 @@ use crate::observer::Observer;
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
 
+/// The name of a tree blob's sealed bytes in the local tree cache.
+fn tree_cache_name(id: &BlobId) -> String {
+    let hex = id.to_hex();
+    format!("{}/{}", &hex[..2], hex)
+}
+
 /// How many bytes at the end of a pack [`Repository::load_pack_header`]
 /// reads in its first request: the header of a pack of up to about 1500
 /// blobs and its length trailer.
@@ -1002,8 +1008,7 @@ impl Repository {
     /// integrity error, never content handed out under the wrong ID.
     pub fn read_blob_at(&self, t: BlobType, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let cache = self.tree_cache.as_ref().filter(|_| t == BlobType::Tree);
-        let hex = id.to_hex();
-        let cache_name = format!("{}/{}", &hex[..2], hex);
+        let cache_name = tree_cache_name(id);
         if let Some(c) = cache
             && let Some(mut buf) = c.get(&cache_name)
         {
@@ -1046,8 +1051,7 @@ impl Repository {
     /// the next backup's parent walk needs no download.
     pub fn cache_tree(&self, id: &BlobId, sealed: &[u8]) {
         if let Some(c) = &self.tree_cache {
-            let hex = id.to_hex();
-            c.put(&format!("{}/{}", &hex[..2], hex), sealed);
+            c.put(&tree_cache_name(id), sealed);
         }
     }
 

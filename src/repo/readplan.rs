@@ -20,12 +20,14 @@
 //! handing over, so `workers × (MAX_RANGE + largest blob)` bounds what is
 //! in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Repository, pack_name};
 use crate::error::{Error, Result};
 use crate::format::BlobType;
+use crate::format::tree::{NodeKind, Tree};
 use crate::id::{BlobId, PackId};
 use crate::index::Location;
 
@@ -37,6 +39,10 @@ pub const MAX_GAP: u64 = 256 << 10;
 /// Longest range one request reads (unless one blob is longer): half a
 /// default-sized pack, so a pack can be in flight on two connections.
 pub const MAX_RANGE: u64 = 8 << 20;
+
+/// Levels of directories [`Repository::prefetch_trees`] descends at most
+/// (as deep as any walk goes: `ops::MAX_TREE_DEPTH`).
+pub const MAX_PREFETCH_DEPTH: usize = 2048;
 
 /// A blob the caller needs.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +137,97 @@ impl Repository {
         });
     }
 
+    /// Fetch the directory trees below `root` into the local tree cache
+    /// (a remote repository's; without one this does nothing), so that a
+    /// walk of the snapshot then reads them locally. A level at a time:
+    /// the trees of a level not cached yet name the packs to read, and
+    /// every tree blob of those packs comes in one planned read
+    /// ([`Repository::read_planned`]), as restic keeps whole tree packs:
+    /// the trees a backup wrote lie in the same few packs, so a snapshot's
+    /// trees usually arrive in two or three rounds of requests, not one
+    /// round per level of directories (nor one request per directory).
+    /// What is read beyond the snapshot's own trees is bounded by the tree
+    /// blobs of the packs it touches, and stays cached for the next
+    /// backup or restore. Stops below [`MAX_PREFETCH_DEPTH`] levels.
+    /// Best effort: a tree that cannot be read here is left for the walk
+    /// itself to report.
+    pub fn prefetch_trees(&self, root: &BlobId, workers: usize) {
+        let Some(cache) = &self.tree_cache else {
+            return;
+        };
+        let cached = |id: &BlobId| cache.dir().join(super::tree_cache_name(id)).is_file();
+        let subdirs = |t: &Tree| -> Vec<BlobId> {
+            t.nodes
+                .iter()
+                .filter_map(|n| match &n.kind {
+                    NodeKind::Dir { subtree } => Some(*subtree),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Subdirectories of the trees fetched and not yet visited.
+        let fetched: Mutex<HashMap<BlobId, Vec<BlobId>>> = Mutex::new(HashMap::new());
+        let mut packs_read: HashSet<PackId> = HashSet::new();
+        let mut seen: HashSet<BlobId> = HashSet::from([*root]);
+        let mut level = vec![*root];
+        for _ in 0..MAX_PREFETCH_DEPTH {
+            if level.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            let mut missing = Vec::new();
+            let mut packs = HashSet::new();
+            for id in level {
+                let known = fetched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(c) = known {
+                    next.extend(c);
+                } else if cached(&id) {
+                    if let Ok(t) = self.load_tree(&id) {
+                        next.extend(subdirs(&t));
+                    }
+                } else if let Ok(loc) = self.locate(BlobType::Tree, &id)
+                    && !packs_read.contains(&loc.pack)
+                {
+                    packs.insert(loc.pack);
+                    missing.push(id);
+                }
+            }
+            if !packs.is_empty() {
+                let wanted: Vec<Wanted> = self
+                    .index
+                    .iter(BlobType::Tree)
+                    .filter(|(id, loc)| packs.contains(&loc.pack) && !cached(id))
+                    .map(|(id, loc)| Wanted {
+                        blob_type: BlobType::Tree,
+                        id,
+                        loc,
+                    })
+                    .collect();
+                // Chunk-list blobs are tree blobs too (cached, useful to
+                // the restore) but decode as no directory.
+                self.read_planned(&wanted, workers, &|i, r| {
+                    if let Ok(t) = r.and_then(|plain| Tree::from_bytes(&plain)) {
+                        fetched
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(wanted[i].id, subdirs(&t));
+                    }
+                });
+                packs_read.extend(packs);
+                let mut f = fetched.lock().unwrap_or_else(|p| p.into_inner());
+                for id in missing {
+                    if let Some(c) = f.remove(&id) {
+                        next.extend(c);
+                    }
+                }
+            }
+            level = next.into_iter().filter(|id| seen.insert(*id)).collect();
+        }
+    }
+
     /// One range: read, then open each of its blobs.
     fn read_range(
         &self,
@@ -165,6 +262,10 @@ impl Repository {
                 continue;
             };
             let mut plain = sealed.to_vec();
+            let cache = self
+                .tree_cache
+                .as_ref()
+                .filter(|_| w.blob_type == BlobType::Tree);
             let res = self
                 .open_blob(
                     w.blob_type,
@@ -176,6 +277,9 @@ impl Repository {
                 .and_then(|()| self.check_blob_id(w.blob_type, &w.id, &plain))
                 .map_err(|e| e.context(format!("pack {}", r.pack)))
                 .map(|()| plain);
+            if let (Some(c), Ok(_)) = (cache, &res) {
+                c.put(&super::tree_cache_name(&w.id), sealed);
+            }
             deliver(i, res);
         }
     }
