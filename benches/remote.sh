@@ -6,15 +6,16 @@
 #
 #   benches/remote.sh [-c CORPUS_DIR] [-n REPS]
 #
-# CORPUS_DIR defaults to $HOME/cairn-bench/src-small (the kernel's fs, kernel
-# and net directories: 184 MB, 8.3k files). The S3 server is the test
+# CORPUS_DIR defaults to $HOME/cairn-bench/src-small (the fs, kernel and net
+# directories of Debian's linux-source-6.1: 94 MB, 4.5k files). The S3 server is the test
 # server of scripts/test-servers.sh, started here in its own directory and
 # on its own ports (CAIRN_TEST_SERVERS_DIR, CAIRN_TEST_S3_PORT,
 # CAIRN_TEST_SSH_PORT; defaults below) and stopped at the end. Dropping the
 # page cache needs root. CAIRN_BEFORE=/path/to/another/cairn adds a third
 # tool, "before", run the same way (to measure a change against the build
-# it replaces). Needs free space for REPS x tools restores. Needs: restic (Debian package), a release build of Cairn
-# (`cargo build --release`; override with CAIRN_BIN).
+# it replaces). Needs free space for REPS x tools restores, restic
+# (Debian package) and a release build of Cairn (`cargo build --release`;
+# override with CAIRN_BIN).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CORPUS=$HOME/cairn-bench/src-small
@@ -23,7 +24,7 @@ while getopts "c:n:h" opt; do
     case $opt in
         c) CORPUS=$OPTARG ;;
         n) REPS=$OPTARG ;;
-        *) sed -n '2,17p' "$0"; exit 2 ;;
+        *) sed -n '2,18p' "$0"; exit 2 ;;
     esac
 done
 CAIRN_BIN=${CAIRN_BIN:-$HERE/target/release/cairn}
@@ -83,10 +84,10 @@ run_tool() {
     # The restore must be complete and identical before its time counts.
     diff -rq --no-dereference "$CORPUS" "$out$CORPUS" > /dev/null || {
         echo "$tool: restored tree differs from $CORPUS" >&2; exit 1; }
-    # Restored trees stay until the end: deleting one would slow down the
-    # next restore's file creation (ext4 skips inodes deleted in the last
-    # 5-35 s when allocating), whichever tool came next.
-    rm -rf "$WORK"/cache-*
+    # Restored trees and caches stay until the end: deleting thousands of
+    # files slows down the file creation of whichever restore comes next
+    # (ext4's inode allocator steps over recently deleted inodes one by
+    # one), which is not what a restore on a new machine meets.
 }
 
 echo "corpus: $CORPUS ($(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files)"

@@ -29,7 +29,7 @@ pub const MAX_TREE_DEPTH: usize = 2048;
 
 /// Stack of each worker thread: enough for `MAX_TREE_DEPTH` levels of
 /// recursion (reserved address space; pages are committed as used).
-pub(crate) const WORKER_STACK: usize = 64 * 1024 * 1024;
+const WORKER_STACK: usize = 64 * 1024 * 1024;
 
 /// Run `f` on Cairn's worker pool: rayon threads (one per core, or
 /// `RAYON_NUM_THREADS`) with stacks deep enough for the deepest tree.
