@@ -199,6 +199,8 @@ pub struct CountingBackend {
     writers: usize,
     /// The local cache directory it reports, as a network store's would.
     cache_dir: Option<std::path::PathBuf>,
+    /// Streamed reads come in pieces of at most this many bytes.
+    piece: usize,
     reads: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
 }
@@ -211,9 +213,17 @@ impl CountingBackend {
             inner,
             writers,
             cache_dir: None,
+            piece: usize::MAX,
             reads: Default::default(),
             bytes: Default::default(),
         }
+    }
+
+    /// Hand streamed reads ([`Backend::get_range_stream`]) over in pieces
+    /// of at most `n` bytes, as a network read arrives.
+    pub fn with_pieces(mut self, n: usize) -> Self {
+        self.piece = n.max(1);
+        self
     }
 
     /// Report `dir` as the local cache directory (where a repository
@@ -256,6 +266,20 @@ impl Backend for CountingBackend {
     }
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.count(self.inner.get_range(name, offset, len))
+    }
+    fn get_range_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .get_range_stream(name, offset, len, &mut |bytes| {
+                self.bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                bytes.chunks(self.piece).try_for_each(&mut *sink)
+            })
     }
     fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         self.count(self.inner.get_capped(name, max))

@@ -1600,7 +1600,7 @@ mod tests {
     type Files = Vec<(String, Vec<u8>)>;
 
     /// 300 small files (1–3 KB) and their restorer, on a counted memory
-    /// backend that claims four connections.
+    /// backend that claims four connections and streams in pieces.
     fn many_small_files() -> (Restorer, Files, Arc<MemBackend>, Arc<CountingBackend>) {
         let files: Vec<(String, Vec<u8>)> = (0..300u64)
             .map(|i| (format!("f{i:03}"), noise(1000 + 7 * i as usize, i)))
@@ -1608,7 +1608,8 @@ mod tests {
         let named: Vec<(&str, Vec<u8>)> =
             files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
         let mem = Arc::new(MemBackend::new());
-        let counting = Arc::new(CountingBackend::new(mem.clone(), 4));
+        // Streamed reads arrive in pieces of 997 bytes, blobs cut across.
+        let counting = Arc::new(CountingBackend::new(mem.clone(), 4).with_pieces(997));
         let r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
         (r, files, mem, counting)
     }
@@ -1698,7 +1699,8 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let counting = Arc::new(
             CountingBackend::new(Arc::new(MemBackend::new()), 4)
-                .with_cache_dir(cache.path().to_path_buf()),
+                .with_cache_dir(cache.path().to_path_buf())
+                .with_pieces(1000),
         );
         let mut r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
         let packs = r.repo.list_packs().unwrap();

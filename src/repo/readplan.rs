@@ -15,10 +15,13 @@
 //!   than that is a range of its own). A pack most of whose blobs are
 //!   wanted is thus read whole, in a request or two.
 //!
-//! Memory: each worker holds one range (at most [`MAX_RANGE`], or one
-//! blob when a single blob is larger) and the plaintext of the blob it is
-//! handing over, so `workers × (MAX_RANGE + largest blob)` bounds what is
-//! in flight.
+//! Memory: a range is streamed ([`crate::backend::Backend::get_range_stream`])
+//! and each blob handed over as soon as its last byte is in, so a worker
+//! holds the piece the backend just handed over, the sealed bytes of the
+//! blob being received and the plaintext of the blob it is handing over:
+//! `workers × (piece + 2 × largest blob)`, however large the range. (A
+//! backend that cannot stream, local storage, hands over a whole range at
+//! once: at most [`MAX_RANGE`], or one larger blob.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -37,7 +40,8 @@ use crate::index::Location;
 pub const MAX_GAP: u64 = 256 << 10;
 
 /// Longest range one request reads (unless one blob is longer): half a
-/// default-sized pack, so a pack can be in flight on two connections.
+/// default-sized pack, so a pack can be in flight on two connections and
+/// its blobs opened on two threads as they arrive.
 pub const MAX_RANGE: u64 = 8 << 20;
 
 /// Levels of directories [`Repository::prefetch_trees`] descends at most
@@ -228,60 +232,150 @@ impl Repository {
         }
     }
 
-    /// One range: read, then open each of its blobs.
+    /// One range, streamed ([`crate::backend::Backend::get_range_stream`]):
+    /// each blob is opened and handed over as soon as its last byte has
+    /// arrived, while the rest of the range is still on its way. A read
+    /// that fails part-way is an error for the blobs not handed over yet.
     fn read_range(
         &self,
         r: &Range,
         wanted: &[Wanted],
         deliver: &(dyn Fn(usize, Result<Vec<u8>>) + Sync),
     ) {
-        let buf = match self.backend.get_range(&pack_name(&r.pack), r.offset, r.len) {
-            Ok(b) => b,
-            Err(e) => {
-                for &i in &r.blobs {
-                    deliver(i, Err(Error::new(e.kind(), e.to_string())));
-                }
-                return;
-            }
-        };
-        for &i in &r.blobs {
-            let w = &wanted[i];
-            let start = (u64::from(w.loc.offset) - r.offset) as usize;
-            let end = start + w.loc.sealed_len as usize;
-            let Some(sealed) = buf.get(start..end) else {
-                deliver(
-                    i,
-                    Err(Error::integrity(format!(
-                        "pack {}: read {} bytes at {}, short of blob {}",
-                        r.pack,
-                        buf.len(),
-                        r.offset,
-                        w.id
-                    ))),
-                );
-                continue;
-            };
-            let mut plain = sealed.to_vec();
-            let cache = self
-                .tree_cache
-                .as_ref()
-                .filter(|_| w.blob_type == BlobType::Tree);
-            let res = self
-                .open_blob(
-                    w.blob_type,
-                    &w.id,
-                    w.loc.compression,
-                    w.loc.raw_len,
-                    &mut plain,
-                )
-                .and_then(|()| self.check_blob_id(w.blob_type, &w.id, &plain))
-                .map_err(|e| e.context(format!("pack {}", r.pack)))
-                .map(|()| plain);
-            if let (Some(c), Ok(_)) = (cache, &res) {
-                c.put(&super::tree_cache_name(&w.id), sealed);
-            }
-            deliver(i, res);
+        let spans: Vec<(u64, u64)> = r
+            .blobs
+            .iter()
+            .map(|&i| {
+                let start = u64::from(wanted[i].loc.offset);
+                (start, start + u64::from(wanted[i].loc.sealed_len))
+            })
+            .collect();
+        let mut cut = Cutter::new(r.offset, spans);
+        let res =
+            self.backend
+                .get_range_stream(&pack_name(&r.pack), r.offset, r.len, &mut |piece| {
+                    cut.feed(piece, &mut |k, sealed| {
+                        let i = r.blobs[k];
+                        deliver(i, self.open_planned(&wanted[i], &r.pack, sealed));
+                    });
+                    Ok(())
+                });
+        let left = cut.done()..r.blobs.len();
+        if left.is_empty() {
+            return;
         }
+        let e = match res {
+            Err(e) => e,
+            Ok(()) => Error::integrity(format!(
+                "pack {}: read {} bytes at {}, short of its blobs",
+                r.pack,
+                cut.read(),
+                r.offset
+            )),
+        };
+        for k in left {
+            deliver(r.blobs[k], Err(Error::new(e.kind(), e.to_string())));
+        }
+    }
+
+    /// Open one sealed blob of a planned read: authenticate, decompress,
+    /// re-hash against its ID; a tree blob is also kept in the local tree
+    /// cache.
+    fn open_planned(&self, w: &Wanted, pack: &PackId, sealed: &[u8]) -> Result<Vec<u8>> {
+        let mut plain = sealed.to_vec();
+        let res = self
+            .open_blob(
+                w.blob_type,
+                &w.id,
+                w.loc.compression,
+                w.loc.raw_len,
+                &mut plain,
+            )
+            .and_then(|()| self.check_blob_id(w.blob_type, &w.id, &plain))
+            .map_err(|e| e.context(format!("pack {pack}")));
+        if res.is_ok()
+            && w.blob_type == BlobType::Tree
+            && let Some(c) = &self.tree_cache
+        {
+            c.put(&super::tree_cache_name(&w.id), sealed);
+        }
+        res.map(|()| plain)
+    }
+}
+
+/// Cuts the bytes of one range, arriving in pieces, into its blobs: keeps
+/// the bytes of the blob being received (and of any later blob that
+/// overlaps it, a blob wanted twice), skips the gaps between blobs.
+struct Cutter {
+    /// Each blob's (first byte, end), by first byte.
+    spans: Vec<(u64, u64)>,
+    /// Blobs handed over.
+    next: usize,
+    /// Offset of the next byte to arrive.
+    pos: u64,
+    /// Bytes from `kept_from` to `pos`, while a blob is being received.
+    kept: Vec<u8>,
+    kept_from: u64,
+    /// Bytes received.
+    read: u64,
+}
+
+impl Cutter {
+    fn new(offset: u64, spans: Vec<(u64, u64)>) -> Self {
+        Cutter {
+            spans,
+            next: 0,
+            pos: offset,
+            kept: Vec::new(),
+            kept_from: offset,
+            read: 0,
+        }
+    }
+
+    /// Take the next piece; `out` gets each blob (its index in the spans,
+    /// its bytes) once its last byte is in.
+    fn feed(&mut self, mut piece: &[u8], out: &mut dyn FnMut(usize, &[u8])) {
+        self.read += piece.len() as u64;
+        while !piece.is_empty() && self.next < self.spans.len() {
+            let (start, end) = self.spans[self.next];
+            if self.kept.is_empty() {
+                if self.pos < start {
+                    let skip = (start - self.pos).min(piece.len() as u64);
+                    piece = &piece[skip as usize..];
+                    self.pos += skip;
+                    continue;
+                }
+                self.kept_from = self.pos;
+            }
+            let take = (end.saturating_sub(self.pos)).min(piece.len() as u64) as usize;
+            self.kept.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            self.pos += take as u64;
+            while let Some(&(start, end)) = self.spans.get(self.next)
+                && end <= self.pos
+            {
+                let at = (start - self.kept_from) as usize;
+                out(self.next, &self.kept[at..at + (end - start) as usize]);
+                self.next += 1;
+                match self.spans.get(self.next) {
+                    Some(&(next, _)) if next < self.pos => {
+                        self.kept.drain(..(next - self.kept_from) as usize);
+                        self.kept_from = next;
+                    }
+                    _ => self.kept.clear(),
+                }
+            }
+        }
+    }
+
+    /// Blobs handed over so far.
+    fn done(&self) -> usize {
+        self.next
+    }
+
+    /// Bytes received so far.
+    fn read(&self) -> u64 {
+        self.read
     }
 }
 
@@ -394,6 +488,56 @@ mod tests {
                 == 1 + u64::from(header(n) as u64 > crate::repo::HEADER_READ_AHEAD)),
             "{seen:?}"
         );
+    }
+
+    /// Feed `data` (a range from offset 100) to a cutter in pieces of
+    /// `piece` bytes; what it hands over, in order.
+    fn cut(spans: &[(u64, u64)], data: &[u8], piece: usize) -> Vec<(usize, Vec<u8>)> {
+        let mut c = Cutter::new(100, spans.to_vec());
+        let mut out = Vec::new();
+        for p in data.chunks(piece) {
+            c.feed(p, &mut |k, b| out.push((k, b.to_vec())));
+        }
+        assert_eq!(c.read(), data.len() as u64);
+        out
+    }
+
+    #[test]
+    fn a_streamed_range_is_cut_into_its_blobs_whatever_the_pieces() {
+        let data: Vec<u8> = (0..200u8).collect();
+        let at = |a: u64, b: u64| data[(a - 100) as usize..(b - 100) as usize].to_vec();
+        // A blob at the start, a gap, two neighbours, a blob wanted twice,
+        // one overlapping it, and (left out at first) one whose last bytes
+        // never arrive.
+        let spans = [
+            (100, 110),
+            (130, 140),
+            (140, 175),
+            (150, 160),
+            (150, 160),
+            (155, 170),
+            (180, 320),
+        ];
+        let want: Vec<(usize, Vec<u8>)> = vec![
+            (0, at(100, 110)),
+            (1, at(130, 140)),
+            (2, at(140, 175)),
+            (3, at(150, 160)),
+            (4, at(150, 160)),
+            (5, at(155, 170)),
+        ];
+        for piece in [1, 2, 3, 7, 10, 64, 200] {
+            let mut got = cut(&spans[..6], &data, piece);
+            // Blobs come out as their last byte arrives: 3, 4 and 5 end
+            // before 2 does.
+            got.sort();
+            assert_eq!(got, want, "pieces of {piece}");
+        }
+        // The last blob never completes: 20 bytes of it are missing, and
+        // the cutter says how far it got.
+        let mut c = Cutter::new(100, spans.to_vec());
+        c.feed(&data, &mut |_, _| {});
+        assert_eq!((c.done(), c.read()), (6, 200));
     }
 
     #[test]
