@@ -203,6 +203,8 @@ pub struct CountingBackend {
     piece: usize,
     reads: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
+    /// Reads of packs (objects under `data/`).
+    pack_reads: std::sync::atomic::AtomicU64,
 }
 
 impl CountingBackend {
@@ -216,6 +218,7 @@ impl CountingBackend {
             piece: usize::MAX,
             reads: Default::default(),
             bytes: Default::default(),
+            pack_reads: Default::default(),
         }
     }
 
@@ -233,8 +236,8 @@ impl CountingBackend {
         self
     }
 
-    /// Reads (`get`, `get_range`, `get_capped`) and bytes read since the
-    /// last call; the counters start again from zero.
+    /// Reads (`get`, `get_range`, `get_capped`, `get_range_stream`) and
+    /// bytes read since the last call; the counters start again from zero.
     pub fn take_counts(&self) -> (u64, u64) {
         (
             self.reads.swap(0, Ordering::SeqCst),
@@ -242,8 +245,21 @@ impl CountingBackend {
         )
     }
 
-    fn count(&self, r: Result<Vec<u8>>) -> Result<Vec<u8>> {
+    /// Reads of packs since the last call (the counter starts again from
+    /// zero).
+    pub fn take_pack_reads(&self) -> u64 {
+        self.pack_reads.swap(0, Ordering::SeqCst)
+    }
+
+    fn count_read(&self, name: &str) {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        if name.starts_with("data/") {
+            self.pack_reads.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn count(&self, name: &str, r: Result<Vec<u8>>) -> Result<Vec<u8>> {
+        self.count_read(name);
         if let Ok(b) = &r {
             self.bytes.fetch_add(b.len() as u64, Ordering::SeqCst);
         }
@@ -262,10 +278,10 @@ impl Backend for CountingBackend {
         self.inner.list(dir)
     }
     fn get(&self, name: &str) -> Result<Vec<u8>> {
-        self.count(self.inner.get(name))
+        self.count(name, self.inner.get(name))
     }
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        self.count(self.inner.get_range(name, offset, len))
+        self.count(name, self.inner.get_range(name, offset, len))
     }
     fn get_range_stream(
         &self,
@@ -274,7 +290,7 @@ impl Backend for CountingBackend {
         len: u64,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.count_read(name);
         self.inner
             .get_range_stream(name, offset, len, &mut |bytes| {
                 self.bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
@@ -282,7 +298,7 @@ impl Backend for CountingBackend {
             })
     }
     fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
-        self.count(self.inner.get_capped(name, max))
+        self.count(name, self.inner.get_capped(name, max))
     }
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         self.inner.put(name, data)

@@ -671,11 +671,10 @@ impl Ctx<'_> {
         if p.wanted.is_empty() {
             return;
         }
-        self.repo
-            .read_planned(&p.wanted, read_workers(self.repo), &|w,
-                                                                data: Result<
-                Vec<u8>,
-            >| {
+        self.repo.read_planned(
+            &p.wanted,
+            crate::repo::readplan::read_workers(self.repo),
+            &|w, data: Result<Vec<u8>>| {
                 for &(f, at) in &p.targets[w] {
                     let pf = &p.files[f];
                     if pf.failed.load(Ordering::Relaxed) {
@@ -691,7 +690,8 @@ impl Ctx<'_> {
                         self.fail(&pf.path, e);
                     }
                 }
-            });
+            },
+        );
     }
 
     /// Write one blob's plaintext at `at` in a created file, reopened
@@ -1221,7 +1221,7 @@ pub fn restore(
     // The directories' trees, a level at a time by pack, into the local
     // tree cache of a remote repository (which the walks below then read).
     if let RestoreRoot::Tree(t) = root {
-        repo.prefetch_trees(t, read_workers(repo));
+        repo.prefetch_trees(t, crate::repo::readplan::read_workers(repo));
     }
     // A target that holds entries (or a dry run, or an include whose
     // matches must be found) is planned first: nothing is written before
@@ -1350,15 +1350,6 @@ pub fn restore(
         deleted,
         changes: plan.changes,
     })
-}
-
-/// Reads in flight for a restore: the backend's connections, or one per
-/// core when it takes fewer (each worker also opens and writes what it
-/// read).
-fn read_workers(repo: &Repository) -> usize {
-    repo.backend()
-        .preferred_writers()
-        .max(std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `root_path` matches an include pattern (as a directory).

@@ -951,12 +951,45 @@ impl Repository {
     /// only a larger header costs a second one, for the part before them.
     pub fn load_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackEntry>> {
         let name = pack_name(pack);
+        let ahead = size.min(HEADER_READ_AHEAD);
+        let tail = if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
+            Vec::new()
+        } else {
+            self.backend.get_range(&name, size - ahead, ahead)?
+        };
+        let (entries, _) = self.header_in_tail(pack, size, &tail, &|offset, len| {
+            self.backend.get_range(&name, offset, len)
+        })?;
+        Ok(entries)
+    }
+
+    /// The header of a pack read whole (`bytes` is all of it), judged as
+    /// [`Repository::load_pack_header`] judges one read from its tail (the
+    /// same errors for the same damage), with the length of its blob
+    /// region (the bytes before the header).
+    pub fn pack_header_in(&self, pack: &PackId, bytes: &[u8]) -> Result<(Vec<PackEntry>, u64)> {
+        self.header_in_tail(pack, bytes.len() as u64, bytes, &|_, _| {
+            Err(Error::integrity(format!(
+                "pack {pack}: its header lies outside the pack"
+            )))
+        })
+    }
+
+    /// Authenticate and decode the header of a pack of `size` bytes from
+    /// the last bytes of the pack (`tail`); `fetch(offset, len)` reads the
+    /// part of a header that begins before them. Returns the entries and
+    /// the length of the blob region.
+    fn header_in_tail(
+        &self,
+        pack: &PackId,
+        size: u64,
+        tail: &[u8],
+        fetch: &dyn Fn(u64, u64) -> Result<Vec<u8>>,
+    ) -> Result<(Vec<PackEntry>, u64)> {
         let what = format!("pack {pack}");
         if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
             return Err(Error::integrity(format!("{what}: only {size} bytes")));
         }
-        let ahead = size.min(HEADER_READ_AHEAD);
-        let mut tail = self.backend.get_range(&name, size - ahead, ahead)?;
         let trailer_at = tail.len().checked_sub(pack::TRAILER_LEN).ok_or_else(|| {
             Error::integrity(format!("{what}: read {} bytes of its tail", tail.len()))
         })?;
@@ -968,14 +1001,13 @@ impl Repository {
                 "{what}: header length {hlen} does not fit its {size} bytes"
             )));
         }
-        tail.truncate(trailer_at);
-        let mut header = if hlen <= tail.len() as u64 {
-            tail.split_off(tail.len() - hlen as usize)
+        let mut header = if hlen <= trailer_at as u64 {
+            tail[trailer_at - hlen as usize..trailer_at].to_vec()
         } else {
             // The header begins before the bytes read ahead: fetch the rest.
-            let missing = hlen - tail.len() as u64;
-            let mut head = self.backend.get_range(&name, size - 4 - hlen, missing)?;
-            head.extend_from_slice(&tail);
+            let missing = hlen - trailer_at as u64;
+            let mut head = fetch(size - 4 - hlen, missing)?;
+            head.extend_from_slice(&tail[..trailer_at]);
             head
         };
         self.seal.open_in_place(
@@ -984,8 +1016,9 @@ impl Repository {
             &what,
         )?;
         let entries = pack::header_from_bytes(&header).map_err(|e| e.context(&what))?;
-        pack::entry_offsets(&entries, size - 4 - hlen).map_err(|e| e.context(&what))?;
-        Ok(entries)
+        let region = size - 4 - hlen;
+        pack::entry_offsets(&entries, region).map_err(|e| e.context(&what))?;
+        Ok((entries, region))
     }
 
     /// Where a blob is stored.

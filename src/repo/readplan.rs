@@ -121,23 +121,8 @@ impl Repository {
         deliver: &(dyn Fn(usize, Result<Vec<u8>>) + Sync),
     ) {
         let ranges = plan(wanted, MAX_GAP, MAX_RANGE);
-        let next = AtomicUsize::new(0);
-        let work = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = ranges.get(i) else { break };
-                self.read_range(r, wanted, deliver);
-            }
-        };
-        let workers = workers.clamp(1, ranges.len().max(1));
-        if workers == 1 {
-            work();
-            return;
-        }
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(work);
-            }
+        in_flight(ranges.len(), workers, &|i| {
+            self.read_range(&ranges[i], wanted, deliver)
         });
     }
 
@@ -301,6 +286,41 @@ impl Repository {
         }
         res.map(|()| plain)
     }
+}
+
+/// Run `work(i)` for every `i` below `count`, on up to `workers` threads
+/// (each taking the next `i` when it is done with one): how planned reads
+/// keep up to `--connections` requests in flight.
+pub fn in_flight(count: usize, workers: usize, work: &(dyn Fn(usize) + Sync)) {
+    let next = AtomicUsize::new(0);
+    let run = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= count {
+                break;
+            }
+            work(i);
+        }
+    };
+    let workers = workers.clamp(1, count.max(1));
+    if workers == 1 {
+        run();
+        return;
+    }
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(run);
+        }
+    });
+}
+
+/// Requests in flight for planned reads of `repo`: its backend's
+/// connections, or one per core when it takes fewer (each worker also
+/// opens, checks and hands over what it read).
+pub fn read_workers(repo: &Repository) -> usize {
+    repo.backend()
+        .preferred_writers()
+        .max(std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Cuts the bytes of one range, arriving in pieces, into its blobs: keeps
