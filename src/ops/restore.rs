@@ -1632,6 +1632,68 @@ mod tests {
         assert!(bytes <= stored, "{bytes} bytes read of {stored} stored");
     }
 
+    /// Bytes of a pack read in one request at most: what
+    /// [`crate::repo::readplan`] reads of `packs` when it needs all of
+    /// them, in requests.
+    fn requests_for_whole_packs(packs: &HashMap<crate::id::PackId, u64>) -> u64 {
+        packs
+            .values()
+            .map(|&size| size.div_ceil(crate::repo::readplan::MAX_RANGE))
+            .sum()
+    }
+
+    #[test]
+    fn dump_reads_each_pack_of_a_file_once_not_one_request_per_blob() {
+        // A file of many blobs, part of it twice (a recurring blob).
+        let mut big = noise(14 << 20, 7);
+        big.extend_from_within(..2 << 20);
+        let named = [("big", big.clone()), ("small", noise(3000, 8))];
+        let counting =
+            Arc::new(CountingBackend::new(Arc::new(MemBackend::new()), 4).with_pieces(997));
+        let mut r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
+        let packs = r.repo.list_packs().unwrap();
+        let mut lock = r.repo.lock_shared().unwrap();
+        let index = lock.load_index().unwrap();
+        let crate::ops::walk::Found::Entry(node) =
+            crate::ops::walk::find(&index, &r.tree, b"/big").unwrap()
+        else {
+            panic!("a file")
+        };
+        let blobs = crate::repo::chunklist::data_ids(
+            &index,
+            match &node.kind {
+                NodeKind::File { content } => content,
+                _ => panic!("a file"),
+            },
+            crate::repo::chunklist::chunk_limit(&node),
+        )
+        .unwrap()
+        .len() as u64;
+        assert!(blobs >= 8, "{blobs} blobs");
+        // The whole file in one window, then in windows of 1 MiB (the
+        // blobs of each window by pack, written in the file's order).
+        for window in [crate::ops::walk::DUMP_WINDOW, 1 << 20] {
+            counting.take_pack_reads();
+            let mut out = Vec::new();
+            let n =
+                crate::ops::walk::dump_file_in_windows(&index, &node, &mut out, window).unwrap();
+            assert_eq!(n, big.len() as u64);
+            assert!(out == big, "dumped bytes differ ({window})");
+            let reads = counting.take_pack_reads();
+            if window == crate::ops::walk::DUMP_WINDOW {
+                // Each pack in one request (two for a pack past MAX_RANGE);
+                // one request per blob was `blobs`.
+                assert!(
+                    reads <= requests_for_whole_packs(&packs) && reads < blobs,
+                    "{reads} reads for {blobs} blobs in {} packs",
+                    packs.len()
+                );
+            } else {
+                assert!(reads <= blobs, "{reads} reads for {blobs} blobs");
+            }
+        }
+    }
+
     #[test]
     fn a_damaged_blob_inside_a_merged_range_fails_only_its_file_naming_the_blob() {
         let (mut r, files, mem, _) = many_small_files();
