@@ -1695,6 +1695,42 @@ mod tests {
     }
 
     #[test]
+    fn restore_test_reads_each_pack_once_to_restore_and_no_data_to_verify() {
+        // restore-test is a restore into a temporary directory (the read
+        // plan above), then a verification that hashes the restored files
+        // against the snapshot's blob IDs without reading their data.
+        let (mut r, files, _, counting) = many_small_files();
+        let packs = r.repo.list_packs().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        counting.take_pack_reads();
+        let res = r
+            .restore_counted(&t, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+        // The directory's tree blob, then each data pack in one request.
+        let reads = counting.take_pack_reads();
+        assert!(
+            reads <= requests_for_whole_packs(&packs) + 1,
+            "{reads} reads for 300 files in {} packs",
+            packs.len()
+        );
+        let mut lock = r.repo.lock_shared().unwrap();
+        let index = lock.load_index().unwrap();
+        counting.take_pack_reads();
+        let v =
+            crate::ops::verify::verify(&index, &r.tree, b"", &t, &crate::ops::NoProgress).unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.files, 300);
+        // The directory's tree blob (this repository keeps no local tree
+        // cache), not one data blob.
+        assert_eq!(counting.take_pack_reads(), 1);
+    }
+
+    #[test]
     fn a_damaged_blob_inside_a_merged_range_fails_only_its_file_naming_the_blob() {
         let (mut r, files, mem, _) = many_small_files();
         // Flip a byte in the middle of the blob of f150.
