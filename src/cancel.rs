@@ -59,10 +59,7 @@ impl CancelToken {
         if let Some((kind, msg)) = &*self.reason.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(Error::new(*kind, msg.clone()));
         }
-        Err(Error::new(
-            ErrorKind::Interrupted,
-            "interrupted; what was stored so far is indexed, and the next run reuses it",
-        ))
+        Err(Error::new(ErrorKind::Interrupted, "interrupted"))
     }
 }
 

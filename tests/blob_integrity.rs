@@ -122,7 +122,7 @@ fn a_file_changed_while_it_is_read_is_named_in_the_text_summary() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("1 files changed while they were backed up"),
+        stderr.contains("1 file changed while it was backed up"),
         "{stderr}"
     );
     // What was read is what was stored, soundly.

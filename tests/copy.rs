@@ -95,7 +95,7 @@ fn copy_to_an_offsite_repository_and_back() {
         offsite.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
         assert_same_tree(&src, &restored(&t, &src));
         let tagged = offsite.ok(&["snapshots", "--tag", "first"]);
-        assert!(tagged.contains("1 snapshots"), "{tagged}");
+        assert!(tagged.contains("1 snapshot\n"), "{tagged}");
 
         // And back into a fresh local repository.
         let back = Env::new();

@@ -80,6 +80,8 @@ fn the_guides_configuration_examples_run_as_written() {
     std::fs::write(data.join("config.json"), "{\"domain\": \"vault\"}\n").unwrap();
     std::fs::write(data.join("attachments/a.bin"), random_bytes(5000, 1)).unwrap();
     std::fs::write(data.join("icon_cache/i.png"), "cache").unwrap();
+    // The secret that section 10 removes from the snapshots.
+    std::fs::write(data.join(".env"), "ADMIN_TOKEN=backed-up-by-mistake\n").unwrap();
     for (f, text) in [
         ("etc/cairn/cairn.toml", config.as_str()),
         ("etc/cairn/main.pass", "main passphrase\n"),
@@ -119,7 +121,7 @@ fn the_guides_configuration_examples_run_as_written() {
             out.status.code(),
             String::from_utf8_lossy(&out.stdout)
         );
-        stderr
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     for (i, block) in blocks.iter().enumerate() {
         // After `init` and `config check`: the night's backup.
@@ -148,6 +150,12 @@ fn the_guides_configuration_examples_run_as_written() {
             .join("config.json")
             .exists()
     );
+    // Section 10's rewrite left the secret in no snapshot, and its tag
+    // is on the latest one.
+    let found =
+        sh("cairn -r local find -q .env; cairn -r local snapshots --json --tag keep-forever");
+    assert!(found.starts_with("[{"), "only the snapshot list: {found}");
+    assert!(found.contains("\"rewritten\""), "{found}");
     assert!(
         at("srv/offsite/snapshots")
             .read_dir()

@@ -112,7 +112,7 @@ fn init_twice_fails_and_keeps_the_repository() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert_eq!(fs::read(env.repo.join("config")).unwrap(), config);
-    assert!(env.ok(&["snapshots"]).contains("1 snapshots"));
+    assert!(env.ok(&["snapshots"]).contains("1 snapshot\n"));
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn unreadable_files_give_exit_3_and_the_snapshot_is_kept() {
     let err = stderr(&out);
     assert!(err.contains(src.join("locked").to_str().unwrap()), "{err}");
     assert!(err.contains(src.join("no-read").to_str().unwrap()), "{err}");
-    assert!(env.ok(&["snapshots"]).contains("1 snapshots"));
+    assert!(env.ok(&["snapshots"]).contains("1 snapshot\n"));
     let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
     assert!(ls.contains("ok.txt"), "{ls}");
     assert!(!ls.contains("no-read"), "{ls}");
@@ -173,7 +173,7 @@ fn unreadable_files_give_exit_3_and_the_snapshot_is_kept() {
     let out = env.run(&["backup", env.path("nope").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nope"));
-    assert!(env.ok(&["snapshots"]).contains("1 snapshots"));
+    assert!(env.ok(&["snapshots"]).contains("1 snapshot\n"));
 }
 
 #[test]

@@ -732,3 +732,71 @@ fn config_check_suggests_the_key_a_misspelt_one_meant() {
         "{stderr}"
     );
 }
+
+/// A repository another process holds locked (a forget, stopped before it
+/// deletes) fails the job before any before hook runs: the services are not
+/// stopped for a backup that cannot start.
+#[test]
+fn a_repository_locked_by_another_process_fails_the_job_before_any_before_hook_runs() {
+    let site = Site::new();
+    site.ok(&["-r", "main", "init"]);
+    for _ in 0..2 {
+        site.ok(&["-r", "main", "backup", "-q", &site.p("A")]);
+    }
+    let mut forget = site.env.spawn(
+        &["forget", "--keep-last", "1"],
+        &[("FAILPOINTS", "forget::before_delete=return(stop)")],
+    );
+    wait_stopped(&mut forget);
+    let out = site.run(&["run", "app", "--retry-lock", "0s"]);
+    let (code, stdout, stderr) = outcome(&out);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""), "{stderr}");
+    assert!(!site.path("marker").exists(), "the before hook did not run");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("job app: backup failed: ") && first.contains("lock"),
+        "{stderr}"
+    );
+    assert_eq!(site.hooks_log(), "on_failure\nfinally failure\n");
+    resume(&forget);
+    let done = forget.wait_with_output().unwrap();
+    assert!(done.status.success(), "{:?}", done);
+}
+
+/// Global options given to a command that would not use them are errors
+/// naming the command and the option, before anything runs: events that
+/// never come (`--progress json` on `snapshots`), JSON from `dump`, a lock
+/// wait where no lock is taken, a repository for `completions`.
+#[test]
+fn options_a_command_would_not_use_are_errors() {
+    let site = Site::new();
+    site.ok(&["-r", "main", "init"]);
+    for (args, message) in [
+        (
+            &["snapshots", "--progress", "json"][..],
+            "cairn: `cairn snapshots` does not take --progress json: it reports no progress\n",
+        ),
+        (
+            &["dump", "--json", "latest", "/x"][..],
+            "cairn: `cairn dump` does not take --json: it prints no JSON\n",
+        ),
+        (
+            &["snapshots", "--retry-lock", "5m"][..],
+            "cairn: `cairn snapshots` does not take --retry-lock: it takes no lock\n",
+        ),
+        (
+            &["completions", "bash", "-r", "main"][..],
+            "cairn: `cairn completions` does not take -r/--repo: it opens no repository\n",
+        ),
+    ] {
+        let out = site.run(args);
+        assert_eq!(
+            outcome(&out),
+            (Some(1), String::new(), message.to_string()),
+            "{args:?}"
+        );
+    }
+    // What such a command does honour stays accepted.
+    site.ok(&["snapshots", "--progress", "off"]);
+    site.ok(&["snapshots", "--json"]);
+}

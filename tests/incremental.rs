@@ -220,7 +220,7 @@ fn stdin_and_command_output_are_stored_and_a_failing_command_writes_nothing() {
         err.contains("broken") && err.contains("no snapshot"),
         "{err}"
     );
-    assert!(env.ok(&["snapshots"]).contains("1 snapshots"));
+    assert!(env.ok(&["snapshots"]).contains("1 snapshot\n"));
 
     // A command combined with paths in one snapshot.
     let src = env.path("src");

@@ -446,16 +446,28 @@ fn restore_test_passes_on_a_sound_repository_and_fails_on_a_damaged_pack() {
     env.ok(&["restore-test", "--tmp-dir", tmp.to_str().unwrap()]);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "cleaned up");
 
-    // Damage the biggest pack: a flipped byte inside its first blob.
-    let mut packs: Vec<std::path::PathBuf> = walk(&env.repo.join("data"))
-        .into_iter()
-        .filter(|p| p.is_file())
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let victim = packs.last().unwrap();
-    let mut bytes = std::fs::read(victim).unwrap();
-    bytes[100] ^= 0x40;
-    std::fs::write(victim, bytes).unwrap();
+    // Damage a data blob: a flipped byte in the middle of the biggest one,
+    // found through the index. (Byte 100 of the biggest pack can land in a
+    // tree blob, since trees and data may share a pack.)
+    let mut biggest: Option<(String, u64, u64)> = None;
+    for idx in walk(&env.repo.join("index")) {
+        let id = idx.file_name().unwrap().to_str().unwrap().to_string();
+        let f: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "index", &id])).unwrap();
+        for p in f["packs"].as_array().unwrap() {
+            for b in p["blobs"].as_array().unwrap() {
+                let len = b["length"].as_u64().unwrap();
+                if b["type"] == "data" && biggest.as_ref().is_none_or(|x| len > x.2) {
+                    let pack = p["id"].as_str().unwrap().to_string();
+                    biggest = Some((pack, b["offset"].as_u64().unwrap(), len));
+                }
+            }
+        }
+    }
+    let (pack, offset, len) = biggest.expect("a data blob is indexed");
+    let victim = env.repo.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
     let out = env.run(&["restore-test", "--tmp-dir", tmp.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -666,7 +678,7 @@ fn a_partial_backup_fails_the_job_but_keeps_and_maintains_the_snapshot() {
         job["errors"][0]
             .as_str()
             .unwrap()
-            .contains("without 1 entries that could not be read"),
+            .contains("without 1 entry that could not be read"),
         "{job}"
     );
     assert_eq!(snapshot_count(&env), 1);

@@ -249,6 +249,18 @@ fn every_command_prints_documented_json() {
     );
     assert!(lines.iter().any(|l| l["message_type"] == "status"));
     c.output("diff", &stdout_of(&env, &["diff", "--json", &id1, &id2]));
+    let lines = c.output("find", &stdout_of(&env, &["find", "--json", "*.txt"]));
+    assert_eq!(lines.len(), 3, "b.txt in each snapshot, then the summary");
+    let lines = c.output("find", &stdout_of(&env, &["find", "--json", "caf*"]));
+    assert!(lines[0].get("path_hex").is_some(), "non-UTF-8 name");
+    let lines = c.output(
+        "find-history",
+        &stdout_of(
+            &env,
+            &["find", "--json", "--history", &format!("{s}/b.txt")],
+        ),
+    );
+    assert_eq!(lines[1]["change"], "modified");
     c.output("check", &stdout_of(&env, &["check", "--json"]));
     let lines = c.output(
         "check",
@@ -391,16 +403,55 @@ fn every_command_prints_documented_json() {
     let lines = c.output("run", &success(out));
     assert_eq!(lines[0]["jobs"][0]["ok"], true);
 
-    // Artifacts stay what they are under --json.
+    // Commands that write artifacts refuse --json rather than ignore it.
     assert_eq!(
-        env.ok(&["dump", "--json", &id2, &format!("{s}/b.txt")]),
+        env.ok(&["dump", &id2, &format!("{s}/b.txt")]),
         "hello again\n"
     );
-    assert!(
-        env.ok(&["completions", "bash", "--json"])
-            .contains("_cairn")
+    for args in [
+        &["dump", "--json", &id2, &format!("{s}/b.txt")][..],
+        &["completions", "bash", "--json"][..],
+        &["man", "--json"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("does not take --json: it prints no JSON"),
+            "{args:?}"
+        );
+    }
+
+    // Rewrite and tag; a rewritten snapshot names its original.
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(&env, &["rewrite", "--json", "--dry-run", "-e", "b.txt"]),
     );
-    assert!(env.ok(&["man", "--json"]).starts_with(".ie"));
+    assert_eq!(lines[0]["rewritten"][0]["id"], Value::Null);
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(
+            &env,
+            &["rewrite", "--json", "--progress", "json", "-e", "b.txt"],
+        ),
+    );
+    assert!(lines.iter().any(|l| l["phase"] == "rewrite"));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["rewritten"][0]["removed"][0]["type"], "file");
+    let lines = c.output(
+        "rewrite",
+        &stdout_of(&env, &["tag", "--json", "--add", "x", "latest"]),
+    );
+    assert_eq!(lines[0]["removed"].as_array().unwrap().len(), 1);
+    let snaps = c.output("snapshots", &stdout_of(&env, &["snapshots", "--json"]));
+    assert!(
+        snaps[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.get("original").is_some())
+    );
 
     // Repair, after the biggest pack (file data) is lost.
     let biggest = walk(&env.repo.join("data"))

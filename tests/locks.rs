@@ -242,7 +242,7 @@ fn a_backup_whose_lock_was_removed_aborts_without_a_snapshot() {
     );
     wait_stopped(&mut backup);
     let out = env.ok(&["unlock", "--remove-all"]);
-    assert!(out.contains("1 locks removed"), "{out}");
+    assert!(out.contains("1 lock removed"), "{out}");
     resume(&backup);
     let out = finish(backup);
     let err = text(&out.stderr);
@@ -332,7 +332,7 @@ fn an_unreadable_lock_stops_prune_and_only_unlock_remove_all_removes_it() {
     );
     assert!(env.repo.join("locks").join(&name).exists());
     let out = env.ok(&["unlock", "--remove-all"]);
-    assert!(out.contains("1 locks removed"), "{out}");
+    assert!(out.contains("1 lock removed"), "{out}");
     env.ok(&["prune"]);
 }
 

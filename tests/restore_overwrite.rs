@@ -115,8 +115,8 @@ fn identical_files_are_left_alone_and_counted_unchanged() {
         (
             Some(0),
             format!(
-                "restored snapshot {id} to {}: 1 files written, 2 unchanged, 0 skipped, \
-                 1 dirs, 0 others, 6 B\n",
+                "restored snapshot {id} to {}: 1 file written, 2 unchanged, 0 skipped, \
+                 1 dir, 0 others, 6 B\n",
                 t.display()
             ),
             String::new()
@@ -138,8 +138,8 @@ fn overwrite_always_replaces_changed_files_and_counts_them_written() {
         (
             Some(0),
             format!(
-                "restored snapshot {id} to {}: 1 files written, 2 unchanged, 0 skipped, \
-                 1 dirs, 0 others, 15 B\n",
+                "restored snapshot {id} to {}: 1 file written, 2 unchanged, 0 skipped, \
+                 1 dir, 0 others, 15 B\n",
                 t.display()
             ),
             String::new()
@@ -165,7 +165,7 @@ fn overwrite_if_changed_takes_a_file_of_the_same_size_and_mtime_as_unchanged() {
         outcome(&out).1,
         format!(
             "restored snapshot {id} to {}: 0 files written, 3 unchanged, 0 skipped, \
-             1 dirs, 0 others, 0 B\n",
+             1 dir, 0 others, 0 B\n",
             t.display()
         )
     );
@@ -175,8 +175,8 @@ fn overwrite_if_changed_takes_a_file_of_the_same_size_and_mtime_as_unchanged() {
     assert_eq!(
         outcome(&out).1,
         format!(
-            "restored snapshot {id} to {}: 1 files written, 2 unchanged, 0 skipped, \
-             1 dirs, 0 others, 15 B\n",
+            "restored snapshot {id} to {}: 1 file written, 2 unchanged, 0 skipped, \
+             1 dir, 0 others, 15 B\n",
             t.display()
         )
     );
@@ -199,8 +199,8 @@ fn overwrite_if_newer_replaces_only_files_older_than_the_snapshots() {
         (
             Some(0),
             format!(
-                "restored snapshot {id} to {}: 1 files written, 1 unchanged, 1 skipped, \
-                 1 dirs, 0 others, 6 B\n",
+                "restored snapshot {id} to {}: 1 file written, 1 unchanged, 1 skipped, \
+                 1 dir, 0 others, 6 B\n",
                 t.display()
             ),
             String::new()
@@ -222,8 +222,8 @@ fn overwrite_never_keeps_changed_files_and_counts_them_skipped() {
         (
             Some(0),
             format!(
-                "restored snapshot {id} to {}: 1 files written, 1 unchanged, 1 skipped, \
-                 1 dirs, 0 others, 6 B\n",
+                "restored snapshot {id} to {}: 1 file written, 1 unchanged, 1 skipped, \
+                 1 dir, 0 others, 6 B\n",
                 t.display()
             ),
             String::new()
@@ -277,7 +277,7 @@ fn dry_run_lists_what_would_change_and_writes_nothing() {
             format!(
                 "differs  {d}/config.json\n\
                  new      {d}/sub/b.txt\n\
-                 dry run: restoring snapshot {id} to {d} would write 1 files, 1 unchanged, \
+                 dry run: restoring snapshot {id} to {d} would write 1 file, 1 unchanged, \
                  0 skipped, 0 dirs, 0 others, 6 B\n"
             ),
             refusal(&t, &t.join("config.json"), "")
@@ -297,7 +297,7 @@ fn dry_run_lists_what_would_change_and_writes_nothing() {
              new      {f}/sub/\n\
              new      {f}/sub/b.txt\n\
              dry run: restoring snapshot {id} to {f} would write 3 files, 0 unchanged, \
-             0 skipped, 1 dirs, 0 others, 27 B\n"
+             0 skipped, 1 dir, 0 others, 27 B\n"
         )
     );
     assert!(!fresh.exists());
@@ -322,7 +322,7 @@ fn delete_removes_what_the_snapshot_lacks_without_following_symlinks_out() {
             Some(0),
             format!(
                 "restored snapshot {id} to {}: 0 files written, 3 unchanged, 0 skipped, \
-                 1 dirs, 0 others, 0 B, 3 deleted\n",
+                 1 dir, 0 others, 0 B, 3 deleted\n",
                 t.display()
             ),
             String::new()

@@ -7,7 +7,7 @@ use cairn::ops::backup::{BackupOptions, StreamSource, backup};
 use cairn::source::exclude::ExcludeMatcher;
 
 use super::progress::Reporter;
-use super::{GlobalArgs, human_bytes};
+use super::{GlobalArgs, count, human_bytes};
 use cairn::ops::Progress;
 
 /// Arguments of `cairn backup`.
@@ -170,6 +170,7 @@ pub fn execute_locked(
     let r = backup(lock, &opts, &reporter);
     drop(interrupts);
     reporter.finish();
+    let shows_errors = reporter.shows_errors();
     let r = r?;
     let s = &r.snapshot.summary;
     if g.json {
@@ -197,8 +198,11 @@ pub fn execute_locked(
             })
         );
     } else {
-        for (p, e) in &r.errors {
-            eprintln!("error: {}: {e}", p.display());
+        // Listed as they happened, unless the progress reporter was quiet.
+        if !shows_errors {
+            for (p, e) in &r.errors {
+                eprintln!("error: {}: {e}", p.display());
+            }
         }
         for (p, w) in &r.changed {
             eprintln!("warning: {}: {w}", p.display());
@@ -206,26 +210,26 @@ pub fn execute_locked(
         if !g.quiet {
             if r.packs_adopted > 0 {
                 println!(
-                    "reusing {} packs stored by an interrupted run",
-                    r.packs_adopted
+                    "reusing {} stored by an interrupted run",
+                    count(r.packs_adopted, "pack")
                 );
             }
             if let Some(p) = r.snapshot.parent {
                 println!("using parent snapshot {}", &hex::encode(p)[..8]);
             }
             println!(
-                "processed {} files, {} dirs, {} in {} ({} files read, {} unchanged)",
-                s.files,
-                s.dirs,
+                "processed {}, {}, {} in {} ({} read, {} unchanged)",
+                count(s.files, "file"),
+                count(s.dirs, "dir"),
                 human_bytes(s.total_bytes),
                 super::human_duration(s.duration_ns as f64 / 1e9),
-                s.files_read,
+                count(s.files_read, "file"),
                 s.files.saturating_sub(s.files_read)
             );
             println!(
-                "added {} new data blobs and {} new trees: {} ({} stored)",
-                s.data_blobs_added,
-                s.tree_blobs_added,
+                "added {} and {}: {} ({} stored)",
+                count(s.data_blobs_added, "new data blob"),
+                count(s.tree_blobs_added, "new tree"),
                 human_bytes(s.bytes_added),
                 human_bytes(s.bytes_stored)
             );
@@ -243,15 +247,21 @@ pub fn execute_locked(
     if !g.json {
         if !r.errors.is_empty() {
             eprintln!(
-                "warning: {} entries could not be read and are missing from snapshot {}",
-                r.errors.len(),
+                "warning: {} could not be read and {} missing from snapshot {}",
+                count(r.errors.len(), "entry"),
+                if r.errors.len() == 1 { "is" } else { "are" },
                 r.id.short()
             );
         }
         if !r.changed.is_empty() {
+            let (they, them, were) = if r.changed.len() == 1 {
+                ("it", "it", "was")
+            } else {
+                ("they", "them", "were")
+            };
             eprintln!(
-                "warning: {} files changed while they were backed up; snapshot {} holds them as they were read",
-                r.changed.len(),
+                "warning: {} changed while {they} {were} backed up; snapshot {} holds {them} as {they} {were} read",
+                count(r.changed.len(), "file"),
                 r.id.short()
             );
         }

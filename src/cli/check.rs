@@ -31,6 +31,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 pub fn execute(g: &GlobalArgs, read_data: ReadData) -> Result<i32> {
     let mut repo = g.open()?;
     let mut lock = repo.lock_shared()?;
+    let _interrupts = super::Interrupts::install_exiting(&lock, || {})?;
     let reporter = super::progress::Reporter::new(g, "check");
     let r = check(&mut lock, &CheckOptions { read_data }, &reporter);
     reporter.finish();
@@ -46,36 +47,39 @@ pub fn execute(g: &GlobalArgs, read_data: ReadData) -> Result<i32> {
             println!("{tag}: {}", p.message);
         }
         if !r.affected.is_empty() {
-            println!("damaged snapshot content ({} paths):", r.affected.len());
+            println!(
+                "damaged snapshot content ({}):",
+                super::count(r.affected.len(), "path")
+            );
             for line in &r.affected {
                 println!("  {line}");
             }
         }
         if !g.quiet {
             println!(
-                "checked {} snapshots, {} trees{}: {} errors, {} warnings",
-                r.snapshots,
-                r.trees,
+                "checked {}, {}{}: {}, {}",
+                super::count(r.snapshots, "snapshot"),
+                super::count(r.trees, "tree"),
                 if read_data == ReadData::None {
                     String::new()
                 } else {
                     format!(
-                        ", read {} packs ({} blobs, {})",
-                        r.packs_read,
-                        r.blobs_read,
+                        ", read {} ({}, {})",
+                        super::count(r.packs_read, "pack"),
+                        super::count(r.blobs_read, "blob"),
                         human_bytes(r.bytes_read)
                     )
                 },
-                r.errors(),
-                r.problems.len() - r.errors()
+                super::count(r.errors(), "error"),
+                super::count(r.problems.len() - r.errors(), "warning")
             );
         }
     }
     if r.errors() > 0 {
         if !g.json {
             eprintln!(
-                "cairn: the repository has {} errors (see above); `cairn repair index` and `cairn repair snapshots` recover from lost packs and index files (docs/GUIDE.md, \"When check reports damage\")",
-                r.errors()
+                "cairn: the repository has {} (see above); `cairn repair index` and `cairn repair snapshots` recover from lost packs and index files (docs/GUIDE.md, \"When check reports damage\")",
+                super::count(r.errors(), "error")
             );
         }
         Ok(super::exit::FATAL)

@@ -10,7 +10,12 @@ use super::{GlobalArgs, human_bytes};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The repository to copy from.
-    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "REPO")]
+    #[arg(
+        long,
+        env = "CAIRN_FROM_REPOSITORY",
+        hide_env_values = true,
+        value_name = "REPO"
+    )]
     from_repo: String,
     #[command(flatten)]
     pass: SourcePass,
@@ -132,6 +137,7 @@ pub fn execute(
     let mut dst = g.open()?;
     let mut src_lock = src.lock_shared()?;
     let mut dst_lock = dst.lock_shared()?;
+    let _interrupts = super::Interrupts::install(dst_lock.cancel_token())?;
     let src = src_lock.load_index()?;
     let snaps = if specs.is_empty() {
         src.load_snapshots()?
@@ -152,10 +158,10 @@ pub fn execute(
         super::print_summary(&r)?;
     } else if !g.quiet {
         println!(
-            "copied {} snapshots ({} already there); sent {} blobs, {}",
-            r.copied,
+            "copied {} ({} already there); sent {}, {}",
+            super::count(r.copied, "snapshot"),
             r.skipped,
-            r.blobs_sent,
+            super::count(r.blobs_sent, "blob"),
             human_bytes(r.bytes_sent)
         );
     }

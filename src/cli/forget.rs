@@ -116,6 +116,7 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
     }
     let mut repo = g.open()?;
     let mut lock = repo.lock_exclusive()?;
+    let _interrupts = super::Interrupts::install(lock.cancel_token())?;
     let mut doomed = Vec::new();
     if !r.ids.is_empty() {
         for spec in &r.ids {
@@ -195,8 +196,8 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
             }))?;
         } else if !g.quiet {
             println!(
-                "would remove {} snapshots (dry run: nothing changed)",
-                doomed.len()
+                "would remove {} (dry run: nothing changed)",
+                super::count(doomed.len(), "snapshot")
             );
         }
         return Ok(super::exit::OK);
@@ -204,7 +205,7 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
     let doomed_ids: Vec<_> = doomed.iter().map(|(id, _)| *id).collect();
     let removed = forget(&mut lock, &doomed_ids)?;
     if !g.json && !g.quiet {
-        println!("removed {removed} snapshots");
+        println!("removed {}", super::count(removed, "snapshot"));
     }
     let mut pruned = None;
     if let Some(max_unused) = r.prune {

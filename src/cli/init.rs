@@ -21,7 +21,12 @@ pub struct Args {
     #[arg(long, requires = "from_repo")]
     copy_chunker_params: bool,
     /// The repository to take chunker parameters from.
-    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "REPO")]
+    #[arg(
+        long,
+        env = "CAIRN_FROM_REPOSITORY",
+        hide_env_values = true,
+        value_name = "REPO"
+    )]
     from_repo: Option<String>,
     /// Create the repository even in a directory that holds other files.
     #[arg(long)]

@@ -24,6 +24,10 @@ pub struct Args {
     pub(super) job: super::JobArgs,
 }
 
+/// `ls -l`'s mode column, as `ls` prints it: type, then rwx for user,
+/// group and others, with setuid and setgid in the user's and group's
+/// execute place (`s`, or `S` without execute) and sticky in the others'
+/// (`t`, or `T`).
 fn mode_string(n: &Node) -> String {
     let t = match n.kind {
         NodeKind::File { .. } => '-',
@@ -35,13 +39,58 @@ fn mode_string(n: &Node) -> String {
         NodeKind::Socket => 's',
     };
     let mut s = String::from(t);
-    for shift in [6u32, 3, 0] {
+    // (shift, the special bit shown in this triple's execute place, its letter)
+    for (shift, special, letter) in [(6u32, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (n.mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (bits & 1 != 0, n.mode & special != 0) {
+            (true, false) => 'x',
+            (false, false) => '-',
+            (true, true) => letter,
+            (false, true) => letter.to_ascii_uppercase(),
+        });
     }
     s
+}
+
+/// Owner names for `ls -l`: the name the snapshot recorded, else this
+/// system's user and group databases' name for the ID, else the ID.
+#[derive(Default)]
+struct Owners {
+    users: std::collections::HashMap<u32, String>,
+    groups: std::collections::HashMap<u32, String>,
+}
+
+impl Owners {
+    fn user(&mut self, n: &Node) -> String {
+        if !n.user.is_empty() {
+            return n.user.clone();
+        }
+        self.users
+            .entry(n.uid)
+            .or_insert_with(|| {
+                uzers::get_user_by_uid(n.uid).map_or_else(
+                    || n.uid.to_string(),
+                    |u| u.name().to_string_lossy().into_owned(),
+                )
+            })
+            .clone()
+    }
+    fn group(&mut self, n: &Node) -> String {
+        if !n.group.is_empty() {
+            return n.group.clone();
+        }
+        self.groups
+            .entry(n.gid)
+            .or_insert_with(|| {
+                uzers::get_group_by_gid(n.gid).map_or_else(
+                    || n.gid.to_string(),
+                    |g| g.name().to_string_lossy().into_owned(),
+                )
+            })
+            .clone()
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -63,6 +112,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             serde_json::json!({"message_type": "snapshot", "id": id.to_hex(), "tree": snap.tree.to_hex()})
         )?;
     }
+    let mut owners = Owners::default();
     let mut emit = |path: &[u8], n: &Node| -> cairn::Result<()> {
         let line = if g.json {
             let mut v = serde_json::json!({
@@ -89,16 +139,8 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             let mut l = format!(
                 "{} {:>8} {:>8} {:>12} {} {}",
                 mode_string(n),
-                if n.user.is_empty() {
-                    n.uid.to_string()
-                } else {
-                    n.user.clone()
-                },
-                if n.group.is_empty() {
-                    n.gid.to_string()
-                } else {
-                    n.group.clone()
-                },
+                owners.user(n),
+                owners.group(n),
                 n.size,
                 format_time(n.mtime.sec.saturating_mul(1_000_000_000), 0),
                 lossy(path)

@@ -9,6 +9,7 @@ mod config;
 mod copy;
 mod diff;
 mod dump;
+mod find;
 mod forget;
 mod init;
 mod jobconfig;
@@ -19,10 +20,12 @@ mod prune;
 mod repair;
 mod restore;
 mod restore_test;
+mod rewrite;
 mod run;
 mod schedule;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 
 use std::io::IsTerminal;
@@ -51,54 +54,169 @@ pub mod exit {
     pub const LOCKED: i32 = 11;
     /// Wrong passphrase.
     pub const WRONG_PASSWORD: i32 = 12;
-    /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
+    /// Interrupted by SIGTERM (128 + SIGTERM).
+    pub const TERMINATED: i32 = 143;
 }
 
-/// While alive, Ctrl-C and SIGTERM ask an operation to stop through its
-/// cancellation token (it indexes what it stored and exits); a second
-/// signal ends the process at once. Afterwards the first signal ends the
-/// process again, as by default.
+/// The signal that interrupted the command (0: none), for its exit code.
+static INTERRUPTED_BY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The exit code of an interrupted command: 128 + the signal's number, as
+/// shells report it (130 for Ctrl-C, 143 for SIGTERM).
+fn interrupted_code() -> i32 {
+    match INTERRUPTED_BY.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => exit::INTERRUPTED,
+        sig => 128 + sig as i32,
+    }
+}
+
+/// `Some(exit code)` once a signal has interrupted the command.
+pub fn interrupted() -> Option<i32> {
+    (INTERRUPTED_BY.load(std::sync::atomic::Ordering::SeqCst) != 0).then(interrupted_code)
+}
+
+/// While alive, SIGINT (Ctrl-C) and SIGTERM stop the command cleanly: the
+/// first prints "interrupted, cleaning up" on standard error and asks the
+/// operation to stop through its cancellation token (a backup indexes the
+/// packs it stored, so the next run reuses them; every command removes its
+/// lock), and the command exits with 128 + the signal's number. A second
+/// signal ends the process at once, with that code. Afterwards the first
+/// signal ends the process again, as by default.
 pub struct Interrupts {
     ids: Vec<signal_hook::SigId>,
+    /// Set by the first signal, in the handler itself.
+    seen: Arc<std::sync::atomic::AtomicBool>,
+    handle: signal_hook::iterator::Handle,
+    /// The thread that says "interrupted" and acts.
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// A message once the thread has said it.
+    said: std::sync::mpsc::Receiver<()>,
 }
 
 const STOP_SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
 
+/// The message the first signal prints.
+const INTERRUPTED_MESSAGE: &str = "interrupted, cleaning up";
+
+/// Set while no [`Interrupts`] is alive, once one has been: a signal then
+/// ends the process with 128 + its number, as the default action would
+/// (signal-hook leaves its handler installed, and a signal with no action
+/// registered would be ignored). Registered once, first, so that it is
+/// asked before the actions of any later `Interrupts`.
+fn unguarded() -> &'static Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in STOP_SIGNALS {
+            let _ =
+                signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag));
+        }
+        flag
+    })
+}
+
 impl Interrupts {
-    /// Route SIGINT and SIGTERM to `token`.
+    /// Route SIGINT and SIGTERM to `token`, for an operation that polls it
+    /// (backup, prune, forget, copy, repair): it stops at its next poll,
+    /// and the lock guard's drop removes the lock.
     pub fn install(token: &cairn::ops::CancelToken) -> Result<Interrupts> {
+        Self::install_with(token, None)
+    }
+
+    /// For a reader whose operation does not poll (check, restore,
+    /// restore-test): the first signal removes the lock object `lock`
+    /// holds and ends the process. Nothing it does needs finishing: it
+    /// writes nothing to the repository.
+    /// `cleanup` runs first (restore-test removes its directory).
+    pub fn install_exiting(
+        lock: &cairn::repo::SharedLock<'_>,
+        cleanup: impl FnOnce() + Send + 'static,
+    ) -> Result<Interrupts> {
+        let name = cairn::repo::lock::lock_name(&lock.held().id());
+        let backend = Arc::clone(lock.backend());
+        Self::install_with(
+            lock.cancel_token(),
+            Some(Box::new(move || {
+                cleanup();
+                let _ = backend.delete(&name);
+            })),
+        )
+    }
+
+    /// `then`, if given, runs after the token is cancelled, and the process
+    /// ends.
+    fn install_with(
+        token: &cairn::ops::CancelToken,
+        then: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Result<Interrupts> {
         use signal_hook::flag;
+        unguarded().store(false, std::sync::atomic::Ordering::SeqCst);
+        let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut ids = Vec::new();
         for sig in STOP_SIGNALS {
             // Registered first: it sees the flag before this signal sets it,
             // so only a second signal ends the process.
             ids.push(flag::register_conditional_shutdown(
                 sig,
-                exit::INTERRUPTED,
-                Arc::clone(token.flag()),
+                128 + sig,
+                Arc::clone(&seen),
             )?);
+            ids.push(flag::register(sig, Arc::clone(&seen))?);
+            // In the handler too, not only in the thread below: an
+            // operation resumed right after the signal sees it at once.
             ids.push(flag::register(sig, Arc::clone(token.flag()))?);
         }
-        Ok(Interrupts { ids })
+        let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
+        let handle = signals.handle();
+        let (tx, said) = std::sync::mpsc::channel();
+        let token = token.clone();
+        let thread = std::thread::Builder::new()
+            .name("cairn-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    eprintln!("{INTERRUPTED_MESSAGE}");
+                    INTERRUPTED_BY.store(sig as usize, std::sync::atomic::Ordering::SeqCst);
+                    token.cancel();
+                    let _ = tx.send(());
+                    // Tests stop here to send a second signal while the
+                    // command cleans up.
+                    let _ = cairn::failpoint::hit("interrupts::after_message");
+                    if let Some(then) = then {
+                        then();
+                        signal_hook::low_level::exit(128 + sig);
+                    }
+                }
+            })?;
+        Ok(Interrupts {
+            ids,
+            seen,
+            handle,
+            thread: Some(thread),
+            said,
+        })
     }
 }
 
 impl Drop for Interrupts {
     fn drop(&mut self) {
+        // A signal came: its message is printed before the command's own
+        // last words (the thread is on its way: the handler that set
+        // `seen` also woke it).
+        if self.seen.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.said.recv();
+        }
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-        // An unregistered signal is ignored, not defaulted: end the process
-        // on the next one, as the default action would.
-        let now = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        for sig in STOP_SIGNALS {
-            let _ = signal_hook::flag::register_conditional_shutdown(
-                sig,
-                exit::INTERRUPTED,
-                Arc::clone(&now),
-            );
-        }
+        // A signal now ends the process, as by default.
+        unguarded().store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -112,12 +230,20 @@ pub struct Cli {
     command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes. Listed under their own heading in every
+/// command's help, apart from the command's options.
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location: a local directory, `sftp:user@host:/path`,
     /// `sftp://user@host:port/path` or `s3:https://host/bucket/prefix`.
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        hide_env_values = true
+    )]
     repo: Option<String>,
     /// Read the passphrase from this file.
     #[arg(
@@ -152,7 +278,13 @@ pub struct GlobalArgs {
     /// repositories for `-r NAME`, `--job NAME` and commands given no
     /// repository (default: $XDG_CONFIG_HOME/cairn/cairn.toml, else
     /// ~/.config/cairn/cairn.toml, then /etc/cairn/cairn.toml).
-    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Backend settings from a configuration file's repository table.
     #[arg(skip)]
@@ -196,6 +328,8 @@ enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots.
     Diff(diff::Args),
+    /// Find files by name or path across snapshots, or one path's history.
+    Find(find::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
     /// Copy snapshots from another repository into this one.
@@ -204,6 +338,12 @@ enum Command {
     Forget(forget::Args),
     /// Give back the space of data no snapshot references.
     Prune(prune::Args),
+    /// Write new snapshots without the entries matching exclude patterns
+    /// (a secret or a huge file backed up by mistake).
+    Rewrite(rewrite::Args),
+    /// Add, remove or set the tags of snapshots (each changed snapshot is
+    /// replaced by one with a new ID).
+    Tag(tag::Args),
     /// Repair a damaged repository: rebuild the index from the packs,
     /// rewrite damaged snapshots.
     Repair(repair::Args),
@@ -415,17 +555,43 @@ fn raise_open_file_limit() {
 /// Parse arguments, run, and return the exit code.
 pub fn run() -> i32 {
     raise_open_file_limit();
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
+    use clap::FromArgMatches;
+    let matches = parse_args();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli.global.given = jobconfig::Given::from_matches(&matches);
-    match dispatch(&cli.global, &cli.command) {
+    if cli.global.progress == progress::ProgressMode::Json
+        && !cli.global.json
+        && cli.command.reports_progress()
+        && let Err(e) = progress::human_output_to_stderr()
+    {
+        return report(&anyhow!(e).context("cannot set up --progress json"));
+    }
+    let name = matches.subcommand_name().unwrap_or("");
+    let outcome = refuse_unused_options(&cli.global, &cli.command, name)
+        .and_then(|()| dispatch(&cli.global, &cli.command));
+    match outcome {
         Ok(code) => code,
         Err(e) => report(&e),
     }
 }
 
 impl Command {
+    /// True for the commands that report progress (docs/JSON.md, "Progress
+    /// and error events").
+    fn reports_progress(&self) -> bool {
+        matches!(
+            self,
+            Command::Backup(_)
+                | Command::Restore(_)
+                | Command::Check(_)
+                | Command::Copy(_)
+                | Command::Forget(_)
+                | Command::Prune(_)
+                | Command::Rewrite(_)
+                | Command::Repair(_)
+                | Command::RestoreTest(_)
+        )
+    }
     /// True for the commands that work on a repository (the others read
     /// the configuration file, or nothing).
     fn uses_repository(&self) -> bool {
@@ -439,6 +605,38 @@ impl Command {
         )
     }
 
+    /// True for the commands that print JSON with `--json` (`cat` always
+    /// prints JSON and accepts the flag).
+    fn prints_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Dump(_) | Command::Completions(_) | Command::Man(_)
+        )
+    }
+
+    /// True for the commands that take a lock, and so wait with
+    /// `--retry-lock`.
+    fn takes_lock(&self) -> bool {
+        matches!(
+            self,
+            Command::Backup(_)
+                | Command::Ls(_)
+                | Command::Restore(_)
+                | Command::Dump(_)
+                | Command::Diff(_)
+                | Command::Find(_)
+                | Command::Check(_)
+                | Command::Copy(_)
+                | Command::Forget(_)
+                | Command::Prune(_)
+                | Command::Rewrite(_)
+                | Command::Tag(_)
+                | Command::Repair(_)
+                | Command::Run(_)
+                | Command::RestoreTest(_)
+        )
+    }
+
     /// The command's `--job NAME`, if it takes one and was given it.
     fn job(&self) -> Option<&str> {
         match self {
@@ -447,11 +645,87 @@ impl Command {
             Command::Restore(a) => a.job.name(),
             Command::Dump(a) => a.job.name(),
             Command::Diff(a) => a.job.name(),
+            Command::Find(a) => a.job.name(),
+            Command::Rewrite(a) => a.select.job.name(),
+            Command::Tag(a) => a.select.job.name(),
             Command::Forget(a) => a.job.name(),
             Command::RestoreTest(a) => a.job.name(),
             _ => None,
         }
     }
+}
+
+/// Parse the command line, or exit with clap's message. A missing
+/// argument's message shows the command's usage line as its help does:
+/// clap's own lists every option that was given, counting those that came
+/// from the environment (`cairn backup --repo <REPO> --password-file
+/// <PASSWORD_FILE> <PATHS>...` with `CAIRN_REPOSITORY` and
+/// `CAIRN_PASSWORD_FILE` set), as if they were required.
+fn parse_args() -> clap::ArgMatches {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind as ClapKind};
+    let e = match Cli::command().try_get_matches() {
+        Ok(m) => return m,
+        Err(e) => e,
+    };
+    if e.kind() != ClapKind::MissingRequiredArgument {
+        e.exit();
+    }
+    let mut root = Cli::command();
+    root.build();
+    // The (sub)command the arguments name.
+    let mut cmd = root;
+    for arg in std::env::args_os().skip(1) {
+        if let Some(sub) = arg.to_str().and_then(|n| cmd.find_subcommand(n)) {
+            cmd = sub.clone();
+        }
+    }
+    let usage = cmd.render_usage();
+    let mut fixed = clap::Error::new(ClapKind::MissingRequiredArgument).with_cmd(&cmd);
+    if let Some(missing) = e.get(ContextKind::InvalidArg) {
+        fixed.insert(ContextKind::InvalidArg, missing.clone());
+    }
+    fixed.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
+    fixed.exit()
+}
+
+/// Global options given on the command line that `command` (called
+/// `name`) would not use are errors, not silence: `cairn snapshots
+/// --progress json` would otherwise print no events and say nothing.
+/// (`--progress off` or `auto` asks for nothing such a command would
+/// print, and is accepted.)
+/// `cairn run`, `config check` and `schedule` name their own refusals of
+/// `-r`.
+fn refuse_unused_options(g: &GlobalArgs, command: &Command, name: &str) -> Result<()> {
+    let unused = |flag: &str, why: &str| -> Result<()> {
+        bail!("`cairn {name}` does not take {flag}: {why}")
+    };
+    if g.progress == progress::ProgressMode::Json
+        && !command.reports_progress()
+        && !matches!(command, Command::Run(_))
+    {
+        unused("--progress json", "it reports no progress")?;
+    }
+    if g.json && !command.prints_json() {
+        unused("--json", "it prints no JSON")?;
+    }
+    if g.retry_lock.is_some() && !command.takes_lock() {
+        unused("--retry-lock", "it takes no lock")?;
+    }
+    if matches!(command, Command::Completions(_) | Command::Man(_)) {
+        let given = &g.given;
+        for (on, flag) in [
+            (given.repo, "-r/--repo"),
+            (given.password_file, "--password-file"),
+            (given.password_command, "--password-command"),
+            (given.connections, "--connections"),
+        ] {
+            if on {
+                unused(flag, "it opens no repository")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run one command.
@@ -471,10 +745,13 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Rewrite(a) => rewrite::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Key(a) => key::run(g, a),
@@ -508,7 +785,7 @@ fn report(e: &anyhow::Error) -> i32 {
         Some(ErrorKind::RepositoryNotFound) => exit::NO_REPOSITORY,
         Some(ErrorKind::Locked | ErrorKind::LockLost) => exit::LOCKED,
         Some(ErrorKind::WrongPassphrase) => exit::WRONG_PASSWORD,
-        Some(ErrorKind::Interrupted) => exit::INTERRUPTED,
+        Some(ErrorKind::Interrupted) => interrupted_code(),
         _ => exit::FATAL,
     }
 }
@@ -644,6 +921,27 @@ fn trim_newline(b: &mut Vec<u8>) {
     }
 }
 
+/// A count and its noun, agreeing: "1 snapshot", "2 snapshots", "1 entry",
+/// "3 entries". The noun is given in the singular; in a phrase ("new data
+/// blob") the last word takes the plural.
+pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(u64::MAX);
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    let plural = if let Some(stem) = noun
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
+    {
+        format!("{stem}ies")
+    } else if noun.ends_with(['s', 'x']) || noun.ends_with("sh") || noun.ends_with("ch") {
+        format!("{noun}es")
+    } else {
+        format!("{noun}s")
+    };
+    format!("{n} {plural}")
+}
+
 /// Human-readable byte count (binary units).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -726,7 +1024,7 @@ pub fn snapshot_json(
     id: &cairn::id::SnapshotId,
     s: &cairn::format::snapshot::Snapshot,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "id": id.to_hex(),
         "short_id": id.short(),
         "time": format_time_rfc3339(s.time_ns, s.utc_offset_s),
@@ -738,7 +1036,16 @@ pub fn snapshot_json(
         "tags": s.tags,
         "program_version": s.program_version,
         "summary": s.summary,
-    })
+    });
+    // A record written by `rewrite` or `tag` names the snapshot it replaced.
+    if let Some((_, o)) = s
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == cairn::format::snapshot::EXT_REWRITTEN_FROM)
+    {
+        v["original"] = serde_json::Value::String(hex::encode(o));
+    }
+    v
 }
 
 /// How commands that take a snapshot narrow down `latest`.
@@ -868,6 +1175,17 @@ mod tests {
     fn argument_definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1u64, "snapshot"), "1 snapshot");
+        assert_eq!(count(0usize, "snapshot"), "0 snapshots");
+        assert_eq!(count(2u64, "entry"), "2 entries");
+        assert_eq!(count(1u64, "entry"), "1 entry");
+        assert_eq!(count(3u64, "new data blob"), "3 new data blobs");
+        assert_eq!(count(2u64, "day"), "2 days");
+        assert_eq!(count(2u64, "index"), "2 indexes");
     }
 
     #[test]

@@ -41,6 +41,10 @@ struct Shared {
     bytes_total: AtomicU64,
     /// `finish` has run.
     done: AtomicBool,
+    /// Entries that could not be processed so far.
+    errors: AtomicU64,
+    /// The file being worked on (backup: the one being read).
+    current: Mutex<String>,
 }
 
 impl Shared {
@@ -131,14 +135,16 @@ impl Reporter {
             items_total: AtomicU64::new(UNKNOWN),
             bytes_total: AtomicU64::new(UNKNOWN),
             done: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            current: Mutex::new(String::new()),
         });
         let bar = (mode == Mode::Bar).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            // One line that never wraps: `draw` fits the message to the
+            // terminal's width, and `wide_msg` cuts whatever is left over.
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{spinner} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.set_message(command);
             b
@@ -218,6 +224,13 @@ impl Reporter {
         }
     }
 
+    /// True if per-entry errors are printed as they happen (as warnings on
+    /// standard error, or as JSON `error` events): the command then does
+    /// not list them again at the end.
+    pub fn shows_errors(&self) -> bool {
+        self.warnings || self.mode == Mode::Json
+    }
+
     /// Count sources in the background for a backup's totals (only when
     /// progress is shown). Symlinks are not followed; excludes are not
     /// applied, so the total is an upper bound.
@@ -262,32 +275,142 @@ impl Drop for Reporter {
 }
 
 fn draw(b: &ProgressBar, s: &Shared) {
-    let items = s.items.load(Relaxed);
     let phase = s.phase.lock().map(|p| p.clone()).unwrap_or_default();
-    match Shared::total(&s.bytes_total) {
-        Some(t) => b.set_length(t),
-        None => b.unset_length(),
-    }
-    b.set_position(s.bytes.load(Relaxed));
-    b.set_message(match Shared::total(&s.items_total) {
-        Some(t) => format!("{phase} {items}/{t}"),
-        None => format!("{phase} {items}"),
-    });
+    let current = s.current.lock().map(|p| p.clone()).unwrap_or_default();
+    let elapsed = s
+        .phase_started
+        .lock()
+        .map(|t| t.elapsed())
+        .unwrap_or_default();
+    let width = terminal_width().unwrap_or(80);
+    // The spinner and its space take two columns.
+    b.set_message(status_line(
+        &Status {
+            phase: &phase,
+            items: s.items.load(Relaxed),
+            items_total: Shared::total(&s.items_total),
+            bytes: s.bytes.load(Relaxed),
+            bytes_total: Shared::total(&s.bytes_total),
+            errors: s.errors.load(Relaxed),
+            elapsed_s: elapsed.as_secs_f64(),
+            current: &current,
+        },
+        width.saturating_sub(3),
+    ));
     b.tick();
 }
 
+/// Columns of the terminal standard error is on, if it is one.
+fn terminal_width() -> Option<usize> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stderr()).ok()?;
+    (ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
+/// What the progress line shows.
+struct Status<'a> {
+    phase: &'a str,
+    items: u64,
+    items_total: Option<u64>,
+    bytes: u64,
+    bytes_total: Option<u64>,
+    errors: u64,
+    elapsed_s: f64,
+    current: &'a str,
+}
+
+/// The progress line, at most `width` characters: phase, counts, bytes,
+/// percentage, errors and time, then as much of the current file's path
+/// as fits (its end, the name, is kept). On a narrow terminal the least
+/// important parts go first, so the line never wraps.
+fn status_line(s: &Status<'_>, width: usize) -> String {
+    use super::{count, human_bytes, human_duration};
+    let mut parts = vec![match s.items_total {
+        Some(t) => format!("{} {}/{t}", s.phase, s.items),
+        None => format!("{} {}", s.phase, s.items),
+    }];
+    parts.push(match s.bytes_total {
+        Some(t) if t > 0 => format!(
+            "{}/{} {:.0}%",
+            human_bytes(s.bytes),
+            human_bytes(t),
+            (s.bytes as f64 * 100.0 / t as f64).min(100.0)
+        ),
+        _ => human_bytes(s.bytes),
+    });
+    parts.push(count(s.errors, "error"));
+    parts.push(human_duration(s.elapsed_s));
+    // Drop parts from the end (time, then errors, …) until the fixed part
+    // fits, but keep the first.
+    let mut line = parts.join("  ");
+    while line.chars().count() > width && parts.len() > 1 {
+        parts.pop();
+        line = parts.join("  ");
+    }
+    if line.chars().count() > width {
+        return line.chars().take(width).collect();
+    }
+    let room = width - line.chars().count();
+    if !s.current.is_empty() && room > 4 {
+        let n = s.current.chars().count();
+        line.push_str("  ");
+        if n <= room - 2 {
+            line.push_str(s.current);
+        } else {
+            // "…" and the last characters of the path.
+            line.push('…');
+            line.extend(s.current.chars().skip(n - (room - 3)));
+        }
+    }
+    line
+}
+
+/// Where JSON events go once [`human_output_to_stderr`] has moved standard
+/// output: the standard output the command was started with.
+static EVENTS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// For `--progress json` without `--json`: standard output carries only
+/// the JSON events (docs/JSON.md), so every other line — the command's
+/// human summary, hook output in `cairn run` — goes to standard error.
+/// Standard output is kept for the events, and file descriptor 1 becomes
+/// a copy of standard error.
+pub fn human_output_to_stderr() -> std::io::Result<()> {
+    let events = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)?;
+    std::io::stdout().flush()?;
+    rustix::stdio::dup2_stdout(std::io::stderr())?;
+    let _ = EVENTS.set(std::fs::File::from(events));
+    Ok(())
+}
+
 fn emit(v: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+    let line = format!("{v}\n");
+    match EVENTS.get() {
+        Some(mut f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
 }
 
 impl cairn::ops::Progress for Reporter {
-    fn file_done(&self, _path: &Path, bytes: u64) {
+    fn file_started(&self, path: &Path) {
+        if self.mode == Mode::Bar
+            && let Ok(mut c) = self.shared.current.lock()
+        {
+            *c = path.to_string_lossy().into_owned();
+        }
+    }
+
+    fn file_done(&self, path: &Path, bytes: u64) {
+        self.file_started(path);
         self.advance(1, bytes);
     }
 
     fn error(&self, path: &Path, error: &cairn::Error) {
+        self.shared.errors.fetch_add(1, Relaxed);
         match self.mode {
             Mode::Json => emit(&serde_json::json!({
                 "message_type": "error",
@@ -295,10 +418,14 @@ impl cairn::ops::Progress for Reporter {
                 "path": path.to_string_lossy(),
                 "error": error.to_string(),
             })),
-            _ if self.warnings => match &self.bar {
-                Some(b) => b.suspend(|| eprintln!("warning: {error}")),
-                None => eprintln!("warning: {error}"),
-            },
+            // As the command would list it at the end.
+            _ if self.warnings => {
+                let line = format!("error: {}: {error}", path.display());
+                match &self.bar {
+                    Some(b) => b.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
+            }
             _ => {}
         }
     }
@@ -321,5 +448,66 @@ impl cairn::ops::Progress for Reporter {
     fn advance(&self, items: u64, bytes: u64) {
         self.shared.items.fetch_add(items, Relaxed);
         self.shared.bytes.fetch_add(bytes, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status<'a>(current: &'a str) -> Status<'a> {
+        Status {
+            phase: "backup",
+            items: 1234,
+            items_total: Some(78_579),
+            bytes: 3 << 30,
+            bytes_total: Some(12 << 30),
+            errors: 2,
+            elapsed_s: 75.0,
+            current,
+        }
+    }
+
+    #[test]
+    fn the_progress_line_shows_counts_errors_and_the_current_file() {
+        assert_eq!(
+            status_line(&status("/srv/app/data.db"), 200),
+            "backup 1234/78579  3.00 GiB/12.00 GiB 25%  2 errors  1m15s  /srv/app/data.db"
+        );
+        let one = Status {
+            errors: 1,
+            ..status("")
+        };
+        assert!(status_line(&one, 200).ends_with("  1 error  1m15s"));
+    }
+
+    #[test]
+    fn the_progress_line_fits_a_narrow_terminal() {
+        let path = "/srv/a/very/long/path/to/some/deeply/nested/file.sqlite3";
+        for width in [0, 5, 10, 20, 40, 60, 77, 80, 120] {
+            let line = status_line(&status(path), width);
+            assert!(
+                line.chars().count() <= width,
+                "{width} columns: {line:?} has {}",
+                line.chars().count()
+            );
+        }
+        // The file's name survives when part of its path fits.
+        let line = status_line(&status(path), 90);
+        assert_eq!(
+            line,
+            "backup 1234/78579  3.00 GiB/12.00 GiB 25%  2 errors  1m15s  …me/deeply/nested/file.sqlite3"
+        );
+        assert_eq!(line.chars().count(), 90);
+        // The time and then the error count give way before the counts.
+        assert_eq!(
+            status_line(&status(path), 45),
+            "backup 1234/78579  3.00 GiB/12.00 GiB 25%"
+        );
+        assert_eq!(
+            status_line(&status(path), 40),
+            "backup 1234/78579  …/nested/file.sqlite3"
+        );
+        assert_eq!(status_line(&status(path), 20), "backup 1234/78579");
     }
 }

@@ -41,19 +41,19 @@ pub fn report(g: &GlobalArgs, r: &PruneResult) {
         return;
     }
     println!(
-        "{}{} used and {} unused blobs; {} packs deleted, {} repacked, {} left by interrupted runs deleted; {} index files replaced",
+        "{}{} used and {} unused; {} deleted, {} repacked, {} left by interrupted runs deleted; {} replaced",
         if r.dry_run { "would prune: " } else { "" },
         r.used_blobs,
-        r.unused_blobs,
-        r.packs_deleted,
+        super::count(r.unused_blobs, "blob"),
+        super::count(r.packs_deleted, "pack"),
         r.packs_repacked,
         r.unindexed_packs_deleted,
-        r.index_files_replaced
+        super::count(r.index_files_replaced, "index file")
     );
     if r.recent_packs_kept > 0 {
         println!(
-            "{} packs with unused or unindexed data kept: younger than {} hours, they may belong to a backup still running",
-            r.recent_packs_kept,
+            "{} with unused or unindexed data kept: younger than {} hours, they may belong to a backup still running",
+            super::count(r.recent_packs_kept, "pack"),
             cairn::ops::prune::PACK_GRACE.as_secs() / 3600
         );
     }
@@ -88,12 +88,14 @@ pub fn execute(g: &GlobalArgs, opts: &PruneOptions) -> Result<i32> {
     let mut repo = g.open()?;
     let r = if opts.dry_run {
         let mut lock = repo.lock_shared()?;
+        let _interrupts = super::Interrupts::install(lock.cancel_token())?;
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = plan(&mut lock, &opts, &reporter);
         reporter.finish();
         r
     } else {
         let mut lock = repo.lock_exclusive()?;
+        let _interrupts = super::Interrupts::install(lock.cancel_token())?;
         let reporter = super::progress::Reporter::new(g, "prune");
         let r = prune(&mut lock, &opts, &reporter);
         reporter.finish();

@@ -57,16 +57,20 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     let mut repo = g.open()?;
     let reporter;
+    let interrupts;
     let r = if dry_run {
         let mut lock = repo.lock_shared()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         reporter = super::progress::Reporter::new(g, "repair index");
         plan_repair_index(&mut lock, &reporter)
     } else {
         let mut lock = repo.lock_exclusive()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         reporter = super::progress::Reporter::new(g, "repair index");
         repair_index(&mut lock, &RepairIndexOptions { dry_run }, &reporter)
     };
     reporter.finish();
+    drop(interrupts);
     let r = r?;
     let hex = |v: &[cairn::id::PackId]| v.iter().map(|p| p.to_hex()).collect::<Vec<_>>();
     if g.json {
@@ -109,18 +113,23 @@ fn index(g: &GlobalArgs, dry_run: bool) -> Result<i32> {
     if !g.quiet {
         if r.unchanged {
             println!(
-                "the index already matches the {} packs ({} blobs): nothing to do",
-                r.packs, r.blobs
+                "the index already matches the {} ({}): nothing to do",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob")
             );
         } else if r.dry_run {
             println!(
-                "would index {} packs ({} blobs) in new index files replacing the old ones (dry run: nothing changed)",
-                r.packs, r.blobs
+                "would index {} ({}) in new index files replacing the old ones (dry run: nothing changed)",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob")
             );
         } else {
             println!(
-                "indexed {} packs ({} blobs): {} index files written, {} old ones removed",
-                r.packs, r.blobs, r.index_files_written, r.index_files_removed
+                "indexed {} ({}): {} written, {} old ones removed",
+                super::count(r.packs, "pack"),
+                super::count(r.blobs, "blob"),
+                super::count(r.index_files_written, "index file"),
+                r.index_files_removed
             );
         }
         if !r.packs_missing.is_empty() && !r.dry_run {
@@ -136,18 +145,22 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     let mut repo = g.open()?;
     let opts = RepairSnapshotsOptions { forget, dry_run };
     let reporter;
+    let interrupts;
     let r = if forget && !dry_run {
         let mut lock = repo.lock_exclusive()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         let ids = resolve_all(&lock, specs)?;
         reporter = super::progress::Reporter::new(g, "repair snapshots");
         repair_snapshots_and_forget(&mut lock, &ids, &opts, &reporter)
     } else {
         let mut lock = repo.lock_shared()?;
+        interrupts = super::Interrupts::install(lock.cancel_token())?;
         let ids = resolve_all(&lock, specs)?;
         reporter = super::progress::Reporter::new(g, "repair snapshots");
         repair_snapshots(&mut lock, &ids, &opts, &reporter)
     };
     reporter.finish();
+    drop(interrupts);
     let r = r?;
     if g.json {
         super::print_summary(&serde_json::json!({
@@ -174,9 +187,9 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     }
     for x in &r.repaired {
         println!(
-            "snapshot {}: {} paths lost",
+            "snapshot {}: {} lost",
             x.original.short(),
-            x.lost.len()
+            super::count(x.lost.len(), "path")
         );
         for l in &x.lost {
             println!("  {} ({})", lossy(&l.path), l.reason);
@@ -205,17 +218,20 @@ fn snapshots_cmd(g: &GlobalArgs, specs: &[String], forget: bool, dry_run: bool) 
     }
     if !g.quiet {
         if !r.removed.is_empty() {
-            println!("removed {} damaged snapshots", r.removed.len());
+            println!(
+                "removed {}",
+                super::count(r.removed.len(), "damaged snapshot")
+            );
         }
         println!(
-            "{} {} of {} snapshots; {} intact{}",
+            "{} {} of {}; {} intact{}",
             if r.dry_run {
                 "would repair"
             } else {
                 "repaired"
             },
             r.repaired.len(),
-            r.snapshots,
+            super::count(r.snapshots, "snapshot"),
             r.intact,
             if r.dry_run {
                 " (dry run: nothing changed)"

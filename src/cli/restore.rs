@@ -65,6 +65,7 @@ fn overwrite(a: Option<OverwriteArg>) -> Overwrite {
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let mut repo = g.open()?;
     let mut lock = repo.lock_shared()?;
+    let _interrupts = super::Interrupts::install_exiting(&lock, || {})?;
     let repo = lock.load_index()?;
     let (spec, sub) = split_snapshot_path(&a.snapshot);
     let (id, snap) = super::select_snapshot(g, &repo, spec, &a.filter.filter()?, sub)?;
@@ -91,6 +92,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     let r = restore(&repo, &root, sub.as_bytes(), &opts, &reporter);
     reporter.finish();
+    let shows_errors = reporter.shows_errors();
     let r = r?;
     let differing = r.changes.iter().filter(|c| c.action == Action::Differs);
     let refused = differing
@@ -98,13 +100,13 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         .next()
         .map(|first| refusal(&a.target, &first.path, differing.count()));
     let counts = format!(
-        "{} files{}, {} unchanged, {} skipped, {} dirs, {} others, {}{}",
-        r.files,
+        "{}{}, {} unchanged, {} skipped, {}, {}, {}{}",
+        super::count(r.files, "file"),
         if a.dry_run { "" } else { " written" },
         r.unchanged,
         r.skipped,
-        r.dirs,
-        r.others,
+        super::count(r.dirs, "dir"),
+        super::count(r.others, "other"),
         human_bytes(r.bytes),
         if a.delete {
             format!(", {} deleted", r.deleted)
@@ -145,8 +147,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
             );
         }
     } else {
-        for (p, e) in &r.errors {
-            eprintln!("error: {}: {e}", p.display());
+        // Listed as they happened, unless the progress reporter was quiet.
+        if !shows_errors {
+            for (p, e) in &r.errors {
+                eprintln!("error: {}: {e}", p.display());
+            }
         }
         if !g.quiet {
             for (p, v) in &r.databases {

@@ -91,6 +91,12 @@ fn test(
     let (id, snap) = super::select_snapshot(g, &repo, spec, filter, None)?;
     let base = tmp.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let dir = temp_target(&base)?;
+    let _interrupts = super::Interrupts::install_exiting(repo.lock(), {
+        let dir = dir.path().to_path_buf();
+        move || {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    })?;
     let reporter = Reporter::new(g, "restore-test");
     reporter.start(
         "restore",
@@ -222,21 +228,26 @@ pub fn execute(
             }
             if o.problems.is_empty() {
                 println!(
-                    "restore test of snapshot {}: {} files ({}) restored and verified in {}, {} databases pass integrity_check: all sound",
+                    "restore test of snapshot {}: {} ({}) restored and verified in {}, {} {} integrity_check: all sound",
                     &o.snapshot[..8],
-                    o.files,
+                    super::count(o.files, "file"),
                     human_bytes(o.bytes),
                     super::human_duration(o.seconds),
-                    o.databases.len(),
+                    super::count(o.databases.len(), "database"),
+                    if o.databases.len() == 1 {
+                        "passes"
+                    } else {
+                        "pass"
+                    },
                 );
             } else {
                 println!(
-                    "restore test of snapshot {}: FAILED: {} problems in {} files ({}) and {} databases",
+                    "restore test of snapshot {}: FAILED: {} in {} ({}) and {}",
                     &o.snapshot[..8],
-                    o.problems.len(),
-                    o.files,
+                    super::count(o.problems.len(), "problem"),
+                    super::count(o.files, "file"),
                     human_bytes(o.bytes),
-                    o.databases.len(),
+                    super::count(o.databases.len(), "database"),
                 );
             }
         }
@@ -246,9 +257,9 @@ pub fn execute(
     } else {
         if !g.json {
             eprintln!(
-                "cairn: the restore test of snapshot {} failed: {} problems (run `cairn check --read-data` to find the damaged packs)",
+                "cairn: the restore test of snapshot {} failed: {} (run `cairn check --read-data` to find the damaged packs)",
                 &o.snapshot[..8],
-                o.problems.len()
+                super::count(o.problems.len(), "problem")
             );
         }
         Ok(super::exit::FATAL)

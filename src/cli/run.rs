@@ -44,6 +44,7 @@ use super::progress::ProgressMode;
 
 /// Arguments of `cairn run`.
 #[derive(clap::Args, Debug)]
+#[command(override_usage = "cairn run [OPTIONS] <JOB>...\n       cairn run [OPTIONS] --all")]
 pub struct Args {
     /// Jobs to run, in order (`[job.NAME]` tables of the configuration file).
     #[arg(required_unless_present = "all", value_name = "JOB")]
@@ -99,6 +100,11 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     for name in &names {
         let job = loaded.job(name)?;
         outcomes.push(Runner::new(g, &loaded, name, job).run());
+        // Interrupted: that job stopped (its after hooks ran); the next
+        // ones do not start.
+        if super::interrupted().is_some() {
+            break;
+        }
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     if g.json {
@@ -120,7 +126,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                     .join(", ")
             );
         }
-        Ok(super::exit::FATAL)
+        Ok(super::interrupted().unwrap_or(super::exit::FATAL))
     } else {
         Ok(super::exit::OK)
     }
@@ -407,15 +413,15 @@ impl<'a> Runner<'a> {
                 let mut why = Vec::new();
                 if !done.errors.is_empty() {
                     why.push(format!(
-                        "without {} entries that could not be read ({})",
-                        done.errors.len(),
+                        "without {} that could not be read ({})",
+                        super::count(done.errors.len(), "entry"),
                         list(&done.errors)
                     ));
                 }
                 if !done.changed.is_empty() {
                     why.push(format!(
-                        "with {} files that changed while they were read ({})",
-                        done.changed.len(),
+                        "with {} that changed while being read ({})",
+                        super::count(done.changed.len(), "file"),
                         list(&done.changed)
                     ));
                 }
@@ -772,6 +778,9 @@ impl Ping {
 
 /// GET (no body) or POST (a body) with a short timeout and three attempts:
 /// a monitoring hiccup must not fail a backup, nor hold it up for long.
+/// A 4xx answer is not a hiccup (a wrong or deleted check, a rate limit):
+/// asking again would get the same answer, so it is reported at once; a
+/// 5xx answer or a network error is tried again.
 fn send_ping(url: &str, body: Option<&str>) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
@@ -799,6 +808,9 @@ fn send_ping(url: &str, body: Option<&str>) -> Result<()> {
                     .take(64 * 1024)
                     .read_to_end(&mut sink);
                 return Ok(());
+            }
+            Err(ureq::Error::StatusCode(code)) if (400..500).contains(&code) => {
+                bail!("the server answered HTTP {code}")
             }
             Err(e) => last = e.to_string(),
         }

@@ -47,6 +47,6 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         );
     }
     println!("{}", "-".repeat(80));
-    println!("{} snapshots", snaps.len());
+    println!("{}", super::count(snaps.len(), "snapshot"));
     Ok(super::exit::OK)
 }

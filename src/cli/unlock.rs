@@ -55,7 +55,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 None => println!("removed lock {} ({})", l.id.short(), l.reason),
             }
         }
-        println!("{} locks removed", r.removed.len());
+        println!("{} removed", super::count(r.removed.len(), "lock"));
     }
     Ok(super::exit::OK)
 }

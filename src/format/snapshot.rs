@@ -13,6 +13,10 @@ pub const EXT_COPIED_FROM: u16 = 1;
 /// Extension tag: the snapshot is a repaired copy (`cairn repair
 /// snapshots`); the value is the damaged original's snapshot ID (32 bytes).
 pub const EXT_REPAIRED_FROM: u16 = 2;
+/// Extension tag: the snapshot record replaces another (`cairn rewrite`,
+/// `cairn tag`); the value is the ID of the first original (32 bytes): a
+/// record rewritten again keeps the value it had.
+pub const EXT_REWRITTEN_FROM: u16 = 3;
 
 /// Most paths or tags one snapshot may list (the format's `u16` count).
 pub const MAX_LIST_LEN: usize = 65535;

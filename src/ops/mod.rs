@@ -8,10 +8,12 @@ pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod diff;
+pub mod find;
 pub mod forget;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
 pub mod stats;
 pub mod verify;
 pub mod walk;
@@ -56,6 +58,8 @@ pub fn depth(rel: &[u8]) -> usize {
 /// Receives progress events from long operations. Every method has a
 /// no-op default; the CLI implements what it shows.
 pub trait Progress: Sync {
+    /// Work on a file begins (backup: it is about to be read).
+    fn file_started(&self, _path: &Path) {}
     /// A file is done; `bytes` of its content were not already reported
     /// through `advance` (large files and databases report theirs as they
     /// are read or written).

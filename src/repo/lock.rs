@@ -596,16 +596,23 @@ impl RepoLock {
         self.storage_time
     }
 
-    /// Cheap, no I/O: fails once the lock has been lost.
+    /// Cheap, no I/O: fails once the lock has been lost, or the operation
+    /// holding it was asked to stop through its [`CancelToken`] (Ctrl-C:
+    /// [`ErrorKind::Interrupted`]). Operations that took the lock apart
+    /// from its guard (prune, repair, copy) poll this.
     pub fn check(&self) -> Result<()> {
-        self.state.check()
+        self.state.check()?;
+        self.state.cancel.check()
     }
 
     /// Before a commit: the lock is not lost, was refreshed recently enough
-    /// by the wall clock, and its object is still on the storage. Fails
-    /// with [`ErrorKind::LockLost`] otherwise.
+    /// by the wall clock, and its object is still on the storage (fails
+    /// with [`ErrorKind::LockLost`] otherwise), and the operation was not
+    /// asked to stop. The packer's [`RepoLock::gate`] asks the lock only:
+    /// a cancelled backup still indexes what it stored.
     pub fn verify(&self) -> Result<()> {
-        self.state.verify(&*self.backend)
+        self.state.verify(&*self.backend)?;
+        self.state.cancel.check()
     }
 
     /// A gate for commit points in other threads (the packer's writers).

@@ -6,7 +6,10 @@
 //! mode they are not blocked; in rollback-journal mode a writer waits for
 //! the read, about a second per GB). Nothing is written to disk: there is
 //! no temporary copy to clean up after an error or an interrupt, and the
-//! source database is opened read-only.
+//! source database is opened read-only — except an idle WAL database (no
+//! `-wal` file), which is opened `query_only` by a connection that may
+//! write, so that SQLite removes the `-wal` and `-shm` files it creates
+//! when that connection closes: the directory is left as it was found.
 //!
 //! Pages keep their positions (page N of tonight's capture is page N of
 //! last night's), so captures are cut on page boundaries and a night's
@@ -202,6 +205,38 @@ fn still_same(
     }
 }
 
+/// True if `name` in `dir` is a database in WAL mode (header bytes 18 and
+/// 19 are 2) that no connection has open (it has no `-wal` file), and
+/// this process may write the database and create files next to it.
+fn idle_wal_database(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    use rustix::fs::Access;
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let mut h = [0u8; 20];
+    if File::from(fd).read_exact_at(&mut h, 0).is_err() || h[18] != 2 || h[19] != 2 {
+        return false;
+    }
+    let no_log = matches!(
+        rustix::fs::statat(dir, with_suffix(name, "-wal"), AtFlags::SYMLINK_NOFOLLOW),
+        Err(Errno::NOENT)
+    );
+    no_log
+        && rustix::fs::accessat(dir, name, Access::WRITE_OK, AtFlags::empty()).is_ok()
+        && rustix::fs::accessat(
+            dir,
+            ".",
+            Access::WRITE_OK | Access::EXEC_OK,
+            AtFlags::empty(),
+        )
+        .is_ok()
+}
+
 /// Page images of one consistent state of a database, in page order.
 pub struct PageReader {
     // Declared first, so the connection closes before the handle below.
@@ -268,13 +303,31 @@ impl PageReader {
             )
         };
         still_same(dir.as_fd(), name, id).map_err(swapped)?;
-        let conn = open_pinned(
-            dir.as_fd(),
-            name,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            path,
-            sql_err,
-        )?;
+        let conn = if idle_wal_database(dir.as_fd(), name) {
+            // Read-only, SQLite would create the `-wal` and `-shm` files an
+            // idle WAL database has not, and leave them behind: only a
+            // connection that may write removes them when it closes last.
+            // This one may, but is barred from writing by `query_only`
+            // (closing an empty log writes nothing to the database).
+            let conn = open_pinned(
+                dir.as_fd(),
+                name,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                path,
+                sql_err,
+            )?;
+            conn.pragma_update(None, "query_only", true)
+                .map_err(|e| sql_err(path, "query_only", e))?;
+            conn
+        } else {
+            open_pinned(
+                dir.as_fd(),
+                name,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                path,
+                sql_err,
+            )?
+        };
         conn.busy_timeout(timeout)
             .map_err(|e| sql_err(path, "busy timeout", e))?;
         let start = Instant::now();

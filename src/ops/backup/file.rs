@@ -205,6 +205,7 @@ impl Ctx<'_> {
             Some(found) => found,
             None => {
                 crate::failpoint::hit("backup::before_open_file")?;
+                self.progress.file_started(path);
                 match self.save_file_content(dir, os_name, path, &meta) {
                     Ok(read) => {
                         streamed = read.streamed;

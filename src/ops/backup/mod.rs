@@ -146,10 +146,13 @@ pub fn find_parent(
 
 /// Say what a lost lock means for a backup.
 fn aborted(e: Error) -> Error {
-    if e.kind() == crate::error::ErrorKind::LockLost {
-        e.context("backup aborted, no snapshot was written")
-    } else {
-        e
+    match e.kind() {
+        crate::error::ErrorKind::LockLost => e.context("backup aborted, no snapshot was written"),
+        crate::error::ErrorKind::Interrupted => Error::new(
+            crate::error::ErrorKind::Interrupted,
+            "interrupted; what was stored so far is indexed, and the next run reuses it",
+        ),
+        _ => e,
     }
 }
 
