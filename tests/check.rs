@@ -154,6 +154,51 @@ fn a_flipped_byte_is_found_by_read_data_with_the_path_named() {
     assert_eq!(named.len(), 1, "names exactly the damaged file: {out}");
 }
 
+/// The lines of `out` that contain `what`, sorted.
+fn lines_naming(out: &str, what: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_read_data_names_a_truncated_pack_and_its_files_as_the_structure_check_does() {
+    // --read-data takes the header of each pack it reads from that read
+    // (one request a pack): a damaged header is reported word for word as
+    // the structure check's tail read reports it, and the pack's files
+    // are named the same way.
+    let (env, src) = setup();
+    let (tfile, truncated) = data_only(&env, &src, &[]);
+    let f = fs::File::options()
+        .write(true)
+        .open(pack_path(&env, &truncated))
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 10).unwrap();
+    let (code, structure) = check(&env, &[]);
+    assert_eq!(code, 1, "{structure}");
+    let (code, read_data) = check(&env, &["--read-data"]);
+    assert_eq!(code, 1, "{read_data}");
+    let named = lines_naming(&structure, &truncated[..8]);
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains(&format!("damaged pack {truncated}"))),
+        "{structure}"
+    );
+    assert_eq!(lines_naming(&read_data, &truncated[..8]), named);
+    let file = format!("/sub/{tfile}");
+    assert_eq!(
+        lines_naming(&read_data, &file),
+        lines_naming(&structure, &file)
+    );
+    assert!(!lines_naming(&read_data, &file).is_empty(), "{read_data}");
+}
+
 #[test]
 fn truncated_and_deleted_packs_are_found_by_the_structure_check() {
     let (env, src) = setup();

@@ -165,6 +165,15 @@ impl Backend for CachedBackend {
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.inner.get_range(name, offset, len)
     }
+    fn get_range_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.get_range_stream(name, offset, len, sink)
+    }
     fn put(&self, name: &str, data: &[u8]) -> Result<()> {
         self.inner.put(name, data)?;
         if Self::cacheable(name) {

@@ -190,6 +190,133 @@ impl Backend for MemBackend {
     }
 }
 
+/// A backend that counts the reads it passes on to another (tests and
+/// benchmarks: how many requests an operation makes, and how many bytes).
+pub struct CountingBackend {
+    inner: std::sync::Arc<dyn Backend>,
+    /// What [`Backend::preferred_writers`] says (a network store's
+    /// connection count, say).
+    writers: usize,
+    /// The local cache directory it reports, as a network store's would.
+    cache_dir: Option<std::path::PathBuf>,
+    /// Streamed reads come in pieces of at most this many bytes.
+    piece: usize,
+    reads: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    /// Reads of packs (objects under `data/`).
+    pack_reads: std::sync::atomic::AtomicU64,
+}
+
+impl CountingBackend {
+    /// Count the reads of `inner`, claiming to take `writers` requests at
+    /// once.
+    pub fn new(inner: std::sync::Arc<dyn Backend>, writers: usize) -> Self {
+        CountingBackend {
+            inner,
+            writers,
+            cache_dir: None,
+            piece: usize::MAX,
+            reads: Default::default(),
+            bytes: Default::default(),
+            pack_reads: Default::default(),
+        }
+    }
+
+    /// Hand streamed reads ([`Backend::get_range_stream`]) over in pieces
+    /// of at most `n` bytes, as a network read arrives.
+    pub fn with_pieces(mut self, n: usize) -> Self {
+        self.piece = n.max(1);
+        self
+    }
+
+    /// Report `dir` as the local cache directory (where a repository
+    /// keeps the tree blobs it read), as a network backend does.
+    pub fn with_cache_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    /// Reads (`get`, `get_range`, `get_capped`, `get_range_stream`) and
+    /// bytes read since the last call; the counters start again from zero.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.reads.swap(0, Ordering::SeqCst),
+            self.bytes.swap(0, Ordering::SeqCst),
+        )
+    }
+
+    /// Reads of packs since the last call (the counter starts again from
+    /// zero).
+    pub fn take_pack_reads(&self) -> u64 {
+        self.pack_reads.swap(0, Ordering::SeqCst)
+    }
+
+    fn count_read(&self, name: &str) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if name.starts_with("data/") {
+            self.pack_reads.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn count(&self, name: &str, r: Result<Vec<u8>>) -> Result<Vec<u8>> {
+        self.count_read(name);
+        if let Ok(b) = &r {
+            self.bytes.fetch_add(b.len() as u64, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
+impl Backend for CountingBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<()> {
+        self.inner.create()
+    }
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(dir)
+    }
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        self.count(name, self.inner.get(name))
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.count(name, self.inner.get_range(name, offset, len))
+    }
+    fn get_range_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.count_read(name);
+        self.inner
+            .get_range_stream(name, offset, len, &mut |bytes| {
+                self.bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                bytes.chunks(self.piece).try_for_each(&mut *sink)
+            })
+    }
+    fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.count(name, self.inner.get_capped(name, max))
+    }
+    fn put(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.inner.put(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> Result<u64> {
+        self.inner.stat(name)
+    }
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.cache_dir.clone()
+    }
+    fn preferred_writers(&self) -> usize {
+        self.writers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -50,6 +50,24 @@ pub trait Backend: Send + Sync {
     fn get(&self, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes of an object from `offset`.
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// `len` bytes of an object from `offset`, handed to `sink` in order,
+    /// in pieces as they arrive, so the caller works on the first bytes
+    /// while the rest is on its way and never holds the whole range. An
+    /// error from `sink` stops the read and is returned. Fewer than `len`
+    /// bytes (the object is shorter) is an error after the bytes there
+    /// were handed over. A network backend that loses its connection
+    /// part-way reads on from the next byte (objects never change under
+    /// their name), so `sink` never sees a byte twice. The default reads
+    /// the whole range, then hands it over at once.
+    fn get_range_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        sink(&self.get_range(name, offset, len)?)
+    }
     /// A whole object of at most `max` bytes, for objects read before they
     /// can be authenticated. The size is checked before anything is read,
     /// so a hostile object cannot make the reader allocate more than `max`;
@@ -115,6 +133,15 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         (**self).get_range(name, offset, len)
+    }
+    fn get_range_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        (**self).get_range_stream(name, offset, len, sink)
     }
     fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         (**self).get_capped(name, max)
@@ -247,6 +274,30 @@ pub mod conformance {
         assert!(
             b.get_range("data/ab/abcd", 9_995, 10).is_err(),
             "range past the end"
+        );
+        // Streamed: the same bytes, in order, whatever the pieces.
+        let streamed = |offset, len| {
+            let mut got = Vec::new();
+            b.get_range_stream("data/ab/abcd", offset, len, &mut |piece| {
+                got.extend_from_slice(piece);
+                Ok(())
+            })
+            .map(|()| got)
+        };
+        assert_eq!(streamed(0, 10_000).unwrap(), data);
+        assert_eq!(streamed(123, 4567).unwrap(), &data[123..123 + 4567]);
+        assert!(streamed(9_995, 10).is_err(), "streamed range past the end");
+        // A sink's error stops the read and comes back as it was.
+        let e = b
+            .get_range_stream("data/ab/abcd", 0, 10_000, &mut |_| {
+                Err(crate::error::Error::invalid("the sink stops here"))
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("the sink stops here"), "{e}");
+        assert!(
+            b.get_range_stream("data/cd/none", 0, 10, &mut |_| Ok(()))
+                .unwrap_err()
+                .is_not_found()
         );
     }
 

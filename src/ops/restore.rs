@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -50,6 +50,7 @@ use crate::format::tree::{
     EXT_SQLITE_CAPTURE, FLAG_SPARSE, FileContent, Node, NodeKind, Timestamp,
 };
 use crate::id::BlobId;
+use crate::repo::readplan::Wanted;
 use crate::repo::{Indexed, Repository};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{Meta, proc_fd_available, type_name};
@@ -178,6 +179,42 @@ struct PendingLink {
     key: (u64, u64),
 }
 
+/// A file created by the entry pass whose content comes from the planned
+/// reads.
+struct PendingFile {
+    /// Its path below the target.
+    rel: Vec<u8>,
+    /// Its snapshot path (for messages).
+    path: Vec<u8>,
+    /// The directory it was created in.
+    dir_id: ObjId,
+    /// The file this restore created.
+    id: ObjId,
+    /// Its node (metadata only: the content list is dropped).
+    node: Node,
+    /// Its length.
+    len: u64,
+    /// Owner and mode were right at creation (see `restore_file`).
+    skip_meta: bool,
+    /// Its hard-link group, if it is the first member of one.
+    group: Option<(u64, u64)>,
+    /// Blob writes still to come.
+    remaining: AtomicUsize,
+    /// It failed (and was reported): later blobs are not written.
+    failed: AtomicBool,
+}
+
+/// What the planned reads of a restore fetch, and where each blob goes.
+#[derive(Default)]
+struct Pending {
+    files: Vec<PendingFile>,
+    /// Each needed blob once.
+    wanted: Vec<Wanted>,
+    /// For each wanted blob: (file, offset) it is written to.
+    targets: Vec<Vec<(usize, u64)>>,
+    by_id: HashMap<BlobId, usize>,
+}
+
 struct Ctx<'a> {
     repo: &'a Repository,
     /// The target directory's handle: every later step starts from it.
@@ -205,6 +242,8 @@ struct Ctx<'a> {
     dir_meta: Mutex<Vec<DirMeta>>,
     /// Integrity-check verdicts of restored databases.
     databases: Mutex<Vec<(PathBuf, String)>>,
+    /// Created files waiting for their content.
+    pending: Mutex<Pending>,
     progress: &'a dyn Progress,
 }
 
@@ -412,30 +451,11 @@ impl Ctx<'_> {
                         },
                     );
                 }
-                let capture = n.extension(EXT_SQLITE_CAPTURE).is_some();
-                let id = self.restore_file(
-                    dir,
-                    name,
-                    n,
-                    content,
-                    path,
-                    fresh,
-                    group.is_some() || capture,
-                )?;
-                if let (Some(key), Some(id)) = (group, id)
-                    && let Some(first) = self
-                        .links
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_mut(&key)
-                {
-                    first.id = Some(id);
-                }
-                if capture {
-                    crate::failpoint::hit("restore::before_database_check")?;
-                    self.check_database(dir, name, path, id)?;
-                }
-                self.files.fetch_add(1, Ordering::Relaxed);
+                // Counted, linked and checked once its content is written
+                // (`complete`), now for an empty file, else after the
+                // planned reads.
+                self.restore_file(dir, name, n, content, path, rel, fresh, group)?;
+                return Ok(1);
             }
             NodeKind::Symlink { target } => {
                 rustix::fs::symlinkat(std::ffi::OsStr::from_bytes(target), dir, name)
@@ -499,8 +519,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Create and write a file; with `want_id`, return the identity of the
-    /// file written (for hard links and the database check).
+    /// Create a file and list the blobs it needs (with the offsets they go
+    /// to) for the planned reads ([`Ctx::fetch`]); a file without content
+    /// is completed at once. `group`: its hard-link group.
     #[allow(clippy::too_many_arguments)]
     fn restore_file(
         &self,
@@ -509,15 +530,19 @@ impl Ctx<'_> {
         n: &Node,
         content: &FileContent,
         path: &[u8],
+        rel: &[u8],
         fresh: bool,
-        want_id: bool,
-    ) -> Result<Option<ObjId>> {
+        group: Option<(u64, u64)>,
+    ) -> Result<()> {
         // In a directory this restore created, a new file is owned by this
         // process, and a mode without special bits that the umask leaves
         // alone is final at creation: skip the chown and chmod calls then.
+        // The file is opened again to write its content, so its owner must
+        // be able to write it meanwhile.
         let perm = n.mode & 0o777;
         let owner_ok = !self.owners || (n.uid == self.euid && n.gid == self.egid);
-        let exact_mode = fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0;
+        let exact_mode =
+            fresh && n.mode & 0o7000 == 0 && perm & self.umask == 0 && perm & 0o200 != 0;
         // A new file, never an existing one: whatever takes the name
         // between clearing it and creating the file (a FIFO that would
         // block, a hard link to a file elsewhere) is cleared again, a few
@@ -541,7 +566,9 @@ impl Ctx<'_> {
             }
         };
         let file = File::from(fd);
-        let sparse = n.flags & FLAG_SPARSE != 0;
+        let io = |what: &str, e: Errno| Error::io_path(what, display(path), errno_io(e));
+        let id = obj_id(file.as_fd()).map_err(|e| io("cannot stat", e))?;
+        let dir_id = obj_id(dir.as_fd()).map_err(|e| io("cannot stat the directory of", e))?;
         // The data blob IDs in order: the entry's own list, or read from
         // its chunk-list tree (each list blob re-hashed to its ID).
         let content = crate::repo::chunklist::data_ids(
@@ -550,50 +577,162 @@ impl Ctx<'_> {
             crate::repo::chunklist::chunk_limit(n),
         )
         .map_err(|e| e.context(display(path).display()))?;
-        let content: &[BlobId] = &content;
-        // Offsets from the index's plaintext lengths, so chunks of a large
-        // file can be fetched and written in parallel.
-        let mut offsets = Vec::with_capacity(content.len());
+        // Offsets from the index's plaintext lengths.
+        let mut at = Vec::with_capacity(content.len());
         let mut off = 0u64;
-        for id in content {
-            offsets.push(off);
-            off += u64::from(self.repo.locate(BlobType::Data, id)?.raw_len);
+        for id in content.iter() {
+            let loc = self.repo.locate(BlobType::Data, id)?;
+            at.push((*id, loc, off));
+            off += u64::from(loc.raw_len);
         }
-        let write = |(id, at): (&BlobId, &u64)| -> Result<()> {
-            let data = self.repo.read_blob(BlobType::Data, id)?;
-            let written = if sparse {
-                write_sparse(&file, &data, *at)
-            } else {
-                file.write_all_at(&data, *at).map(|()| data.len() as u64)
-            }
-            .map_err(|e| Error::io_path("cannot write", display(path), e))?;
-            self.bytes.fetch_add(written, Ordering::Relaxed);
-            self.progress.advance(0, data.len() as u64);
-            Ok(())
+        let mut node = n.clone();
+        // Only the metadata is needed from here on.
+        if let NodeKind::File { content } = &mut node.kind {
+            *content = FileContent::Inline(Vec::new());
+        }
+        let pf = PendingFile {
+            rel: rel.to_vec(),
+            path: path.to_vec(),
+            dir_id,
+            id,
+            node,
+            len: off,
+            skip_meta: fresh && owner_ok && exact_mode,
+            group,
+            remaining: AtomicUsize::new(at.len()),
+            failed: AtomicBool::new(false),
         };
-        if content.len() > 1 {
-            content
-                .par_iter()
-                .zip(offsets.par_iter())
-                .try_for_each(write)?;
-        } else {
-            content.iter().zip(offsets.iter()).try_for_each(write)?;
+        if at.is_empty() {
+            return self.complete(&pf, &file, dir);
         }
-        // Holes were skipped, so a sparse file may end short of its size.
-        if sparse {
-            file.set_len(off)
-                .map_err(|e| Error::io_path("cannot set the length of", display(path), e))?;
+        drop(file);
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let f = p.files.len();
+        p.files.push(pf);
+        for (id, loc, off) in at {
+            let w = match p.by_id.get(&id) {
+                Some(&w) => w,
+                None => {
+                    let w = p.wanted.len();
+                    p.wanted.push(Wanted {
+                        blob_type: BlobType::Data,
+                        id,
+                        loc,
+                    });
+                    p.targets.push(Vec::new());
+                    p.by_id.insert(id, w);
+                    w
+                }
+            };
+            p.targets[w].push((f, off));
+        }
+        Ok(())
+    }
+
+    /// The last blob of a file is written: its length (sparse files end
+    /// short of it), its metadata, its hard-link group's first member, the
+    /// check of a SQLite capture; then it counts as restored. `file` and
+    /// `dir` are the file and its directory, as created or reopened.
+    fn complete(&self, pf: &PendingFile, file: &File, dir: &OwnedFd) -> Result<()> {
+        let shown = display(&pf.path);
+        if pf.node.flags & FLAG_SPARSE != 0 {
+            file.set_len(pf.len)
+                .map_err(|e| Error::io_path("cannot set the length of", &shown, e))?;
         }
         // Its bytes were reported blob by blob.
-        self.progress.file_done(&display(path), 0);
-        let skip = fresh && owner_ok && exact_mode;
-        self.set_meta_fd(file.as_fd(), n, path, skip)?;
-        if !want_id {
-            return Ok(None);
+        self.progress.file_done(&shown, 0);
+        self.set_meta_fd(file.as_fd(), &pf.node, &pf.path, pf.skip_meta)?;
+        if let Some(key) = pf.group
+            && let Some(first) = self
+                .links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&key)
+            && first.rel == pf.rel
+        {
+            first.id = Some(pf.id);
         }
-        obj_id(file.as_fd())
-            .map(Some)
-            .map_err(|e| Error::io_path("cannot stat", display(path), errno_io(e)))
+        if pf.node.extension(EXT_SQLITE_CAPTURE).is_some() {
+            crate::failpoint::hit("restore::before_database_check")?;
+            let (_, name) = split_last(&pf.rel);
+            self.check_database(dir, name, &pf.path, Some(pf.id))?;
+        }
+        self.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Read every blob the created files need, planned by pack
+    /// ([`Repository::read_planned`]), and write each to every file and
+    /// offset that needs it; each file is completed when its last blob is
+    /// written. A blob that cannot be read or fails its checks fails every
+    /// file that needs it, each named once.
+    fn fetch(&self) {
+        let p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if p.wanted.is_empty() {
+            return;
+        }
+        self.repo.read_planned(
+            &p.wanted,
+            crate::repo::readplan::read_workers(self.repo),
+            &|w, data: Result<Vec<u8>>| {
+                for &(f, at) in &p.targets[w] {
+                    let pf = &p.files[f];
+                    if pf.failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let r = match &data {
+                        Ok(d) => self.write_pending(pf, d, at),
+                        Err(e) => Err(Error::new(e.kind(), e.to_string())),
+                    };
+                    if let Err(e) = r
+                        && !pf.failed.swap(true, Ordering::Relaxed)
+                    {
+                        self.fail(&pf.path, e);
+                    }
+                }
+            },
+        );
+    }
+
+    /// Write one blob's plaintext at `at` in a created file, reopened
+    /// through the target's handle and checked to be the very file this
+    /// restore created; complete the file if it was its last blob.
+    fn write_pending(&self, pf: &PendingFile, data: &[u8], at: u64) -> Result<()> {
+        const WHAT: &str = "cannot write";
+        let shown = display(&pf.path);
+        let (dir_rel, name) = split_last(&pf.rel);
+        let dir = self.open_restored_dir(dir_rel, Some(pf.dir_id), WHAT, &pf.path)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        let now = obj_id(fd.as_fd()).map_err(|e| Error::io_path(WHAT, &shown, errno_io(e)))?;
+        if now != pf.id {
+            return Err(Error::new(
+                ErrorKind::UnsafePath,
+                format!(
+                    "{WHAT} {}: the file there is not the one this restore created \
+                     (it was replaced during the restore); left alone",
+                    shown.display()
+                ),
+            ));
+        }
+        let file = File::from(fd);
+        let written = if pf.node.flags & FLAG_SPARSE != 0 {
+            write_sparse(&file, data, at)
+        } else {
+            file.write_all_at(data, at).map(|()| data.len() as u64)
+        }
+        .map_err(|e| Error::io_path(WHAT, &shown, e))?;
+        self.bytes.fetch_add(written, Ordering::Relaxed);
+        self.progress.advance(0, data.len() as u64);
+        if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.complete(pf, &file, &dir)?;
+        }
+        Ok(())
     }
 
     /// Owner, mode, xattrs and times. `created_exact`: owner and mode are
@@ -1079,6 +1218,11 @@ pub fn restore(
             .next()
             .is_none(),
     };
+    // The directories' trees, a level at a time by pack, into the local
+    // tree cache of a remote repository (which the walks below then read).
+    if let RestoreRoot::Tree(t) = root {
+        repo.prefetch_trees(t, crate::repo::readplan::read_workers(repo));
+    }
     // A target that holds entries (or a dry run, or an include whose
     // matches must be found) is planned first: nothing is written before
     // it is known that nothing would be overwritten unasked.
@@ -1169,6 +1313,7 @@ pub fn restore(
         pending_links: Mutex::new(Vec::new()),
         dir_meta: Mutex::new(Vec::new()),
         databases: Mutex::new(Vec::new()),
+        pending: Mutex::new(Pending::default()),
         progress,
     };
     let deleted = ctx.delete(&plan.deletes, &opts.target);
@@ -1185,6 +1330,7 @@ pub fn restore(
             }
         }
     });
+    ctx.fetch();
     crate::failpoint::hit("restore::before_finish")?;
     ctx.finish_links();
     ctx.finish_dirs();
@@ -1230,7 +1376,9 @@ fn open_target(target: &std::path::Path) -> Result<(OwnedFd, PathBuf, ObjId)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::mem::{CountingBackend, MemBackend};
     use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
 
     type Opener = fn(BorrowedFd<'_>, &[u8]) -> std::result::Result<OwnedFd, Errno>;
 
@@ -1283,11 +1431,16 @@ mod tests {
 
     impl Restorer {
         fn new(files: &[(&str, Vec<u8>)]) -> Restorer {
+            Restorer::on(crate::repo::test_repo(), files)
+        }
+
+        fn on(mut repo: Repository, files: &[(&str, Vec<u8>)]) -> Restorer {
             let src = tempfile::tempdir().unwrap();
             for (name, content) in files {
-                std::fs::write(src.path().join(name), content).unwrap();
+                let path = src.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
             }
-            let mut repo = crate::repo::test_repo();
             let opts = crate::ops::backup::BackupOptions {
                 paths: vec![src.path().to_path_buf()],
                 ..Default::default()
@@ -1321,9 +1474,23 @@ mod tests {
             overwrite: Overwrite,
             dry_run: bool,
         ) -> Result<RestoreResult> {
+            self.restore_counted(target, overwrite, dry_run, None)
+        }
+
+        /// Restore; with `counter`, its counts start when the restore does.
+        fn restore_counted(
+            &mut self,
+            target: &std::path::Path,
+            overwrite: Overwrite,
+            dry_run: bool,
+            counter: Option<&CountingBackend>,
+        ) -> Result<RestoreResult> {
             let path = self.src.path().as_os_str().as_bytes().to_vec();
             let mut lock = self.repo.lock_shared().unwrap();
             let index = lock.load_index().unwrap();
+            if let Some(c) = counter {
+                c.take_counts();
+            }
             let opts = RestoreOptions {
                 target: target.to_path_buf(),
                 overwrite,
@@ -1403,6 +1570,260 @@ mod tests {
             dry.changes[0].action,
             Action::Skip,
             "the local file is newer"
+        );
+    }
+
+    /// Pseudo-random (incompressible) bytes.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Files by name below the backed-up directory, with their content.
+    type Files = Vec<(String, Vec<u8>)>;
+
+    /// 300 small files (1–3 KB) and their restorer, on a counted memory
+    /// backend that claims four connections and streams in pieces.
+    fn many_small_files() -> (Restorer, Files, Arc<MemBackend>, Arc<CountingBackend>) {
+        let files: Vec<(String, Vec<u8>)> = (0..300u64)
+            .map(|i| (format!("f{i:03}"), noise(1000 + 7 * i as usize, i)))
+            .collect();
+        let named: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+        let mem = Arc::new(MemBackend::new());
+        // Streamed reads arrive in pieces of 997 bytes, blobs cut across.
+        let counting = Arc::new(CountingBackend::new(mem.clone(), 4).with_pieces(997));
+        let r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
+        (r, files, mem, counting)
+    }
+
+    #[test]
+    fn a_restore_of_many_small_files_reads_each_pack_in_one_request_not_one_per_blob() {
+        let (mut r, files, _, counting) = many_small_files();
+        let packs = r.repo.list_packs().unwrap();
+        let stored: u64 = packs.values().sum();
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        let res = r
+            .restore_counted(&t, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        assert_eq!(res.files, 300);
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+        // The directory's tree blob, then one request for the data pack
+        // (each blob was one request before: 301 in all).
+        let (reads, bytes) = counting.take_counts();
+        assert!(
+            reads <= packs.len() as u64 + 1,
+            "{reads} reads for {} packs",
+            packs.len()
+        );
+        // Each byte at most once (the tree blob lies in a pack of its own).
+        assert!(bytes <= stored, "{bytes} bytes read of {stored} stored");
+    }
+
+    /// Bytes of a pack read in one request at most: what
+    /// [`crate::repo::readplan`] reads of `packs` when it needs all of
+    /// them, in requests.
+    fn requests_for_whole_packs(packs: &HashMap<crate::id::PackId, u64>) -> u64 {
+        packs
+            .values()
+            .map(|&size| size.div_ceil(crate::repo::readplan::MAX_RANGE))
+            .sum()
+    }
+
+    #[test]
+    fn dump_reads_each_pack_of_a_file_once_not_one_request_per_blob() {
+        // A file of many blobs, part of it twice (a recurring blob).
+        let mut big = noise(14 << 20, 7);
+        big.extend_from_within(..2 << 20);
+        let named = [("big", big.clone()), ("small", noise(3000, 8))];
+        let counting =
+            Arc::new(CountingBackend::new(Arc::new(MemBackend::new()), 4).with_pieces(997));
+        let mut r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
+        let packs = r.repo.list_packs().unwrap();
+        let mut lock = r.repo.lock_shared().unwrap();
+        let index = lock.load_index().unwrap();
+        let crate::ops::walk::Found::Entry(node) =
+            crate::ops::walk::find(&index, &r.tree, b"/big").unwrap()
+        else {
+            panic!("a file")
+        };
+        let blobs = crate::repo::chunklist::data_ids(
+            &index,
+            match &node.kind {
+                NodeKind::File { content } => content,
+                _ => panic!("a file"),
+            },
+            crate::repo::chunklist::chunk_limit(&node),
+        )
+        .unwrap()
+        .len() as u64;
+        assert!(blobs >= 8, "{blobs} blobs");
+        // The whole file in one window, then in windows of 1 MiB (the
+        // blobs of each window by pack, written in the file's order).
+        for window in [crate::ops::walk::DUMP_WINDOW, 1 << 20] {
+            counting.take_pack_reads();
+            let mut out = Vec::new();
+            let n =
+                crate::ops::walk::dump_file_in_windows(&index, &node, &mut out, window).unwrap();
+            assert_eq!(n, big.len() as u64);
+            assert!(out == big, "dumped bytes differ ({window})");
+            let reads = counting.take_pack_reads();
+            if window == crate::ops::walk::DUMP_WINDOW {
+                // Each pack in one request (two for a pack past MAX_RANGE);
+                // one request per blob was `blobs`.
+                assert!(
+                    reads <= requests_for_whole_packs(&packs) && reads < blobs,
+                    "{reads} reads for {blobs} blobs in {} packs",
+                    packs.len()
+                );
+            } else {
+                assert!(reads <= blobs, "{reads} reads for {blobs} blobs");
+            }
+        }
+    }
+
+    #[test]
+    fn restore_test_reads_each_pack_once_to_restore_and_no_data_to_verify() {
+        // restore-test is a restore into a temporary directory (the read
+        // plan above), then a verification that hashes the restored files
+        // against the snapshot's blob IDs without reading their data.
+        let (mut r, files, _, counting) = many_small_files();
+        let packs = r.repo.list_packs().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        counting.take_pack_reads();
+        let res = r
+            .restore_counted(&t, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+        // The directory's tree blob, then each data pack in one request.
+        let reads = counting.take_pack_reads();
+        assert!(
+            reads <= requests_for_whole_packs(&packs) + 1,
+            "{reads} reads for 300 files in {} packs",
+            packs.len()
+        );
+        let mut lock = r.repo.lock_shared().unwrap();
+        let index = lock.load_index().unwrap();
+        counting.take_pack_reads();
+        let v =
+            crate::ops::verify::verify(&index, &r.tree, b"", &t, &crate::ops::NoProgress).unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.files, 300);
+        // The directory's tree blob (this repository keeps no local tree
+        // cache), not one data blob.
+        assert_eq!(counting.take_pack_reads(), 1);
+    }
+
+    #[test]
+    fn a_damaged_blob_inside_a_merged_range_fails_only_its_file_naming_the_blob() {
+        let (mut r, files, mem, _) = many_small_files();
+        // Flip a byte in the middle of the blob of f150.
+        let root = r.repo.load_tree(&r.tree).unwrap();
+        let node = root.nodes.iter().find(|n| n.name == b"f150").unwrap();
+        let NodeKind::File {
+            content: FileContent::Inline(ids),
+        } = &node.kind
+        else {
+            panic!("one inline blob")
+        };
+        let loc = r.repo.locate(BlobType::Data, &ids[0]).unwrap();
+        let name = crate::repo::pack_name(&loc.pack);
+        let mut pack = mem.snapshot()[&name].clone();
+        pack[loc.offset as usize + 100] ^= 1;
+        mem.set_raw(&name, pack);
+
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        let res = r.restore(&t, Overwrite::Refuse, false).unwrap();
+        assert_eq!(res.files, 299);
+        assert_eq!(res.errors.len(), 1, "{:?}", res.errors);
+        let (path, e) = &res.errors[0];
+        assert!(path.ends_with("f150"), "{path:?}");
+        assert!(
+            e.contains(&format!("data blob {}", ids[0])) && e.contains(&loc.pack.to_string()),
+            "{e}"
+        );
+        for (name, content) in files.iter().filter(|(n, _)| n != "f150") {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_cold_restore_of_nested_directories_fetches_their_trees_by_pack_not_one_per_directory() {
+        // Five levels of three subdirectories (363 directories below the
+        // root), a small file in each (364 files).
+        let mut dirs = vec![String::new()];
+        for depth in 0..5 {
+            let mut next = Vec::new();
+            for d in dirs.iter().filter(|d| d.matches('/').count() == depth) {
+                for i in 0..3 {
+                    next.push(format!("{d}d{i}/"));
+                }
+            }
+            dirs.extend(next);
+        }
+        let files: Vec<(String, Vec<u8>)> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("{d}f"), noise(500 + i, i as u64)))
+            .collect();
+        let named: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+        let cache = tempfile::tempdir().unwrap();
+        let counting = Arc::new(
+            CountingBackend::new(Arc::new(MemBackend::new()), 4)
+                .with_cache_dir(cache.path().to_path_buf())
+                .with_pieces(1000),
+        );
+        let mut r = Restorer::on(crate::repo::test_repo_on(counting.clone()), &named);
+        let packs = r.repo.list_packs().unwrap();
+        // Cold: the backup left its trees in the cache.
+        std::fs::remove_dir_all(cache.path().join("trees")).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        let res = r
+            .restore_counted(&t, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        assert_eq!((res.files, res.dirs), (364, 363));
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(t.join(name)).unwrap(), content, "{name}");
+        }
+        // The trees: their pack, in one read; then the data, one read per
+        // pack. One read per directory would be 364 and more.
+        let (reads, _) = counting.take_counts();
+        assert!(
+            reads <= packs.len() as u64,
+            "{reads} reads for {} packs",
+            packs.len()
+        );
+        // Warm: the trees come from the cache, only the data is read.
+        let t2 = d.path().join("t2");
+        let res = r
+            .restore_counted(&t2, Overwrite::Refuse, false, Some(&counting))
+            .unwrap();
+        assert!(res.errors.is_empty(), "{:?}", res.errors);
+        let (reads, _) = counting.take_counts();
+        assert!(
+            reads <= packs.len() as u64,
+            "{reads} reads for {} packs",
+            packs.len()
         );
     }
 

@@ -1,12 +1,16 @@
 //! Walking snapshot trees: path lookup, listing, and file content reads.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::BlobType;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::BlobId;
+use crate::index::Location;
 use crate::repo::Repository;
+use crate::repo::readplan::Wanted;
 
 /// What a path in a snapshot names.
 #[derive(Debug, Clone)]
@@ -92,8 +96,26 @@ pub fn walk(
     Ok(())
 }
 
-/// Write a file node's content to `out`, in order.
+/// Plaintext bytes [`dump_file`] reads ahead of what it has written: the
+/// blobs of a window are read by pack, then written in order.
+pub const DUMP_WINDOW: u64 = 32 << 20;
+
+/// Write a file node's content to `out`, in order. The content is read a
+/// window of [`DUMP_WINDOW`] bytes at a time, each window's blobs by pack
+/// ([`Repository::read_planned`]: each pack they lie in read once, in as
+/// few ranged requests as they allow, up to the backend's connections in
+/// flight), a blob that recurs in the window read once.
 pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    dump_file_in_windows(repo, node, out, DUMP_WINDOW)
+}
+
+/// [`dump_file`], reading ahead `window` bytes at a time.
+pub(crate) fn dump_file_in_windows(
+    repo: &Repository,
+    node: &Node,
+    out: &mut dyn Write,
+    window_len: u64,
+) -> Result<u64> {
     let NodeKind::File { content } = &node.kind else {
         return Err(Error::invalid(format!(
             "{} is a {}, not a file",
@@ -101,14 +123,67 @@ pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<
             node.kind.name()
         )));
     };
+    let workers = crate::repo::readplan::read_workers(repo);
     let mut n = 0u64;
+    let mut window: Vec<(BlobId, Location)> = Vec::new();
+    let mut ahead = 0u64;
     let limit = crate::repo::chunklist::chunk_limit(node);
     crate::repo::chunklist::for_each_data_id(repo, content, limit, &mut |id| {
-        let data = repo.read_blob(BlobType::Data, id)?;
-        out.write_all(&data)
-            .map_err(|e| Error::io("cannot write to the output", e))?;
-        n += data.len() as u64;
+        let loc = repo.locate(BlobType::Data, id)?;
+        if !window.is_empty() && ahead + u64::from(loc.raw_len) > window_len {
+            n += write_window(repo, &window, workers, out)?;
+            window.clear();
+            ahead = 0;
+        }
+        window.push((*id, loc));
+        ahead += u64::from(loc.raw_len);
         Ok(())
     })?;
+    n += write_window(repo, &window, workers, out)?;
+    Ok(n)
+}
+
+/// Read the distinct blobs of `window` by pack, then write them to `out`
+/// in the window's order; the first that could not be read is the error.
+fn write_window(
+    repo: &Repository,
+    window: &[(BlobId, Location)],
+    workers: usize,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut slot: HashMap<BlobId, usize> = HashMap::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for (id, loc) in window {
+        slot.entry(*id).or_insert_with(|| {
+            wanted.push(Wanted {
+                blob_type: BlobType::Data,
+                id: *id,
+                loc: *loc,
+            });
+            wanted.len() - 1
+        });
+    }
+    let got: Vec<Mutex<Option<Result<Vec<u8>>>>> =
+        wanted.iter().map(|_| Mutex::new(None)).collect();
+    repo.read_planned(&wanted, workers, &|i, r| {
+        *got[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    });
+    let got: Vec<Option<Result<Vec<u8>>>> = got
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
+    let mut n = 0u64;
+    for (id, _) in window {
+        let data = match &got[slot[id]] {
+            Some(Ok(data)) => data,
+            Some(Err(e)) => return Err(Error::new(e.kind(), e.to_string())),
+            None => {
+                return Err(Error::integrity(format!("data blob {id} was not read")));
+            }
+        };
+        out.write_all(data)
+            .map_err(|e| Error::io("cannot write to the output", e))?;
+        n += data.len() as u64;
+    }
     Ok(n)
 }

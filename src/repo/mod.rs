@@ -10,6 +10,7 @@ pub mod chunklist;
 pub mod inventory;
 pub mod lock;
 pub mod packer;
+pub mod readplan;
 pub mod save;
 pub mod state;
 
@@ -38,7 +39,18 @@ use crate::observer::Observer;
 /// Name of the config object.
 pub const CONFIG_NAME: &str = "config";
 
-/// The object name of a pack.
+/// The name of a tree blob's sealed bytes in the local tree cache.
+fn tree_cache_name(id: &BlobId) -> String {
+    let hex = id.to_hex();
+    format!("{}/{}", &hex[..2], hex)
+}
+
+/// How many bytes at the end of a pack [`Repository::load_pack_header`]
+/// reads in its first request: the header of a pack of up to about 1500
+/// blobs and its length trailer.
+pub const HEADER_READ_AHEAD: u64 = 64 << 10;
+
+/// The name of a pack object.
 pub fn pack_name(id: &PackId) -> String {
     let h = id.to_hex();
     format!("data/{}/{}", &h[..2], h)
@@ -950,30 +962,79 @@ impl Repository {
     }
 
     /// Read and authenticate a pack's header; `size` is the pack's length.
+    /// The last [`HEADER_READ_AHEAD`] bytes (the header and its length
+    /// trailer, for a pack of up to about 1500 blobs) come in one request;
+    /// only a larger header costs a second one, for the part before them.
     pub fn load_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackEntry>> {
         let name = pack_name(pack);
+        let ahead = size.min(HEADER_READ_AHEAD);
+        let tail = if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
+            Vec::new()
+        } else {
+            self.backend.get_range(&name, size - ahead, ahead)?
+        };
+        let (entries, _) = self.header_in_tail(pack, size, &tail, &|offset, len| {
+            self.backend.get_range(&name, offset, len)
+        })?;
+        Ok(entries)
+    }
+
+    /// The header of a pack read whole (`bytes` is all of it), judged as
+    /// [`Repository::load_pack_header`] judges one read from its tail (the
+    /// same errors for the same damage), with the length of its blob
+    /// region (the bytes before the header).
+    pub fn pack_header_in(&self, pack: &PackId, bytes: &[u8]) -> Result<(Vec<PackEntry>, u64)> {
+        self.header_in_tail(pack, bytes.len() as u64, bytes, &|_, _| {
+            Err(Error::integrity(format!(
+                "pack {pack}: its header lies outside the pack"
+            )))
+        })
+    }
+
+    /// Authenticate and decode the header of a pack of `size` bytes from
+    /// the last bytes of the pack (`tail`); `fetch(offset, len)` reads the
+    /// part of a header that begins before them. Returns the entries and
+    /// the length of the blob region.
+    fn header_in_tail(
+        &self,
+        pack: &PackId,
+        size: u64,
+        tail: &[u8],
+        fetch: &dyn Fn(u64, u64) -> Result<Vec<u8>>,
+    ) -> Result<(Vec<PackEntry>, u64)> {
         let what = format!("pack {pack}");
         if size < (pack::TRAILER_LEN + crypto::SEAL_OVERHEAD) as u64 {
             return Err(Error::integrity(format!("{what}: only {size} bytes")));
         }
-        let trailer = self.backend.get_range(&name, size - 4, 4)?;
+        let trailer_at = tail.len().checked_sub(pack::TRAILER_LEN).ok_or_else(|| {
+            Error::integrity(format!("{what}: read {} bytes of its tail", tail.len()))
+        })?;
         let mut len = [0u8; 4];
-        len.copy_from_slice(&trailer);
+        len.copy_from_slice(&tail[trailer_at..]);
         let hlen = u64::from(u32::from_le_bytes(len));
         if hlen + 4 > size || hlen < crypto::SEAL_OVERHEAD as u64 || hlen > caps::PACK_HEADER {
             return Err(Error::integrity(format!(
                 "{what}: header length {hlen} does not fit its {size} bytes"
             )));
         }
-        let mut header = self.backend.get_range(&name, size - 4 - hlen, hlen)?;
+        let mut header = if hlen <= trailer_at as u64 {
+            tail[trailer_at - hlen as usize..trailer_at].to_vec()
+        } else {
+            // The header begins before the bytes read ahead: fetch the rest.
+            let missing = hlen - trailer_at as u64;
+            let mut head = fetch(size - 4 - hlen, missing)?;
+            head.extend_from_slice(&tail[..trailer_at]);
+            head
+        };
         self.seal.open_in_place(
             &aad::object(aad::PACK_HEADER, pack.as_bytes()),
             &mut header,
             &what,
         )?;
         let entries = pack::header_from_bytes(&header).map_err(|e| e.context(&what))?;
-        pack::entry_offsets(&entries, size - 4 - hlen).map_err(|e| e.context(&what))?;
-        Ok(entries)
+        let region = size - 4 - hlen;
+        pack::entry_offsets(&entries, region).map_err(|e| e.context(&what))?;
+        Ok((entries, region))
     }
 
     /// Where a blob is stored.
@@ -996,8 +1057,7 @@ impl Repository {
     /// integrity error, never content handed out under the wrong ID.
     pub fn read_blob_at(&self, t: BlobType, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let cache = self.tree_cache.as_ref().filter(|_| t == BlobType::Tree);
-        let hex = id.to_hex();
-        let cache_name = format!("{}/{}", &hex[..2], hex);
+        let cache_name = tree_cache_name(id);
         if let Some(c) = cache
             && let Some(mut buf) = c.get(&cache_name)
         {
@@ -1040,8 +1100,7 @@ impl Repository {
     /// the next backup's parent walk needs no download.
     pub fn cache_tree(&self, id: &BlobId, sealed: &[u8]) {
         if let Some(c) = &self.tree_cache {
-            let hex = id.to_hex();
-            c.put(&format!("{}/{}", &hex[..2], hex), sealed);
+            c.put(&tree_cache_name(id), sealed);
         }
     }
 

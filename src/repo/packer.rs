@@ -1,12 +1,16 @@
 //! The packer: gathers sealed blobs into packs and stores them.
 //!
-//! Blobs are spread at random over a few open packs, and each pack's blobs
-//! are shuffled before it is written, so a pack's layout does not reveal
-//! the order (and so the size sequence) of one file's chunks. Full packs go
-//! to writer threads through a rendezvous channel, handed over while the
-//! slot that filled them stays locked: when writers fall behind, producers
-//! wait (for the writer, or for a slot), so memory stays bounded by
-//! `(open packs + writers) × pack size`.
+//! Data blobs are spread at random over a few open packs, and each pack's
+//! blobs are shuffled before it is written, so a pack's layout does not
+//! reveal the order (and so the size sequence) of one file's chunks. Tree
+//! blobs (directories and chunk lists) fill a pack of their own, as
+//! restic's do: a walk of a snapshot then reads a few tree packs whole
+//! rather than ranges scattered across the data (a remote restore fetches
+//! its trees before its data, see `repo::readplan`). Full packs go to
+//! writer threads through a rendezvous channel, handed over while the slot
+//! that filled them stays locked: when writers fall behind, producers wait
+//! (for the writer, or for a slot), so memory stays bounded by
+//! `(open packs + 1 + writers) × pack size` (the one: the tree pack).
 //!
 //! Index files are commit points: a packer made [`Packer::with_gate`] asks
 //! its operation's lock ([`CommitGate::verify`]) before writing each one,
@@ -132,7 +136,10 @@ pub struct PackerResult {
 
 /// Gathers blobs into packs; see the module documentation.
 pub struct Packer {
+    /// Open data packs.
     slots: Vec<Mutex<OpenPack>>,
+    /// The open tree pack.
+    trees: Mutex<OpenPack>,
     opts: PackerOptions,
     seal: SealKey,
     tx: Option<Sender<FinishedPack>>,
@@ -290,6 +297,7 @@ impl Packer {
             slots: (0..opts.open_packs.max(1))
                 .map(|_| Mutex::new(OpenPack::default()))
                 .collect(),
+            trees: Mutex::new(OpenPack::default()),
             opts,
             seal,
             tx: Some(tx),
@@ -316,12 +324,16 @@ impl Packer {
     /// Add a sealed blob. Blocks while writers are behind.
     pub fn add(&self, blob: SealedBlob) -> Result<()> {
         self.check()?;
-        let n = self.slots.len();
-        let start = (rand::random::<u32>() as usize) % n;
-        // Prefer an idle slot; otherwise wait for the random one.
-        let mut guard = (0..n)
-            .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| lock(&self.slots[start]));
+        let mut guard = if blob.blob_type == BlobType::Tree {
+            lock(&self.trees)
+        } else {
+            let n = self.slots.len();
+            let start = (rand::random::<u32>() as usize) % n;
+            // Prefer an idle slot; otherwise wait for the random one.
+            (0..n)
+                .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
+                .unwrap_or_else(|| lock(&self.slots[start]))
+        };
         guard.bytes += blob.sealed.len();
         self.held.add(blob.sealed.len());
         guard.blobs.push(blob);
@@ -352,8 +364,8 @@ impl Packer {
     /// whatever is not indexed yet, and report.
     pub fn finish(mut self, backend: &dyn Backend) -> Result<PackerResult> {
         let mut result = Ok(());
-        for i in 0..self.slots.len() {
-            let pack = std::mem::take(&mut *lock(&self.slots[i]));
+        for slot in self.slots.iter().chain([&self.trees]) {
+            let pack = std::mem::take(&mut *lock(slot));
             if !pack.blobs.is_empty()
                 && let Err(e) = self.send(pack)
             {
@@ -564,6 +576,41 @@ mod tests {
         fn stat(&self, name: &str) -> Result<u64> {
             self.0.stat(name)
         }
+    }
+
+    /// Directory trees and chunk lists lie in packs without file content,
+    /// so a walk of a snapshot reads tree packs only.
+    #[test]
+    fn tree_blobs_fill_packs_of_their_own() {
+        let mut repo = crate::repo::test_repo();
+        {
+            let lock = crate::repo::lock::RepoLock::acquire(&repo, false).unwrap();
+            let saver = crate::repo::save::BlobSaver::new(
+                &repo,
+                lock.gate(),
+                crate::repo::save::SaveOptions::for_repo(&repo),
+            );
+            for i in 0..500 {
+                let t = if i % 3 == 0 {
+                    BlobType::Tree
+                } else {
+                    BlobType::Data
+                };
+                saver.save(t, format!("blob {i}").as_bytes()).unwrap();
+            }
+            saver.finish().unwrap();
+        }
+        repo.load_index().unwrap();
+        let packs = |t| {
+            repo.index()
+                .iter(t)
+                .map(|(_, l)| l.pack)
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let (trees, data) = (packs(BlobType::Tree), packs(BlobType::Data));
+        assert_eq!(repo.index().len(BlobType::Tree), 167);
+        assert!(!trees.is_empty() && !data.is_empty());
+        assert!(trees.is_disjoint(&data), "{trees:?} {data:?}");
     }
 
     /// Producers that outrun the pack writer wait with their full pack in
