@@ -50,8 +50,8 @@ pub struct RestBackend {
 
 /// How requests reach the server.
 enum Transport {
-    /// HTTP/1.1 over TCP, or HTTPS.
-    Http(ureq::Agent),
+    /// HTTP/1.1 over TCP, or HTTPS, with the runtime its futures run on.
+    Http(reqwest::Client, tokio::runtime::Runtime),
     /// HTTP/2 over the standard input and output of an `rclone serve
     /// restic --stdio` child.
     Rclone(Box<super::rclone::Rclone>),
@@ -82,46 +82,53 @@ impl Transport {
         body: &[u8],
     ) -> std::result::Result<Reply, TransportError> {
         match self {
-            Transport::Http(agent) => {
-                let mut b = ureq::http::Request::builder().method(method).uri(url);
+            Transport::Http(client, rt) => {
+                let method =
+                    reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TransportError {
+                        message: e.to_string(),
+                        transient: false,
+                    })?;
+                let is_head = method == reqwest::Method::HEAD;
+                let mut req = client.request(method, url);
                 for (k, v) in headers {
-                    b = b.header(*k, *v);
+                    req = req.header(*k, *v);
                 }
-                let req = b.body(body).map_err(|e| TransportError {
-                    message: e.to_string(),
-                    transient: false,
-                })?;
-                let ureq_error = |e: ureq::Error| TransportError {
-                    transient: match &e {
-                        // A refused certificate (InvalidData) stays refused.
-                        ureq::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
-                        ureq::Error::Timeout(_)
-                        | ureq::Error::ConnectionFailed
-                        | ureq::Error::HostNotFound => true,
-                        _ => false,
-                    },
-                    message: e.to_string(),
+                if !body.is_empty() {
+                    req = req.body(body.to_vec());
+                }
+                let error = |e: reqwest::Error| {
+                    // The whole chain: reqwest's own text is one word.
+                    let mut message = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        message.push_str(&format!(": {c}"));
+                        cause = c.source();
+                    }
+                    // A refused certificate stays refused.
+                    let tls = message.contains("certificate") || message.contains("Certificate");
+                    TransportError {
+                        transient: (e.is_connect() || e.is_timeout() || e.is_request()) && !tls,
+                        message,
+                    }
                 };
-                let mut resp = agent.run(req).map_err(ureq_error)?;
-                let status = resp.status().as_u16();
-                let content_length = resp
-                    .headers()
-                    .get("Content-Length")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                let body = if (200..300).contains(&status) && method != "HEAD" {
-                    resp.body_mut()
-                        .with_config()
-                        .limit(u64::MAX)
-                        .read_to_vec()
-                        .map_err(ureq_error)?
-                } else {
-                    Vec::new()
-                };
-                Ok(Reply {
-                    status,
-                    content_length,
-                    body,
+                rt.block_on(async move {
+                    let resp = req.send().await.map_err(error)?;
+                    let status = resp.status().as_u16();
+                    let content_length = resp
+                        .headers()
+                        .get(reqwest::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    let body = if (200..300).contains(&status) && !is_head {
+                        resp.bytes().await.map_err(error)?.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(Reply {
+                        status,
+                        content_length,
+                        body,
+                    })
                 })
             }
             Transport::Rclone(r) => r.exchange(method, url, headers, body),
@@ -218,34 +225,44 @@ impl RestBackend {
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
             )
         });
-        let roots = match opts.env.get("CAIRN_REST_TLS_CA_FILE") {
-            Some(file) => {
-                let pem = std::fs::read(file)
-                    .map_err(|e| Error::io_path("cannot read the CA file", file, e))?;
-                let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                    .filter_map(|item| match item {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect();
-                if certs.is_empty() {
-                    return Err(Error::invalid(format!(
+        // rustls is built with two crypto providers here (ring for the
+        // server and rclone, aws-lc-rs for OpenDAL): name the process's
+        // default once, or building a TLS client fails. First call wins.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .pool_max_idle_per_host(opts.connections.max(1))
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")));
+        if let Some(file) = opts.env.get("CAIRN_REST_TLS_CA_FILE") {
+            let pem = std::fs::read(file)
+                .map_err(|e| Error::io_path("cannot read the CA file", file, e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
                         "{file}: no PEM certificate in CAIRN_REST_TLS_CA_FILE"
-                    )));
-                }
-                ureq::tls::RootCerts::new_with_certs(&certs)
-            }
-            None => ureq::tls::RootCerts::PlatformVerifier,
+                    ))
+                })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.connections.clamp(1, 16))
+            .enable_all()
+            .thread_name("cairn-rest")
+            .build()
+            .map_err(|e| Error::io("cannot start the network runtime", e))?;
+        let client = {
+            let _enter = rt.enter();
+            builder.build().map_err(|e| {
+                Error::io(
+                    format!("cannot use {}", redact(location)),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?
         };
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(opts.timeout))
-            .max_idle_connections_per_host(opts.connections.max(1))
-            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build();
         Ok(RestBackend {
-            transport: Transport::Http(ureq::Agent::new_with_config(config)),
+            transport: Transport::Http(client, rt),
             base,
             auth,
             location: redact(location),
