@@ -78,6 +78,12 @@ pub struct Args {
     /// zstd level for new data (0 = off; default: the repository's).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=22))]
     compression: Option<i32>,
+    /// Files read ahead at once, apart from the CPU workers (0: no
+    /// read-ahead; more for fast disks and arrays, fewer for one spinning
+    /// disk).
+    #[arg(long, value_name = "N", default_value_t = cairn::ops::backup::DEFAULT_READ_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    read_concurrency: u16,
 }
 
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
@@ -119,6 +125,7 @@ fn options(a: &Args) -> Result<BackupOptions> {
         compression_level: a.compression,
         // As many as the backend takes at once.
         writers: None,
+        read_concurrency: Some(usize::from(a.read_concurrency)),
         parent: None,
         force: a.force,
         ignore_inode: a.ignore_inode,

@@ -58,6 +58,20 @@ pub(super) struct ChangeRules {
 }
 
 impl ChangeRules {
+    /// What the read-ahead compares of `old` (see `prefetch`).
+    pub(super) fn prior(&self, old: &Node) -> super::prefetch::Prior {
+        super::prefetch::Prior {
+            size: old
+                .extension(EXT_SQLITE_CAPTURE)
+                .and_then(CaptureInfo::from_bytes)
+                .map_or(old.size, |c| c.file_size),
+            mtime: old.mtime,
+            ctime: old.ctime,
+            inode: old.inode,
+            device: old.device,
+        }
+    }
+
     /// True if `old` (from the parent snapshot) describes the same content
     /// as `meta`: same size and mtime (ns), and unless ignored the same
     /// ctime (ns), inode and device.

@@ -39,6 +39,7 @@
 
 mod file;
 mod options;
+mod prefetch;
 mod record;
 mod sqlite;
 mod stream;
@@ -65,7 +66,7 @@ use crate::source::fs::{Meta, NameCache};
 
 pub use crate::repo::save::compress;
 use file::ChangeRules;
-pub use options::{BackupOptions, StreamSource};
+pub use options::{BackupOptions, DEFAULT_READ_CONCURRENCY, StreamSource};
 pub use record::CaptureInfo;
 pub use sqlite::CAPTURE_CHUNK_PAGES;
 use walk::build_virtual;
@@ -119,6 +120,8 @@ struct Ctx<'a> {
     sqlite: bool,
     sqlite_timeout: std::time::Duration,
     cancel: super::CancelToken,
+    /// Read-ahead of the files the walk lists.
+    prefetch: prefetch::Prefetcher,
 }
 
 impl Ctx<'_> {
@@ -247,6 +250,15 @@ pub fn backup(
         sqlite_timeout: opts
             .sqlite_timeout
             .unwrap_or(std::time::Duration::from_secs(60)),
+        prefetch: prefetch::Prefetcher::start(
+            opts.read_concurrency
+                .unwrap_or(options::DEFAULT_READ_CONCURRENCY),
+            prefetch::Rules {
+                use_parent: !opts.force,
+                ignore_inode: opts.ignore_inode,
+                ignore_ctime: opts.ignore_ctime,
+            },
+        ),
     };
     let old_root = parent.as_ref().map(|(_, s)| s.tree);
     let tree = super::in_pool(|| {

@@ -52,7 +52,15 @@ pub struct BackupOptions {
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
+    /// Reader threads that read ahead of the workers (default
+    /// [`DEFAULT_READ_CONCURRENCY`]; 0: none), see `prefetch`.
+    pub read_concurrency: Option<usize>,
 }
+
+/// Reads in flight ahead of the workers unless told otherwise: enough to
+/// keep a SATA SSD or a small RAID busy (see docs/BENCHMARKS.md, "Cold
+/// page cache").
+pub const DEFAULT_READ_CONCURRENCY: usize = 16;
 
 /// A stream stored as one file: `pg_dumpall | cairn backup --stdin`, or a
 /// command whose output is stored and whose failure fails the backup.
