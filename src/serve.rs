@@ -477,15 +477,11 @@ impl Server {
             }
             (Method::HEAD, Target::Object(_, name, _)) => {
                 self.blocking(move |_| {
-                    let meta = std::fs::metadata(dir.join(&name))
-                        .map_err(|e| Error::io_path("cannot stat", dir.join(&name), e))?;
-                    if !meta.is_file() {
-                        return Err(Error::not_found(name));
-                    }
+                    let size = LocalBackend::new(dir).stat(&name)?;
                     let mut r = reply(StatusCode::OK, "");
                     r.headers_mut().insert(
                         hyper::header::CONTENT_LENGTH,
-                        hyper::header::HeaderValue::from(meta.len()),
+                        hyper::header::HeaderValue::from(size),
                     );
                     Ok(r)
                 })

@@ -139,7 +139,10 @@ impl Transport {
 /// A failed request: the status, if the server answered.
 struct Failure {
     status: Option<u16>,
-    message: String,
+    /// What was asked of which server (`read config on rest:…`).
+    context: String,
+    /// Why it failed.
+    detail: String,
 }
 
 /// Split `http://user:pass@host/path` into the URL without credentials and
@@ -334,19 +337,18 @@ impl RestBackend {
             } else {
                 String::new()
             };
+            let context = format!("{what} on {}{tries}", self.location);
             return match r {
                 Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
                 Ok(reply) => Err(Failure {
                     status: Some(reply.status),
-                    message: format!(
-                        "{what} on {}{tries}: {}",
-                        self.location,
-                        status_text(reply.status)
-                    ),
+                    context,
+                    detail: status_text(reply.status),
                 }),
                 Err(e) => Err(Failure {
                     status: None,
-                    message: format!("{what} on {}{tries}: {}", self.location, e.message),
+                    context,
+                    detail: e.message,
                 }),
             };
         }
@@ -358,11 +360,7 @@ impl RestBackend {
             Some(401 | 403) => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::Other,
         };
-        let (context, detail) = match f.message.split_once(": ") {
-            Some((c, d)) => (c.to_string(), d.to_string()),
-            None => (f.message, String::new()),
-        };
-        Error::io(context, std::io::Error::new(kind, detail))
+        Error::io(f.context, std::io::Error::new(kind, f.detail))
     }
 }
 

@@ -105,6 +105,11 @@ impl Prefetcher {
         }
     }
 
+    /// True if reader threads run (`read_concurrency` above 0).
+    pub(super) fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Hint the entries of the open directory `dir`, in order. Returns at
     /// once; entries that find the queue full get no hint.
     pub(super) fn directory(&self, dir: BorrowedFd<'_>, entries: Vec<(OsString, Option<Prior>)>) {

@@ -213,16 +213,18 @@ impl Ctx<'_> {
             drop_companions(dir, &mut names);
         }
         let old = self.old_tree(path, old);
-        self.prefetch.directory(
-            dir,
-            names
-                .iter()
-                .map(|n| {
-                    let prev = old.as_ref().and_then(|t| t.find(n.as_bytes()));
-                    (n.clone(), prev.map(|p| self.change.prior(p)))
-                })
-                .collect(),
-        );
+        if self.prefetch.enabled() {
+            self.prefetch.directory(
+                dir,
+                names
+                    .iter()
+                    .map(|n| {
+                        let prev = old.as_ref().and_then(|t| t.find(n.as_bytes()));
+                        (n.clone(), prev.map(|p| self.change.prior(p)))
+                    })
+                    .collect(),
+            );
+        }
         let nodes: Vec<Option<Node>> = names
             .par_iter()
             .map(|n| {
