@@ -25,6 +25,7 @@ mod run;
 mod schedule;
 mod serve;
 mod snapshots;
+mod sql;
 mod stats;
 mod tag;
 mod unlock;
@@ -344,6 +345,9 @@ enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots.
     Diff(diff::Args),
+    /// Run a read-only SQL query against a database as a snapshot holds
+    /// it, without restoring it.
+    Sql(sql::Args),
     /// Find files by name or path across snapshots, or one path's history.
     Find(find::Args),
     /// Verify the repository (structure; with --read-data, every byte).
@@ -645,6 +649,7 @@ impl Command {
                 | Command::Restore(_)
                 | Command::Dump(_)
                 | Command::Diff(_)
+                | Command::Sql(_)
                 | Command::Find(_)
                 | Command::Check(_)
                 | Command::Copy(_)
@@ -666,6 +671,7 @@ impl Command {
             Command::Restore(a) => a.job.name(),
             Command::Dump(a) => a.job.name(),
             Command::Diff(a) => a.job.name(),
+            Command::Sql(a) => a.job.name(),
             Command::Find(a) => a.job.name(),
             Command::Rewrite(a) => a.select.job.name(),
             Command::Tag(a) => a.select.job.name(),
@@ -769,6 +775,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Sql(a) => sql::run(g, a),
         Command::Find(a) => find::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
