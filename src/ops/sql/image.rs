@@ -241,7 +241,10 @@ impl<'r> Image<'r> {
         let mut data = self
             .repo
             .read_blob_at(BlobType::Data, &id, &loc)
-            .map_err(|e| e.context(format!("{}: page or chunk {i}", self.shown)))?;
+            .map_err(|e| match self.layout {
+                Layout::Pages { .. } => e.context(format!("page {}", i + 1)),
+                Layout::Chunks { .. } => e.context(format!("chunk {i}")),
+            })?;
         st.blobs_read += 1;
         if let Layout::Pages { page_size, .. } = &self.layout
             && data.len() as u64 != *page_size
