@@ -347,6 +347,12 @@ enum Command {
     Diff(diff::Args),
     /// Run a read-only SQL query against a database as a snapshot holds
     /// it, without restoring it.
+    ///
+    /// Rows are printed as `sqlite3` prints them: values joined by `|`,
+    /// one row a line, no header (--header, --csv, or --json for one object
+    /// per row). Only the pages the query touches are read from the
+    /// repository, each checked as restore checks it. A statement that
+    /// would change the database is refused before it runs.
     Sql(sql::Args),
     /// Find files by name or path across snapshots, or one path's history.
     Find(find::Args),
@@ -411,8 +417,9 @@ static SECRET_ENV: std::sync::OnceLock<SecretEnv> = std::sync::OnceLock::new();
 /// command or helper Cairn starts (ssh for SFTP) inherits them. `main`
 /// calls this first, while the process has one thread.
 ///
-/// One of Cairn's two `unsafe` blocks (the other registers the SQLite VFS
-/// in `src/source/sqlite.rs`): removing a variable is unsafe only because
+/// One of Cairn's three fenced `unsafe` places (the others are the SQLite
+/// VFSs of `src/source/sqlite.rs` and `src/ops/sql/vfs.rs`): removing a
+/// variable is unsafe only because
 /// another thread could be reading the environment at the same time, and
 /// no other thread exists yet.
 pub fn take_secret_env() {

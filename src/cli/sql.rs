@@ -11,8 +11,8 @@ use super::{GlobalArgs, split_snapshot_path};
 /// Arguments of `cairn sql`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// `SNAPSHOT:PATH`: the snapshot (ID prefix or `latest`) and the
-    /// database's path in it.
+    /// The snapshot (ID prefix or `latest`) and the database's path in it.
+    #[arg(value_name = "SNAPSHOT:PATH")]
     target: String,
     /// One SQL statement that reads (SELECT, a read-only PRAGMA, EXPLAIN).
     query: String,
@@ -152,7 +152,7 @@ fn format_row(
 /// A value as the `sqlite3` shell prints it in list and CSV modes (its
 /// `sqlite3_column_text`): NULL as nothing, numbers as SQLite writes them,
 /// text as its bytes, a blob as its bytes up to the first NUL.
-fn shell_text(db: &SnapshotDb<'_>, c: &Cell, out: &mut Vec<u8>) -> cairn::Result<()> {
+pub(super) fn shell_text(db: &SnapshotDb<'_>, c: &Cell, out: &mut Vec<u8>) -> cairn::Result<()> {
     match c {
         Cell::Null => {}
         Cell::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
@@ -192,7 +192,7 @@ fn csv_field(text: &[u8], out: &mut Vec<u8>) {
 /// A value in `--json` output: NULL as null, integers and finite reals as
 /// numbers (an infinite or NaN real as null), text as a string (bytes that
 /// are not UTF-8 replaced by U+FFFD), a blob as `{"hex": "…"}`.
-fn json_value(c: &Cell) -> serde_json::Value {
+pub(super) fn json_value(c: &Cell) -> serde_json::Value {
     match c {
         Cell::Null => serde_json::Value::Null,
         Cell::Integer(i) => serde_json::Value::from(*i),
