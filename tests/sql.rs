@@ -276,7 +276,7 @@ fn a_snapshot_path_that_is_not_a_database_is_a_clear_error() {
                 "",
                 format!(
                     "cairn: {} is not a SQLite database (it does not start with a SQLite \
-                     header); `cairn sql` reads databases only\n",
+                     header)\n",
                     src.join(name).display()
                 ),
                 1
@@ -613,4 +613,159 @@ fn a_damaged_page_is_an_integrity_error_not_a_disk_io_error() {
         err.contains("data blob") && err.contains("authentication failed"),
         "{err}"
     );
+}
+
+/// Two captures of one database with known changes: 3 rows inserted, 2
+/// updated, 2 deleted in `items` (INTEGER PRIMARY KEY), one updated in
+/// `tags` (WITHOUT ROWID, a two-column key), a keyless `log`, a table
+/// added and one dropped.
+fn two_captures(env: &Env) -> (PathBuf, String, String) {
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("app.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, n REAL, b BLOB);
+         CREATE TABLE tags(owner TEXT, tag TEXT, note TEXT, PRIMARY KEY (owner, tag)) WITHOUT ROWID;
+         CREATE TABLE log(line TEXT);
+         CREATE TABLE gone(id INTEGER PRIMARY KEY);
+         INSERT INTO gone VALUES (1), (2);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 1..=2000i64 {
+        tx.execute(
+            "INSERT INTO items VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                i,
+                format!("item {i}"),
+                i as f64 / 4.0,
+                random_bytes(200, i as u64)
+            ],
+        )
+        .unwrap();
+    }
+    tx.execute_batch(
+        "INSERT INTO tags VALUES ('a', 'x', 'one'), ('a', 'y', 'two'), ('b', 'x', NULL);
+         INSERT INTO log VALUES ('start');",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    let a = backup(env, &src, &[]);
+    c.execute_batch(
+        "INSERT INTO items VALUES (2001, 'new one', 1.5, NULL), (2002, 'new two', NULL, x'00'), (2003, NULL, NULL, NULL);
+         UPDATE items SET name = 'renamed' WHERE id = 17;
+         UPDATE items SET b = x'0102' WHERE id = 1500;
+         UPDATE items SET name = name WHERE id = 3;
+         DELETE FROM items WHERE id IN (5, 1999);
+         UPDATE tags SET note = NULL WHERE owner = 'a' AND tag = 'y';
+         INSERT INTO log VALUES ('again');
+         DROP TABLE gone;
+         CREATE TABLE fresh(k TEXT PRIMARY KEY);
+         INSERT INTO fresh VALUES ('z');",
+    )
+    .unwrap();
+    let b = backup(env, &src, &[]);
+    drop(c);
+    (db, a, b)
+}
+
+#[test]
+fn diff_rows_counts_inserted_updated_and_deleted_rows_by_primary_key() {
+    let env = Env::new();
+    let (db, a, b) = two_captures(&env);
+    let out = env.ok(&["diff", &a, &b, "--rows"]);
+    assert_eq!(
+        out,
+        format!(
+            "{}\n  \
+             fresh: table added (1 rows)\n  \
+             gone: table removed (2 rows)\n  \
+             items: 3 inserted, 2 updated, 2 deleted (by id)\n  \
+             log: no primary key, rows not compared (1 rows -> 2)\n  \
+             tags: 0 inserted, 1 updated, 0 deleted (by owner, tag)\n\
+             \n{a} -> {b}: 1 changed database compared, 3 rows inserted, 3 updated, 2 deleted\n",
+            db.display()
+        )
+    );
+    // The same for the path named.
+    let named = env.ok(&["diff", &a, &b, "--rows", db.to_str().unwrap()]);
+    assert_eq!(named, out);
+
+    // --table lists the changed rows' keys, inserted, updated, deleted.
+    let out = env.ok(&["diff", &a, &b, "--rows", "--table", "items", "-q"]);
+    assert_eq!(
+        out,
+        format!(
+            "{}\n  items: 3 inserted, 2 updated, 2 deleted (by id)\n    \
+             + 2001\n    + 2002\n    + 2003\n    M 17\n    M 1500\n    - 5\n    - 1999\n",
+            db.display()
+        )
+    );
+    let out = env.ok(&["diff", &a, &b, "--rows", "--table", "tags", "-q"]);
+    assert_eq!(
+        out,
+        format!(
+            "{}\n  tags: 0 inserted, 1 updated, 0 deleted (by owner, tag)\n    M a|y\n",
+            db.display()
+        )
+    );
+
+    // With --json, old and new values.
+    let out = env.ok(&["diff", &a, &b, "--rows", "--table", "items", "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1 + 7 + 1, "{out}");
+    assert_eq!(lines[0]["message_type"], "table");
+    assert_eq!(lines[0]["status"], "compared");
+    assert_eq!(lines[0]["key"], serde_json::json!(["id"]));
+    assert_eq!(
+        (lines[0]["inserted"].clone(), lines[0]["updated"].clone()),
+        (3.into(), 2.into())
+    );
+    let r = &lines[4];
+    assert_eq!(r["change"], "updated");
+    assert_eq!(r["key"], serde_json::json!([17]));
+    assert_eq!(r["old"]["name"], "item 17");
+    assert_eq!(r["new"]["name"], "renamed");
+    assert_eq!(r["new"]["n"], 4.25);
+    let del = &lines[6];
+    assert_eq!(
+        (del["change"].as_str(), del["new"].is_null()),
+        (Some("deleted"), true)
+    );
+    assert_eq!(del["old"]["id"], 5);
+    let ins = &lines[2];
+    assert_eq!(ins["new"]["b"], serde_json::json!({"hex": "00"}));
+    assert_eq!(lines[8]["message_type"], "summary");
+
+    // A table in neither capture is an error.
+    let out = env.run(&["diff", &a, &b, "--rows", "--table", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "cairn: {} has no table \"nope\" in either snapshot\n",
+            db.display()
+        )
+    );
+    // A named path that is not a database in the snapshots.
+    let notes = db.with_file_name("notes.txt");
+    fs::write(&notes, b"plain text, not a database\n".repeat(30)).unwrap();
+    let c3 = backup(&env, db.parent().unwrap(), &[]);
+    let out = env.run(&["diff", &c3, &c3, "--rows", notes.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "cairn: {} is not a SQLite database (it does not start with a SQLite header)\n",
+            notes.display()
+        )
+    );
+    // --table without --rows is a usage error.
+    let out = env.run(&["diff", &a, &b, "--table", "items"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -344,6 +344,13 @@ enum Command {
     /// Write one file of a snapshot to standard output.
     Dump(dump::Args),
     /// Show what changed between two snapshots.
+    ///
+    /// One line per path that differs (`+` added, `-` removed, `M`
+    /// modified, `U` metadata only, `T` type changed); for a SQLite
+    /// database, how many pages changed. With --rows, the rows of the
+    /// databases captured in both: per table, inserted, updated and deleted
+    /// by primary key (--table T lists them), read from the repository
+    /// without restoring anything.
     Diff(diff::Args),
     /// Run a read-only SQL query against a database as a snapshot holds
     /// it, without restoring it.

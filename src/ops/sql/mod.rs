@@ -16,6 +16,7 @@
 //! output formatting (the command line prints rows), concrete backends.
 
 pub mod image;
+pub mod rows;
 mod vfs;
 
 use rusqlite::types::ValueRef;
@@ -72,6 +73,9 @@ pub struct SnapshotDb<'r> {
     conn: Connection,
     _vfs: vfs::Registered,
     image: Box<Image<'r>>,
+    /// Databases attached with [`SnapshotDb::attach`]: their VFS, image and
+    /// path (dropped after the connection, too).
+    attached: Vec<(vfs::Registered, Box<Image<'r>>, String)>,
     /// The database's path in the snapshot, for messages.
     shown: String,
 }
@@ -91,20 +95,7 @@ impl<'r> SnapshotDb<'r> {
     /// Reads its first page; a file that does not start with a SQLite
     /// header is refused here, before SQLite sees it.
     pub fn open(repo: &'r Repository, node: &Node, shown: &str) -> Result<SnapshotDb<'r>> {
-        let image = Box::new(Image::open(repo, node, shown)?);
-        let not_db = || {
-            Error::invalid(format!(
-                "{shown} is not a SQLite database (it does not start with a SQLite \
-                 header); `cairn sql` reads databases only"
-            ))
-        };
-        let mut header = [0u8; HEADER_LEN];
-        if image.len() < 512 || image.read_at(0, &mut header)? < HEADER_LEN {
-            return Err(not_db());
-        }
-        if !header.starts_with(b"SQLite format 3\0") {
-            return Err(not_db());
-        }
+        let image = open_image(repo, node, shown)?;
         let vfs = vfs::register(&image)?;
         let conn = Connection::open_with_flags_and_vfs(
             format!("file:{}?immutable=1", vfs::FILE_NAME),
@@ -121,8 +112,38 @@ impl<'r> SnapshotDb<'r> {
             conn,
             _vfs: vfs,
             image,
+            attached: Vec::new(),
             shown: shown.to_string(),
         })
+    }
+
+    /// Attach the file entry `node` (at `shown`) to this connection as the
+    /// read-only schema `schema` (for statements that read two databases,
+    /// such as a row diff between snapshots).
+    pub fn attach(
+        &mut self,
+        repo: &'r Repository,
+        node: &Node,
+        shown: &str,
+        schema: &str,
+    ) -> Result<()> {
+        let image = open_image(repo, node, shown)?;
+        let vfs = vfs::register(&image)?;
+        let n = i32::try_from(self.attached.len() + 1).unwrap_or(i32::MAX);
+        vfs::limit_attached(&self.conn, n);
+        let r = self.conn.execute(
+            "ATTACH ?1 AS ?2",
+            [
+                format!("file:{}?vfs={}&immutable=1", vfs::FILE_NAME, vfs.name()),
+                schema.to_string(),
+            ],
+        );
+        if let Err(e) = r {
+            vfs::limit_attached(&self.conn, n - 1);
+            return Err(sql_error(&image, shown, e));
+        }
+        self.attached.push((vfs, image, shown.to_string()));
+        Ok(())
     }
 
     /// The database's image (its length, the blobs read so far).
@@ -139,6 +160,11 @@ impl<'r> SnapshotDb<'r> {
     /// The repository's error behind a failed SQLite call, or SQLite's own
     /// message (which names the database).
     pub fn error(&self, e: rusqlite::Error) -> Error {
+        for (_, image, shown) in &self.attached {
+            if let Some(failure) = image.take_failure() {
+                return failure.context(format!("cannot read {shown} from the snapshot"));
+            }
+        }
         sql_error(&self.image, &self.shown, e)
     }
 
@@ -177,6 +203,26 @@ impl<'r> SnapshotDb<'r> {
             .query_row("SELECT CAST(?1 AS TEXT)", [x], |r| r.get(0))
             .map_err(|e| self.error(e))
     }
+}
+
+/// The image of the file entry `node`, which must start with a SQLite
+/// header (its first page is read here, before SQLite sees it).
+fn open_image<'r>(repo: &'r Repository, node: &Node, shown: &str) -> Result<Box<Image<'r>>> {
+    let image = Box::new(Image::open(repo, node, shown)?);
+    let not_db = || {
+        Error::invalid(format!(
+            "{shown} is not a SQLite database (it does not start with a SQLite \
+             header)"
+        ))
+    };
+    let mut header = [0u8; HEADER_LEN];
+    if image.len() < 512 || image.read_at(0, &mut header)? < HEADER_LEN {
+        return Err(not_db());
+    }
+    if !header.starts_with(b"SQLite format 3\0") {
+        return Err(not_db());
+    }
+    Ok(image)
 }
 
 /// What a failed SQLite call means: the repository's error if a read of the
