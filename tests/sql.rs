@@ -769,3 +769,38 @@ fn diff_rows_counts_inserted_updated_and_deleted_rows_by_primary_key() {
     let out = env.run(&["diff", &a, &b, "--table", "items"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Below the statement check: a connection whose `query_only` is turned
+/// off still cannot write, since it was opened read-only over a VFS whose
+/// writes fail; the repository is unchanged.
+#[test]
+fn the_connection_cannot_write_even_without_query_only() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("v.db");
+    values_db(&db);
+    let id = backup(&env, &src, &[]);
+    let before = env.data_bytes();
+    let local = Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
+    let mut repo = cairn::repo::Repository::open(local, PASSWORD.as_bytes()).unwrap();
+    repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot(&id).unwrap();
+    let sdb = cairn::ops::sql::open_path(&repo, &snap.tree, db.to_str().unwrap()).unwrap();
+    let conn = sdb.connection();
+    conn.execute_batch("PRAGMA query_only = 0").unwrap();
+    let e = conn
+        .execute("INSERT INTO t(id) VALUES (99)", [])
+        .unwrap_err();
+    assert!(e.to_string().contains("readonly"), "{e}");
+    let e = conn.execute_batch("CREATE TEMP TABLE x(a)");
+    // Temporary tables live in memory, apart from the database: allowed
+    // once query_only is off, and nothing reaches the image.
+    assert!(e.is_ok(), "{e:?}");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 6);
+    drop(sdb);
+    assert_eq!(env.data_bytes(), before);
+}
