@@ -17,6 +17,8 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 80.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 40.0;
+/// Room between the axes and the first and last snapshot.
+const INSET: f64 = 20.0;
 
 /// The chart for `snaps` (oldest first). The size line is the running
 /// sum of what each snapshot stored (compressed and encrypted) over the
@@ -30,14 +32,16 @@ pub fn size_chart(snaps: &[(SnapshotId, Snapshot)]) -> String {
         snaps.first().map_or(0, |(_, s)| s.time_ns),
         snaps.last().map_or(0, |(_, s)| s.time_ns),
     );
-    // Position by time; by order when every snapshot has the same time.
+    // Position by time (inset, so that the first and last bars clear the
+    // axes' labels); by order when every snapshot has the same time.
+    let (x0, span) = (LEFT + INSET, plot_w - 2.0 * INSET);
     let x = |i: usize, t: i64| -> f64 {
         if t1 > t0 {
-            LEFT + plot_w * ((t - t0) as f64 / (t1 - t0) as f64)
+            x0 + span * ((t - t0) as f64 / (t1 - t0) as f64)
         } else if n > 1 {
-            LEFT + plot_w * (i as f64 / (n - 1) as f64)
+            x0 + span * (i as f64 / (n - 1) as f64)
         } else {
-            LEFT + plot_w / 2.0
+            x0 + span / 2.0
         }
     };
     let mut sizes = Vec::with_capacity(n);
