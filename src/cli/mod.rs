@@ -664,6 +664,7 @@ impl Command {
                 | Command::Repair(_)
                 | Command::Run(_)
                 | Command::RestoreTest(_)
+                | Command::Ui(_)
         )
     }
 
