@@ -116,6 +116,8 @@ fn stream(
         };
         match result.and_then(|()| w.flush().map_err(|e| e.to_string())) {
             Ok(()) => {}
+            // A client that went away (or a HEAD request) is no failure.
+            Err(_) if w.tx.is_closed() => {}
             Err(e) => {
                 eprintln!("cairn ui: download failed: {e}");
                 w.fail(e);

@@ -86,7 +86,7 @@ enum Access {
 pub(crate) struct Ui {
     /// Read by every page; written only to reload the index.
     repo: RwLock<Repository>,
-    /// Where the repository is (as given), for page titles.
+    /// Where the repository is (passwords hidden), for page headers.
     location: String,
     /// The index files the loaded index was built from (`None`: not
     /// loaded yet).
@@ -202,7 +202,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
     };
     let repo = g.open()?;
-    let location = g.repo.clone().unwrap_or_default();
+    // Shown on every page: the backend's form of it, with any password
+    // in a URL hidden.
+    let location = repo.backend().location();
     let listener =
         std::net::TcpListener::bind(first).with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr().context("cannot listen")?;
@@ -232,7 +234,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     }
     let ui = Arc::new(Ui {
         repo: RwLock::new(repo),
-        config_jobs: config_jobs(g, &location),
+        config_jobs: config_jobs(g, g.repo.as_deref().unwrap_or_default()),
         location,
         index_files: Mutex::new(None),
         snapshots: Mutex::new(HashMap::new()),
