@@ -695,3 +695,37 @@ paths = ["{src}"]
         assert!(dom.contains("Steps of the last run"), "{dom}");
     }
 }
+
+#[test]
+fn a_backup_taken_while_it_serves_is_browsable_and_no_lock_stays() {
+    let env = Env::new();
+    let src = history(&env);
+    let server = start(&env, &["--listen", "127.0.0.1:0"], &[]);
+    let root = src_path_in_url(&src);
+    let locks = || std::fs::read_dir(env.repo.join("locks")).unwrap().count();
+    // Reading files loads the index (under a shared lock, released).
+    let ids = snapshot_ids(&env);
+    let r = get(
+        server.port,
+        &format!("/file/{}{root}/small.txt", ids[0]),
+        &[],
+    );
+    assert_eq!(r.body, b"hello\n");
+    assert_eq!(locks(), 0, "a lock stayed after the page");
+    // A backup while it runs (it takes its own lock: none of cairn ui's is
+    // in its way) stores new data; its snapshot shows at once, and its
+    // new file reads through the reloaded index.
+    std::fs::write(src.join("late.bin"), random_bytes(200_000, 9)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let ids = snapshot_ids(&env);
+    assert_eq!(ids.len(), 4);
+    assert!(get(server.port, "/", &[]).text().contains("4 snapshots"));
+    let r = get(
+        server.port,
+        &format!("/file/{}{root}/late.bin", ids[3]),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == random_bytes(200_000, 9));
+    assert_eq!(locks(), 0, "a lock stayed after the reload");
+}
