@@ -237,60 +237,6 @@ fn idle_wal_database(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
         .is_ok()
 }
 
-/// Bytes of a database file asked of the kernel ahead of SQLite's reads
-/// during a capture. SQLite reads one page at a time, so a database that
-/// is not in the page cache would otherwise arrive in the kernel's small
-/// sequential read-ahead steps, one request in flight.
-const CAPTURE_AHEAD: u64 = 32 << 20;
-/// Bytes asked for in one hint.
-const CAPTURE_HINT: u64 = 8 << 20;
-
-/// Read-ahead of the database file a capture reads in page order.
-struct FileAhead {
-    file: OwnedFd,
-    size: u64,
-    /// Bytes asked for so far, from the start.
-    hinted: u64,
-}
-
-impl FileAhead {
-    /// Open `name` in `dir` for hints if it is still the file `id`; none
-    /// if it cannot be (the capture goes on without read-ahead).
-    fn open(dir: BorrowedFd<'_>, name: &OsStr, id: (u64, u64)) -> Option<FileAhead> {
-        let file = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
-        let st = rustix::fs::fstat(&file).ok()?;
-        if (st.st_dev, st.st_ino) != id {
-            return None;
-        }
-        let size = u64::try_from(st.st_size).ok()?;
-        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-        Some(FileAhead {
-            file,
-            size,
-            hinted: 0,
-        })
-    }
-
-    /// SQLite has read up to `pos`: ask for [`CAPTURE_AHEAD`] beyond it.
-    fn reached(&mut self, pos: u64) {
-        while self.hinted < self.size && self.hinted < pos.saturating_add(CAPTURE_AHEAD) {
-            let _ = rustix::fs::fadvise(
-                &self.file,
-                self.hinted,
-                std::num::NonZeroU64::new(CAPTURE_HINT),
-                rustix::fs::Advice::WillNeed,
-            );
-            self.hinted += CAPTURE_HINT;
-        }
-    }
-}
-
 /// Page images of one consistent state of a database, in page order.
 pub struct PageReader {
     // Declared first, so the connection closes before the handle below.
@@ -447,10 +393,6 @@ impl PageReader {
         let mut buf: Vec<u8> = Vec::with_capacity(batch_pages * ps);
         let mut expect = 1i64;
         let mut total = 0u64;
-        let mut ahead = FileAhead::open(self.dir.as_fd(), &self.name, self.id);
-        if let Some(a) = &mut ahead {
-            a.reached(0);
-        }
         while let Some(row) = rows.next().map_err(|e| sql_err(path, "read pages", e))? {
             let pgno: i64 = row.get(0).map_err(|e| sql_err(path, "read pages", e))?;
             let data = row
@@ -471,9 +413,6 @@ impl PageReader {
             buf.extend_from_slice(data);
             if buf.len() >= batch_pages * ps {
                 total += buf.len() as u64;
-                if let Some(a) = &mut ahead {
-                    a.reached(total);
-                }
                 f(&buf)?;
                 buf.clear();
             }
