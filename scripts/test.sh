@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh
 #
-# Installs faketime, rclone, restic and openssl if missing (as root).
+# Installs faketime, rclone, restic, openssl and chromium if missing (as
+# root).
 # Runs formatting and lint checks, every unit and integration test, and
 # type-checks the benchmarks and the fuzz targets so they cannot rot, and
 # runs tests/vectors/reader.py, a reader written from docs/FORMAT.md alone
@@ -20,9 +21,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "== tools the tests use: faketime (race tests; unshare comes with util-linux), rclone and restic (REST tests), openssl (TLS test)"
+echo "== tools the tests use: faketime (race tests; unshare comes with util-linux), rclone and restic (REST tests), openssl (TLS test), chromium (cairn ui in a browser)"
 missing=""
-for tool in faketime rclone restic openssl; do
+for tool in faketime rclone restic openssl chromium; do
     command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
