@@ -15,6 +15,7 @@ mod init;
 mod jobconfig;
 mod key;
 mod ls;
+mod mount;
 mod progress;
 mod prune;
 mod repair;
@@ -346,6 +347,9 @@ enum Command {
     Diff(diff::Args),
     /// Find files by name or path across snapshots, or one path's history.
     Find(find::Args),
+    /// Browse the snapshots as a read-only filesystem (FUSE) until Ctrl-C,
+    /// SIGTERM or `fusermount3 -u`.
+    Mount(mount::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
     /// Copy snapshots from another repository into this one.
@@ -631,7 +635,11 @@ impl Command {
     fn prints_json(&self) -> bool {
         !matches!(
             self,
-            Command::Dump(_) | Command::Serve(_) | Command::Completions(_) | Command::Man(_)
+            Command::Dump(_)
+                | Command::Mount(_)
+                | Command::Serve(_)
+                | Command::Completions(_)
+                | Command::Man(_)
         )
     }
 
@@ -646,6 +654,7 @@ impl Command {
                 | Command::Dump(_)
                 | Command::Diff(_)
                 | Command::Find(_)
+                | Command::Mount(_)
                 | Command::Check(_)
                 | Command::Copy(_)
                 | Command::Forget(_)
@@ -770,6 +779,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Find(a) => find::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Forget(a) => forget::run(g, a),
