@@ -442,3 +442,193 @@ fn a_missing_fuse_device_is_a_clear_error() {
         )
     );
 }
+
+/// A small tree backed up into `env`; its path.
+fn small_tree(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("f"), b"content").unwrap();
+    std::fs::write(src.join("d/big"), random_bytes(3 << 20, 9)).unwrap();
+    src
+}
+
+/// A remote repository (restic's REST protocol, served by `cairn serve`)
+/// mounts and reads the same as a local one.
+#[test]
+fn a_remote_repository_reads_back_through_the_mount() {
+    if !can_mount("mount: remote repository") {
+        return;
+    }
+    let env = Env::uninit();
+    let root = env.path("served");
+    std::fs::create_dir(&root).unwrap();
+    let mut server = env
+        .std_cmd()
+        .args(["serve", "--root", root.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let remote = Env {
+        repo: PathBuf::from(format!("rest:{url}/repo")),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    remote.ok(&["init"]);
+    let src = small_tree(&env);
+    remote.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut m = Mounted::start(&remote, &mnt, &[]);
+    let rel = src.strip_prefix("/").unwrap();
+    assert_same_tree(&src, &mnt.join("snapshots/latest").join(rel));
+    assert_eq!(
+        m.signal(rustix::process::Signal::TERM),
+        (Some(0), String::new())
+    );
+    assert!(names(&root.join("repo/locks")).is_empty());
+}
+
+/// A blob whose stored bytes were damaged is an I/O error for the reader
+/// and a warning from `cairn mount`, never wrong bytes; the rest reads.
+#[test]
+fn a_damaged_blob_is_an_io_error_never_wrong_bytes() {
+    if !can_mount("mount: damaged blob") {
+        return;
+    }
+    let env = Env::new();
+    let src = small_tree(&env);
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    // Flip a byte in the middle of the largest pack (the big file's data).
+    let pack = common::walk(&env.repo.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut m = Mounted::start(&env, &mnt, &[]);
+    let latest = mnt
+        .join("snapshots/latest")
+        .join(src.strip_prefix("/").unwrap());
+    let e = std::fs::read(latest.join("d/big")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(5), "{e}"); // EIO
+    assert_eq!(std::fs::read(latest.join("f")).unwrap(), b"content");
+    let (code, err) = m.signal(rustix::process::Signal::TERM);
+    assert_eq!(code, Some(0));
+    assert!(
+        err.starts_with("warning: mount: cannot read file content: "),
+        "{err}"
+    );
+}
+
+/// A lock found lost (its token cancelled with *lock lost*, as the
+/// refresher does) unmounts, and the mount ends with that error.
+#[test]
+fn a_lost_lock_unmounts_with_lock_lost() {
+    use std::sync::Arc;
+    if !can_mount("mount: lost lock") {
+        return;
+    }
+    let env = Env::new();
+    let src = small_tree(&env);
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let backend = Arc::new(cairn::backend::local::LocalBackend::new(&env.repo));
+    let mut repo = cairn::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    let token = cairn::ops::CancelToken::new();
+    let mut lock = repo.lock_shared_with(token.clone()).unwrap();
+    let index = lock.load_index().unwrap();
+    let guard = Mounted {
+        child: None,
+        dir: mnt.clone(),
+        rest: None,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ended = std::thread::scope(|s| {
+        let served = s.spawn(|| {
+            cairn::ops::mount::mount(
+                &index,
+                &mnt,
+                &cairn::ops::mount::MountOptions::default(),
+                &mut |_| tx.send(()).unwrap(),
+            )
+        });
+        rx.recv().unwrap();
+        let f = mnt
+            .join("snapshots/latest")
+            .join(src.strip_prefix("/").unwrap())
+            .join("f");
+        assert_eq!(std::fs::read(&f).unwrap(), b"content");
+        token.cancel_because(
+            cairn::ErrorKind::LockLost,
+            "the lock object was removed".into(),
+        );
+        served.join().unwrap()
+    });
+    let e = ended.unwrap_err();
+    assert_eq!(e.kind(), cairn::ErrorKind::LockLost, "{e}");
+    assert!(!is_mounted(&mnt));
+    drop(guard);
+}
+
+/// A mount in use when SIGTERM comes (a file open in it) is detached at
+/// once; `cairn mount` exits 0 when the file is closed.
+#[test]
+fn a_busy_mount_is_detached_and_ends_when_its_last_file_closes() {
+    if !can_mount("mount: busy") {
+        return;
+    }
+    let env = Env::new();
+    let src = small_tree(&env);
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut m = Mounted::start(&env, &mnt, &[]);
+    let f = std::fs::File::open(
+        mnt.join("snapshots/latest")
+            .join(src.strip_prefix("/").unwrap())
+            .join("f"),
+    )
+    .unwrap();
+    let child = m.child.as_ref().unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    // Detached: gone from the mount table while the file stays readable.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while is_mounted(&mnt) {
+        assert!(std::time::Instant::now() < deadline, "still mounted");
+        std::thread::yield_now();
+    }
+    let mut buf = [0u8; 7];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 7);
+    assert_eq!(&buf, b"content");
+    assert!(m.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    drop(f);
+    assert_eq!(m.wait(), (Some(0), String::new()));
+    assert!(names(&env.repo.join("locks")).is_empty());
+}
