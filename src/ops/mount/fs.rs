@@ -786,6 +786,106 @@ mod tests {
         );
     }
 
+    fn snap(time_s: i64, host: &str, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            time_ns: time_s * 1_000_000_000 + 5,
+            utc_offset_s: 3600,
+            tree: BlobId([0; 32]),
+            parent: None,
+            hostname: host.into(),
+            username: "u".into(),
+            paths: vec![b"/a".to_vec()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            program_version: String::new(),
+            summary: Default::default(),
+            extensions: vec![],
+        }
+    }
+
+    fn listing(fs: &SnapshotFs<'_>, path: &[&str]) -> Vec<String> {
+        let mut ino = ROOT_INO;
+        for c in path {
+            ino = fs.lookup(ino, c.as_bytes()).unwrap().ino;
+        }
+        fs.readdir(ino)
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, n)| String::from_utf8(n).unwrap())
+            .collect()
+    }
+
+    /// Two snapshots of the same second are told apart by a suffix, two
+    /// sharing a short ID by their full IDs; `latest` names the newest of
+    /// each directory.
+    #[test]
+    fn the_layout_names_every_snapshot_once_per_directory() {
+        let repo = crate::repo::test_repo();
+        let id = |b: u8, c: u8| {
+            let mut x = [b; 32];
+            x[31] = c;
+            SnapshotId(x)
+        };
+        let snaps = vec![
+            (id(1, 0), snap(1_764_000_000, "alpha", &["daily"])),
+            (id(2, 0), snap(1_764_000_000, "beta", &[])),
+            (id(2, 1), snap(1_764_086_400, "alpha", &["daily", "x/y"])),
+        ];
+        let sizes = CacheSizes {
+            cache_bytes: 1 << 20,
+            read_ahead: 0,
+        };
+        let fs = SnapshotFs::new(&repo, snaps, (7, 8), sizes, None);
+        let (t0, t1) = ("2025-11-24T17:00:00+01:00", "2025-11-25T17:00:00+01:00");
+        assert_eq!(listing(&fs, &[]), ["snapshots", "ids", "hosts", "tags"]);
+        assert_eq!(
+            listing(&fs, &["snapshots"]),
+            [
+                t0.to_string(),
+                format!("{t0}-1"),
+                t1.into(),
+                "latest".into()
+            ]
+        );
+        let latest = fs.lookup(ROOT_INO + 1, b"latest").unwrap();
+        assert_eq!(latest.kind, Kind::Symlink);
+        assert_eq!(fs.readlink(latest.ino).unwrap(), t1.as_bytes());
+        assert_eq!(
+            listing(&fs, &["ids"]),
+            [
+                "01010101".to_string(),
+                hex::encode([2u8; 31]) + "00",
+                hex::encode([2u8; 31]) + "01"
+            ]
+        );
+        assert_eq!(listing(&fs, &["hosts"]), ["alpha", "beta"]);
+        assert_eq!(listing(&fs, &["hosts", "alpha"]), [t0, t1, "latest"]);
+        assert_eq!(
+            listing(&fs, &["hosts", "beta"]),
+            [format!("{t0}-1"), "latest".into()]
+        );
+        assert_eq!(listing(&fs, &["tags"]), ["daily", "x_y"]);
+        assert_eq!(listing(&fs, &["tags", "x_y"]), [t1, "latest"]);
+        let dir = fs.lookup(ROOT_INO, b"tags").unwrap();
+        assert_eq!(
+            (dir.kind, dir.perm, dir.uid, dir.gid),
+            (Kind::Dir, 0o555, 7, 8)
+        );
+        let root = fs
+            .lookup(
+                fs.lookup(ROOT_INO, b"snapshots").unwrap().ino,
+                t1.as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            root.mtime,
+            Timestamp {
+                sec: 1_764_086_400,
+                nsec: 5
+            }
+        );
+        assert_eq!(fs.lookup(ROOT_INO, b"nothing"), Err(Fail::NotFound));
+    }
+
     #[test]
     fn hosts_and_tags_become_single_components() {
         assert_eq!(component("a/b"), b"a_b");
