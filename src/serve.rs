@@ -83,12 +83,8 @@ pub struct ServeOptions {
 /// A running server's shared state.
 struct Server {
     opts: ServeOptions,
-    /// User name to bcrypt hash.
-    users: HashMap<String, String>,
-    /// Keyed hashes of credentials that bcrypt accepted: a bcrypt check
-    /// costs tens of milliseconds, and a backup sends thousands of requests.
-    verified: Mutex<std::collections::HashSet<[u8; 32]>>,
-    cache_key: [u8; 32],
+    /// The users of `--htpasswd-file`, if given.
+    users: Option<Htpasswd>,
     /// Bytes below the root, kept current for the quota.
     used: AtomicU64,
 }
@@ -120,6 +116,58 @@ pub fn read_htpasswd(path: &Path) -> Result<HashMap<String, String>> {
     Ok(users)
 }
 
+/// HTTP basic authentication against the users of an htpasswd file
+/// (`cairn serve`, `cairn ui`).
+pub struct Htpasswd {
+    /// User name to bcrypt hash.
+    users: HashMap<String, String>,
+    /// Keyed hashes of credentials that bcrypt accepted: a bcrypt check
+    /// costs tens of milliseconds, and a backup sends thousands of requests.
+    verified: Mutex<std::collections::HashSet<[u8; 32]>>,
+    cache_key: [u8; 32],
+}
+
+impl Htpasswd {
+    /// Read the users of an htpasswd file ([`read_htpasswd`]).
+    pub fn load(path: &Path) -> Result<Htpasswd> {
+        Ok(Htpasswd {
+            users: read_htpasswd(path)?,
+            verified: Mutex::default(),
+            cache_key: rand::random(),
+        })
+    }
+
+    /// The user an `Authorization: Basic …` header value authenticates
+    /// as, or `None` (no such user, a wrong password, not basic
+    /// authentication).
+    pub fn authenticate(&self, authorization: &str) -> Option<String> {
+        use base64::Engine;
+        let b64 = authorization.strip_prefix("Basic ")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (user, pass) = raw.split_once(':')?;
+        let hash = self.users.get(user)?;
+        let key = blake3::keyed_hash(&self.cache_key, raw.as_bytes());
+        let seen = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key.as_bytes());
+        if !seen {
+            if !bcrypt::verify(pass, hash).unwrap_or(false) {
+                return None;
+            }
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*key.as_bytes());
+        }
+        Some(user.to_string())
+    }
+}
+
 /// Total size of the files below `dir`.
 fn tree_size(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -143,8 +191,8 @@ pub fn serve(listener: std::net::TcpListener, opts: ServeOptions) -> Result<()> 
         ));
     }
     let users = match &opts.htpasswd {
-        Some(p) => read_htpasswd(p)?,
-        None => HashMap::new(),
+        Some(p) => Some(Htpasswd::load(p)?),
+        None => None,
     };
     let tls = match &opts.tls {
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
@@ -155,8 +203,6 @@ pub fn serve(listener: std::net::TcpListener, opts: ServeOptions) -> Result<()> 
     let server = Arc::new(Server {
         used: AtomicU64::new(tree_size(&opts.root)),
         users,
-        verified: Mutex::default(),
-        cache_key: rand::random(),
         opts,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -338,38 +384,15 @@ impl Server {
     /// The user the request authenticates as (`Some("")` when the server
     /// has no users), or `None` if it does not.
     fn authenticate(&self, req: &Request<Incoming>) -> Option<String> {
-        use base64::Engine;
-        if self.opts.htpasswd.is_none() {
+        let Some(users) = &self.users else {
             return Some(String::new());
-        }
+        };
         let h = req
             .headers()
             .get(hyper::header::AUTHORIZATION)?
             .to_str()
             .ok()?;
-        let b64 = h.strip_prefix("Basic ")?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (user, pass) = raw.split_once(':')?;
-        let hash = self.users.get(user)?;
-        let key = blake3::keyed_hash(&self.cache_key, raw.as_bytes());
-        let seen = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key.as_bytes());
-        if !seen {
-            if !bcrypt::verify(pass, hash).unwrap_or(false) {
-                return None;
-            }
-            self.verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(*key.as_bytes());
-        }
-        Some(user.to_string())
+        users.authenticate(h)
     }
 
     async fn handle(

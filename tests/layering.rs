@@ -146,7 +146,7 @@ fn lower_layers_never_name_the_layers_above() {
 /// The crates only the command line uses. (serde_json is not one: the
 /// library speaks JSON with REST servers, `backend::rest` and `serve`;
 /// what the library prints is still nothing.)
-const CLI_CRATES: [&str; 9] = [
+const CLI_CRATES: [&str; 10] = [
     "anyhow",
     "clap",
     "clap_complete",
@@ -154,6 +154,7 @@ const CLI_CRATES: [&str; 9] = [
     "indicatif",
     "rpassword",
     "signal-hook",
+    "tar",
     "toml",
     "ureq",
 ];

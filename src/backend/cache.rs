@@ -197,6 +197,9 @@ impl Backend for CachedBackend {
     fn evict(&self, name: &str) {
         self.cache.remove(name);
     }
+    fn will_read(&self, name: &str, offset: u64, len: u64) {
+        self.inner.will_read(name, offset, len)
+    }
     fn cache_dir(&self) -> Option<PathBuf> {
         Some(self.cache.dir().to_path_buf())
     }

@@ -325,6 +325,20 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn will_read(&self, name: &str, offset: u64, len: u64) {
+        let Ok(p) = self.path(name) else {
+            return;
+        };
+        if let Ok(f) = File::open(&p) {
+            let _ = rustix::fs::fadvise(
+                &f,
+                offset,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+    }
+
     fn stat(&self, name: &str) -> Result<u64> {
         let p = self.path(name)?;
         fs::metadata(&p)

@@ -205,6 +205,8 @@ pub struct CountingBackend {
     bytes: std::sync::atomic::AtomicU64,
     /// Reads of packs (objects under `data/`).
     pack_reads: std::sync::atomic::AtomicU64,
+    /// Objects named in [`Backend::will_read`] hints, in order.
+    hints: std::sync::Mutex<Vec<String>>,
 }
 
 impl CountingBackend {
@@ -219,7 +221,14 @@ impl CountingBackend {
             reads: Default::default(),
             bytes: Default::default(),
             pack_reads: Default::default(),
+            hints: Default::default(),
         }
+    }
+
+    /// The objects named in read-ahead hints ([`Backend::will_read`])
+    /// since the last call, in the order they came.
+    pub fn take_hints(&self) -> Vec<String> {
+        std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Hand streamed reads ([`Backend::get_range_stream`]) over in pieces
@@ -296,6 +305,13 @@ impl Backend for CountingBackend {
                 self.bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
                 bytes.chunks(self.piece).try_for_each(&mut *sink)
             })
+    }
+    fn will_read(&self, name: &str, offset: u64, len: u64) {
+        self.hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_string());
+        self.inner.will_read(name, offset, len)
     }
     fn get_capped(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         self.count(name, self.inner.get_capped(name, max))

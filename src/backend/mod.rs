@@ -99,6 +99,13 @@ pub trait Backend: Send + Sync {
     fn stat(&self, name: &str) -> Result<u64>;
     /// Drop any locally cached copy of an object (it failed authentication).
     fn evict(&self, _name: &str) {}
+    /// A hint that `len` bytes at `offset` of `name` will be read soon.
+    /// Local storage asks the kernel to read them ahead
+    /// (`posix_fadvise(WILLNEED)`), so that a cold disk has the next reads
+    /// in flight while the current ones are processed; other storage
+    /// ignores it. Never fails: a hint that cannot be given changes only
+    /// how soon the read is served.
+    fn will_read(&self, _name: &str, _offset: u64, _len: u64) {}
     /// A local directory where the layers above may cache sealed data, if
     /// this backend is remote enough to deserve one.
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
@@ -163,6 +170,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn evict(&self, name: &str) {
         (**self).evict(name)
+    }
+    fn will_read(&self, name: &str, offset: u64, len: u64) {
+        (**self).will_read(name, offset, len)
     }
     fn cache_dir(&self) -> Option<std::path::PathBuf> {
         (**self).cache_dir()

@@ -28,7 +28,7 @@ pub struct Args {
 /// group and others, with setuid and setgid in the user's and group's
 /// execute place (`s`, or `S` without execute) and sticky in the others'
 /// (`t`, or `T`).
-fn mode_string(n: &Node) -> String {
+pub(super) fn mode_string(n: &Node) -> String {
     let t = match n.kind {
         NodeKind::File { .. } => '-',
         NodeKind::Dir { .. } => 'd',

@@ -28,6 +28,7 @@ mod serve;
 mod snapshots;
 mod stats;
 mod tag;
+mod ui;
 mod unlock;
 
 use std::io::IsTerminal;
@@ -389,6 +390,10 @@ enum Command {
     /// protocol, to backup hosts that must not reach the storage itself
     /// (--append-only: they cannot delete what they wrote).
     Serve(serve::Args),
+    /// Serve a web view of the repository: the snapshot timeline, a size
+    /// chart, a snapshot browser with downloads, diffs, `cairn run`'s jobs
+    /// and /metrics (on 127.0.0.1:8380 unless --listen says otherwise).
+    Ui(ui::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -638,6 +643,7 @@ impl Command {
             Command::Dump(_)
                 | Command::Mount(_)
                 | Command::Serve(_)
+                | Command::Ui(_)
                 | Command::Completions(_)
                 | Command::Man(_)
         )
@@ -664,6 +670,7 @@ impl Command {
                 | Command::Repair(_)
                 | Command::Run(_)
                 | Command::RestoreTest(_)
+                | Command::Ui(_)
         )
     }
 
@@ -680,6 +687,7 @@ impl Command {
             Command::Tag(a) => a.select.job.name(),
             Command::Forget(a) => a.job.name(),
             Command::RestoreTest(a) => a.job.name(),
+            Command::Ui(a) => a.job.name(),
             _ => None,
         }
     }
@@ -796,6 +804,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Schedule(a) => schedule::run(g, a),
         Command::RestoreTest(a) => restore_test::run(g, a),
         Command::Serve(a) => serve::run(g, a),
+        Command::Ui(a) => ui::run(g, a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => completions::man(a),
     }

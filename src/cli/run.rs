@@ -54,17 +54,18 @@ pub struct Args {
     all: bool,
 }
 
-/// One step's outcome, for `--json` and the failure ping.
-#[derive(Debug, serde::Serialize)]
-struct Step {
-    step: String,
-    ok: bool,
-    seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// One step's outcome, for `--json`, the failure ping, and the job's state
+/// (`cairn ui` shows the last run's steps).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Step {
+    pub(super) step: String,
+    pub(super) ok: bool,
+    pub(super) seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) error: Option<String>,
     /// Why the step did not run, when that is no failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    skipped: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) skipped: Option<String>,
 }
 
 /// One job's outcome.
@@ -139,7 +140,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 /// tested: `CAIRN_STATE_DIR`; for root `/var/lib/cairn` (the same under
 /// cron and systemd, which set different environments); else
 /// `$XDG_STATE_HOME/cairn` or `~/.local/state/cairn`.
-fn state_dir() -> PathBuf {
+pub(super) fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CAIRN_STATE_DIR") {
         return PathBuf::from(d);
     }
@@ -155,44 +156,50 @@ fn state_dir() -> PathBuf {
     PathBuf::from("/var/lib/cairn")
 }
 
-/// A job's remembered state.
+/// A job's remembered state (`STATE_DIR/jobs/NAME.json`).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct JobState {
+pub(super) struct JobState {
     /// Completed runs (picks the check slice).
-    runs: u64,
+    pub(super) runs: u64,
     /// Unix seconds of the last successful prune.
-    last_prune: Option<i64>,
+    pub(super) last_prune: Option<i64>,
     /// Unix seconds of the last successful restore test.
-    last_restore_test: Option<i64>,
+    pub(super) last_restore_test: Option<i64>,
+    /// Unix seconds of the last successful check.
+    #[serde(default)]
+    pub(super) last_check: Option<i64>,
     /// What the metrics file says about the job.
     #[serde(default)]
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
+    /// The steps of the last run, in order, with their outcomes.
+    #[serde(default)]
+    pub(super) last_steps: Vec<Step>,
 }
 
 /// A job's metrics, kept in its state so that a run of one job rewrites
 /// the metrics file with every job's figures.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-struct Metrics {
+pub(super) struct Metrics {
     /// Unix seconds when the last run ended.
-    last_run: Option<i64>,
+    pub(super) last_run: Option<i64>,
     /// Unix seconds when the last run without errors ended.
-    last_success: Option<i64>,
+    pub(super) last_success: Option<i64>,
     /// The last run had no errors.
-    ok: bool,
+    pub(super) ok: bool,
     /// Seconds the last run took.
-    duration_seconds: f64,
+    pub(super) duration_seconds: f64,
     /// Errors of the last run.
-    errors: u64,
+    pub(super) errors: u64,
     /// Of the last snapshot written: files, plaintext bytes new to the
     /// repository, and the repository's stored bytes afterwards.
-    files: Option<u64>,
-    bytes_added: Option<u64>,
-    repository_bytes: Option<u64>,
+    pub(super) files: Option<u64>,
+    pub(super) bytes_added: Option<u64>,
+    pub(super) repository_bytes: Option<u64>,
 }
 
 /// The Prometheus text exposition of `jobs`' metrics (for
-/// node_exporter's textfile collector).
-fn render_metrics(jobs: &[(String, Metrics)]) -> String {
+/// node_exporter's textfile collector, and `cairn ui`'s `/metrics`).
+pub(super) fn render_metrics(jobs: &[(String, Metrics)]) -> String {
     fn label(v: &str) -> String {
         v.replace('\\', "\\\\")
             .replace('"', "\\\"")
@@ -279,7 +286,7 @@ impl JobState {
         state_dir().join("jobs").join(format!("{job}.json"))
     }
 
-    fn load(job: &str) -> JobState {
+    pub(super) fn load(job: &str) -> JobState {
         std::fs::read(Self::path(job))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -698,7 +705,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn check(&mut self, state: &JobState) {
+    fn check(&mut self, state: &mut JobState) {
         if self.stopped {
             return;
         }
@@ -717,6 +724,9 @@ impl<'a> Runner<'a> {
         let r = self.command(&self.job.repository, "check", |g| {
             super::check::execute(g, read_data)
         });
+        if r.is_ok() {
+            state.last_check = Some(now_unix());
+        }
         self.record(&step, started, r, true);
     }
 
@@ -792,7 +802,7 @@ impl<'a> Runner<'a> {
         self.copy();
         self.forget();
         self.prune(&mut state);
-        self.check(&state);
+        self.check(&mut state);
         self.restore_test(&mut state);
         if after_at_end && hooks_ran {
             self.after_hooks();
@@ -825,6 +835,7 @@ impl<'a> Runner<'a> {
         if let Some((files, added, repo)) = self.figures {
             (m.files, m.bytes_added, m.repository_bytes) = (Some(files), Some(added), Some(repo));
         }
+        state.last_steps = self.steps.clone();
         if let Err(e) = state.save(self.name) {
             eprintln!("job {}: warning: {e:#}", self.name);
         }

@@ -21,6 +21,10 @@ use crate::id::{BlobId, PackId, SnapshotId};
 use crate::repo::inventory::Inventory;
 use crate::repo::{Repository, SharedLock, chunklist, pack_name};
 
+/// Packs `--read-data` asks the storage for ahead of the ones being
+/// checked (a local disk reads them while these are opened).
+const PACKS_AHEAD: usize = 8;
+
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReadData {
@@ -255,9 +259,16 @@ fn check_inner(
     }
     let reads: Vec<std::sync::Mutex<Option<Result<PackRead>>>> =
         chosen.iter().map(|_| Default::default()).collect();
-    crate::repo::readplan::in_flight(
+    // A cold local disk reads the next packs while these are checked.
+    let ahead = |i: usize| {
+        repo.backend()
+            .will_read(&pack_name(&chosen[i]), 0, on_disk[&chosen[i]]);
+    };
+    crate::repo::readplan::in_flight_reading_ahead(
         chosen.len(),
         crate::repo::readplan::read_workers(repo),
+        PACKS_AHEAD,
+        &ahead,
         &|i| {
             let r = read_pack(repo, &chosen[i]);
             progress.advance(1, on_disk[&chosen[i]]);
@@ -543,5 +554,32 @@ mod tests {
             // taken from that read (not a tail read and then the pack).
             assert_eq!(counting.take_pack_reads(), packs, "{read_data:?}");
         }
+    }
+
+    #[test]
+    fn check_read_data_asks_the_storage_to_read_ahead_each_pack_it_reads() {
+        let (mut repo, counting) = repo_with_packs(3);
+        let packs: HashSet<String> = repo.list_packs().unwrap().keys().map(pack_name).collect();
+        let mut lock = repo.lock_shared().unwrap();
+        counting.take_hints();
+        let opts = CheckOptions {
+            read_data: ReadData::None,
+        };
+        check(&mut lock, &opts, &crate::ops::NoProgress).unwrap();
+        assert_eq!(
+            counting.take_hints(),
+            Vec::<String>::new(),
+            "structure only"
+        );
+        let opts = CheckOptions {
+            read_data: ReadData::All,
+        };
+        let r = check(&mut lock, &opts, &crate::ops::NoProgress).unwrap();
+        assert_eq!(r.errors(), 0, "{:?}", r.problems);
+        // Each pack announced once, before it is read: a cold local disk
+        // reads the next packs while these are checked.
+        let hints = counting.take_hints();
+        assert_eq!(hints.len(), packs.len(), "{hints:?}");
+        assert_eq!(hints.into_iter().collect::<HashSet<_>>(), packs);
     }
 }

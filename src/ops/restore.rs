@@ -1632,6 +1632,34 @@ mod tests {
         assert!(bytes <= stored, "{bytes} bytes read of {stored} stored");
     }
 
+    #[test]
+    fn a_restore_asks_the_storage_to_read_ahead_the_packs_it_reads() {
+        let (mut r, _, _, counting) = many_small_files();
+        let data_packs: std::collections::HashSet<String> = r
+            .repo
+            .list_packs()
+            .unwrap()
+            .keys()
+            .map(crate::repo::pack_name)
+            .collect();
+        counting.take_hints();
+        let d = tempfile::tempdir().unwrap();
+        let res = r
+            .restore_counted(
+                &d.path().join("t"),
+                Overwrite::Refuse,
+                false,
+                Some(&counting),
+            )
+            .unwrap();
+        assert_eq!(res.files, 300);
+        // Every range read was announced first, so a cold local disk has
+        // the next ones in flight; nothing outside the repository's packs.
+        let hints = counting.take_hints();
+        assert!(!hints.is_empty());
+        assert!(hints.iter().all(|h| data_packs.contains(h)), "{hints:?}");
+    }
+
     /// Bytes of a pack read in one request at most: what
     /// [`crate::repo::readplan`] reads of `packs` when it needs all of
     /// them, in requests.

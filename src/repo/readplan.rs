@@ -44,6 +44,12 @@ pub const MAX_GAP: u64 = 256 << 10;
 /// its blobs opened on two threads as they arrive.
 pub const MAX_RANGE: u64 = 8 << 20;
 
+/// Ranges asked of the storage ahead of the ones being read
+/// ([`crate::backend::Backend::will_read`]): with ranges of at most
+/// [`MAX_RANGE`], up to 128 MiB that a cold local disk reads while the
+/// workers open and hand over what came in.
+pub const READ_AHEAD: usize = 16;
+
 /// Levels of directories [`Repository::prefetch_trees`] descends at most
 /// (as deep as any walk goes: `ops::MAX_TREE_DEPTH`).
 pub const MAX_PREFETCH_DEPTH: usize = 2048;
@@ -121,7 +127,12 @@ impl Repository {
         deliver: &(dyn Fn(usize, Result<Vec<u8>>) + Sync),
     ) {
         let ranges = plan(wanted, MAX_GAP, MAX_RANGE);
-        in_flight(ranges.len(), workers, &|i| {
+        let ahead = |i: usize| {
+            let r = &ranges[i];
+            self.backend()
+                .will_read(&pack_name(&r.pack), r.offset, r.len);
+        };
+        in_flight_reading_ahead(ranges.len(), workers, READ_AHEAD, &ahead, &|i| {
             self.read_range(&ranges[i], wanted, deliver)
         });
     }
@@ -292,12 +303,32 @@ impl Repository {
 /// (each taking the next `i` when it is done with one): how planned reads
 /// keep up to `--connections` requests in flight.
 pub fn in_flight(count: usize, workers: usize, work: &(dyn Fn(usize) + Sync)) {
+    in_flight_reading_ahead(count, workers, 0, &|_| {}, work)
+}
+
+/// [`in_flight`], announcing each `i` with `ahead(i)` (a read-ahead hint)
+/// `depth` items before it is worked on: the first `depth` at the start,
+/// then `i + depth` as each `i` is taken. Every item is announced once,
+/// before its work begins.
+pub fn in_flight_reading_ahead(
+    count: usize,
+    workers: usize,
+    depth: usize,
+    ahead: &(dyn Fn(usize) + Sync),
+    work: &(dyn Fn(usize) + Sync),
+) {
+    for i in 0..depth.min(count) {
+        ahead(i);
+    }
     let next = AtomicUsize::new(0);
     let run = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= count {
                 break;
+            }
+            if depth > 0 && i + depth < count {
+                ahead(i + depth);
             }
             work(i);
         }
@@ -423,6 +454,35 @@ mod tests {
         r.iter()
             .map(|r| (r.pack.as_bytes()[0], r.offset, r.len, r.blobs.clone()))
             .collect()
+    }
+
+    #[test]
+    fn planned_reads_announce_each_item_once_and_before_its_work() {
+        for (count, workers, depth) in [(0, 1, 4), (3, 1, 16), (40, 1, 4), (40, 2, 4), (40, 4, 16)]
+        {
+            let log = Mutex::new(Vec::new());
+            in_flight_reading_ahead(
+                count,
+                workers,
+                depth,
+                &|i| log.lock().unwrap().push(('a', i)),
+                &|i| log.lock().unwrap().push(('w', i)),
+            );
+            let log = log.into_inner().unwrap();
+            for i in 0..count {
+                let a: Vec<usize> = (0..log.len()).filter(|&k| log[k] == ('a', i)).collect();
+                let w: Vec<usize> = (0..log.len()).filter(|&k| log[k] == ('w', i)).collect();
+                assert_eq!((a.len(), w.len()), (1, 1), "item {i} of {count}");
+                assert!(a[0] < w[0], "item {i} announced after its work began");
+            }
+            if workers == 1 {
+                // One worker: announced exactly `depth` items ahead.
+                for (k, e) in log.iter().enumerate().filter(|(_, e)| e.0 == 'w') {
+                    let announced = log[..k].iter().filter(|e| e.0 == 'a').count();
+                    assert_eq!(announced, (e.1 + depth + 1).min(count), "{log:?}");
+                }
+            }
+        }
     }
 
     #[test]

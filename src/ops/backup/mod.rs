@@ -189,6 +189,7 @@ pub fn backup(
     opts.validate()?;
     let excludes = ExcludeMatcher::new(&opts.excludes, &opts.exclude_if_present)?
         .with_exclude_caches(opts.exclude_caches);
+    let read_ahead_excludes = excludes.clone();
     let (repo, lock) = guard.parts();
     // Deduplicate only against packs that are there: an index entry whose
     // pack is gone (a replayed index file, a lost pack) would make this
@@ -258,6 +259,8 @@ pub fn backup(
                 ignore_inode: opts.ignore_inode,
                 ignore_ctime: opts.ignore_ctime,
             },
+            read_ahead_excludes,
+            opts.one_file_system,
         ),
     };
     let old_root = parent.as_ref().map(|(_, s)| s.tree);

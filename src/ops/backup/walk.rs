@@ -101,6 +101,7 @@ impl Ctx<'_> {
                 return Ok(None);
             }
         };
+        self.prefetch.walked(&meta);
         if self.excludes.is_excluded(path, meta.is_dir()) {
             return Ok(None);
         }
@@ -216,6 +217,8 @@ impl Ctx<'_> {
         if self.prefetch.enabled() {
             self.prefetch.directory(
                 dir,
+                path,
+                dev,
                 names
                     .iter()
                     .map(|n| {
