@@ -80,6 +80,21 @@ fn the_guides_configuration_examples_run_as_written() {
     std::fs::write(data.join("config.json"), "{\"domain\": \"vault\"}\n").unwrap();
     std::fs::write(data.join("attachments/a.bin"), random_bytes(5000, 1)).unwrap();
     std::fs::write(data.join("icon_cache/i.png"), "cache").unwrap();
+    // Vaultwarden's database, for section 5's `cairn sql` examples.
+    {
+        let c = rusqlite::Connection::open(data.join("db.sqlite3")).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE users (uuid TEXT NOT NULL PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+                                 created_at DATETIME NOT NULL);
+             CREATE TABLE ciphers (uuid TEXT NOT NULL PRIMARY KEY, created_at DATETIME NOT NULL,
+                                   updated_at DATETIME NOT NULL, user_uuid TEXT, atype INTEGER NOT NULL,
+                                   name TEXT NOT NULL, data TEXT NOT NULL, deleted_at DATETIME);
+             INSERT INTO users VALUES ('u1', 'alice@example.com', '2026-01-02 10:00:00');
+             INSERT INTO ciphers VALUES ('c1', '2026-02-01', '2026-02-01', 'u1', 1, '2.x|y|z', '{}', NULL);",
+        )
+        .unwrap();
+    }
     // The secret that section 10 removes from the snapshots.
     std::fs::write(data.join(".env"), "ADMIN_TOKEN=backed-up-by-mistake\n").unwrap();
     for (f, text) in [

@@ -249,6 +249,42 @@ fn every_command_prints_documented_json() {
     );
     assert!(lines.iter().any(|l| l["message_type"] == "status"));
     c.output("diff", &stdout_of(&env, &["diff", "--json", &id1, &id2]));
+    // Row-level diff of a database, in a repository of its own (the
+    // snapshots here are counted below).
+    {
+        let env = Env::new();
+        let dir = env.path("db");
+        std::fs::create_dir(&dir).unwrap();
+        let k = rusqlite::Connection::open(dir.join("k.db")).unwrap();
+        k.execute_batch(
+            "CREATE TABLE k(id INTEGER PRIMARY KEY, v); INSERT INTO k VALUES (1, 'a');",
+        )
+        .unwrap();
+        let d = dir.to_str().unwrap();
+        let a = env.backup_json(&[&dir], &[])["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        k.execute_batch("UPDATE k SET v = 'b' WHERE id = 1; INSERT INTO k VALUES (2, x'00');")
+            .unwrap();
+        let b = env.backup_json(&[&dir], &[])["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let lines = c.output(
+            "diff-rows",
+            &stdout_of(&env, &["diff", "--json", &a, &b, "--rows", "--table", "k"]),
+        );
+        assert_eq!(lines.len(), 4, "a table, two rows, the summary: {lines:?}");
+        let lines = c.output(
+            "diff-rows",
+            &stdout_of(
+                &env,
+                &["diff", "--json", &a, &b, "--rows", &format!("{d}/k.db")],
+            ),
+        );
+        assert_eq!(lines.len(), 2, "a table, the summary: {lines:?}");
+    }
     let lines = c.output("find", &stdout_of(&env, &["find", "--json", "*.txt"]));
     assert_eq!(lines.len(), 3, "b.txt in each snapshot, then the summary");
     let lines = c.output("find", &stdout_of(&env, &["find", "--json", "caf*"]));

@@ -581,3 +581,54 @@ fn an_rclone_repository_backs_up_restores_and_checks_and_rclone_args_make_it_app
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot start /nonexistent/rclone"), "{err}");
 }
+
+/// `cairn sql` and `cairn diff --rows` read a database page by page from a
+/// remote (REST) repository, as from a local one.
+#[test]
+fn sql_and_diff_rows_read_a_database_through_cairn_serve() {
+    let env = Env::uninit();
+    let users = htpasswd(&env, &[("alice", "wonderland")]);
+    let server = cairn_serve(
+        &env,
+        &env.path("root"),
+        &["--htpasswd-file", users.to_str().unwrap()],
+    );
+    let host = server.url.trim_start_matches("http://");
+    let alice = env_at(&format!("rest:http://alice:wonderland@{host}/repo"));
+    alice.ok(&["init"]);
+    let src = alice.path("app");
+    std::fs::create_dir_all(&src).unwrap();
+    let db = src.join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes(body) VALUES ('first'), ('second'), ('third');",
+    )
+    .unwrap();
+    let a = alice.backup_json(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.execute_batch("DELETE FROM notes WHERE id = 2; UPDATE notes SET body = 'one' WHERE id = 1;")
+        .unwrap();
+    let b = alice.backup_json(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(c);
+    let out = alice.ok(&[
+        "sql",
+        &format!("{}:{}", &a[..8], db.display()),
+        "SELECT id, body FROM notes ORDER BY id",
+    ]);
+    assert_eq!(out, "1|first\n2|second\n3|third\n");
+    let out = alice.ok(&["-q", "diff", &a[..8], &b[..8], "--rows", "--table", "notes"]);
+    assert_eq!(
+        out,
+        format!(
+            "{}\n  notes: 0 inserted, 1 updated, 1 deleted (by id)\n    M 1\n    - 2\n",
+            db.display()
+        )
+    );
+}

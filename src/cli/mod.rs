@@ -26,6 +26,7 @@ mod run;
 mod schedule;
 mod serve;
 mod snapshots;
+mod sql;
 mod stats;
 mod tag;
 mod ui;
@@ -345,7 +346,23 @@ enum Command {
     /// Write one file of a snapshot to standard output.
     Dump(dump::Args),
     /// Show what changed between two snapshots.
+    ///
+    /// One line per path that differs (`+` added, `-` removed, `M`
+    /// modified, `U` metadata only, `T` type changed); for a SQLite
+    /// database, how many pages changed. With --rows, the rows of the
+    /// databases captured in both: per table, inserted, updated and deleted
+    /// by primary key (--table T lists them), read from the repository
+    /// without restoring anything.
     Diff(diff::Args),
+    /// Run a read-only SQL query against a database as a snapshot holds
+    /// it, without restoring it.
+    ///
+    /// Rows are printed as `sqlite3` prints them: values joined by `|`,
+    /// one row a line, no header (--header, --csv, or --json for one object
+    /// per row). Only the pages the query touches are read from the
+    /// repository, each checked as restore checks it. A statement that
+    /// would change the database is refused before it runs.
+    Sql(sql::Args),
     /// Find files by name or path across snapshots, or one path's history.
     Find(find::Args),
     /// Browse the snapshots as a read-only filesystem (FUSE) until Ctrl-C,
@@ -416,8 +433,9 @@ static SECRET_ENV: std::sync::OnceLock<SecretEnv> = std::sync::OnceLock::new();
 /// command or helper Cairn starts (ssh for SFTP) inherits them. `main`
 /// calls this first, while the process has one thread.
 ///
-/// One of Cairn's two `unsafe` blocks (the other registers the SQLite VFS
-/// in `src/source/sqlite.rs`): removing a variable is unsafe only because
+/// One of Cairn's three fenced `unsafe` places (the others are the SQLite
+/// VFSs of `src/source/sqlite.rs` and `src/ops/sql/vfs.rs`): removing a
+/// variable is unsafe only because
 /// another thread could be reading the environment at the same time, and
 /// no other thread exists yet.
 pub fn take_secret_env() {
@@ -659,6 +677,7 @@ impl Command {
                 | Command::Restore(_)
                 | Command::Dump(_)
                 | Command::Diff(_)
+                | Command::Sql(_)
                 | Command::Find(_)
                 | Command::Mount(_)
                 | Command::Check(_)
@@ -682,6 +701,7 @@ impl Command {
             Command::Restore(a) => a.job.name(),
             Command::Dump(a) => a.job.name(),
             Command::Diff(a) => a.job.name(),
+            Command::Sql(a) => a.job.name(),
             Command::Find(a) => a.job.name(),
             Command::Rewrite(a) => a.select.job.name(),
             Command::Tag(a) => a.select.job.name(),
@@ -786,6 +806,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Sql(a) => sql::run(g, a),
         Command::Find(a) => find::run(g, a),
         Command::Mount(a) => mount::run(g, a),
         Command::Check(a) => check::run(g, a),

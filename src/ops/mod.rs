@@ -15,6 +15,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
+pub mod sql;
 pub mod stats;
 pub mod verify;
 pub mod walk;

@@ -88,9 +88,10 @@ fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
 /// on the last component, which `unix` always adds). Everything else —
 /// locking, shared memory, I/O — is `unix`'s own code.
 ///
-/// One of Cairn's two fenced `unsafe` places (the other removes the
-/// passphrase variables from the environment at start,
-/// `cli::take_secret_env`): a C callback and the registration call.
+/// One of Cairn's three fenced `unsafe` places (the others are the
+/// snapshot VFS of `ops::sql::vfs` and the removal of the passphrase
+/// variables from the environment at start, `cli::take_secret_env`): a C
+/// callback and the registration call.
 #[allow(unsafe_code)]
 mod pinned_vfs {
     use std::ffi::{CStr, c_char, c_int};
