@@ -3,8 +3,8 @@
 #
 #   scripts/test.sh
 #
-# Installs faketime, rclone, restic, openssl and chromium if missing (as
-# root).
+# Installs faketime, rclone, restic, openssl, chromium and fuse3
+# (fusermount3) if missing (as root).
 # Runs formatting and lint checks, every unit and integration test, and
 # type-checks the benchmarks and the fuzz targets so they cannot rot, and
 # runs tests/vectors/reader.py, a reader written from docs/FORMAT.md alone
@@ -21,11 +21,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "== tools the tests use: faketime (race tests; unshare comes with util-linux), rclone and restic (REST tests), openssl (TLS test), chromium (cairn ui in a browser)"
+echo "== tools the tests use: faketime (race tests; unshare comes with util-linux), rclone and restic (REST tests), openssl (TLS test), chromium (cairn ui in a browser), fusermount3 (mount tests)"
 missing=""
 for tool in faketime rclone restic openssl chromium; do
     command -v "$tool" >/dev/null || missing="$missing $tool"
 done
+# The mount tests unmount from outside with fusermount3 (package fuse3) or
+# the older fusermount (package fuse), whichever is there.
+if ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then
+    missing="$missing fuse3"
+fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq || true

@@ -15,6 +15,7 @@ mod init;
 mod jobconfig;
 mod key;
 mod ls;
+mod mount;
 mod progress;
 mod prune;
 mod repair;
@@ -364,6 +365,9 @@ enum Command {
     Sql(sql::Args),
     /// Find files by name or path across snapshots, or one path's history.
     Find(find::Args),
+    /// Browse the snapshots as a read-only filesystem (FUSE) until Ctrl-C,
+    /// SIGTERM or `fusermount3 -u`.
+    Mount(mount::Args),
     /// Verify the repository (structure; with --read-data, every byte).
     Check(check::Args),
     /// Copy snapshots from another repository into this one.
@@ -655,6 +659,7 @@ impl Command {
         !matches!(
             self,
             Command::Dump(_)
+                | Command::Mount(_)
                 | Command::Serve(_)
                 | Command::Ui(_)
                 | Command::Completions(_)
@@ -674,6 +679,7 @@ impl Command {
                 | Command::Diff(_)
                 | Command::Sql(_)
                 | Command::Find(_)
+                | Command::Mount(_)
                 | Command::Check(_)
                 | Command::Copy(_)
                 | Command::Forget(_)
@@ -802,6 +808,7 @@ fn dispatch(g: &GlobalArgs, command: &Command) -> Result<i32> {
         Command::Diff(a) => diff::run(g, a),
         Command::Sql(a) => sql::run(g, a),
         Command::Find(a) => find::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Forget(a) => forget::run(g, a),

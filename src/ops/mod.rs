@@ -10,6 +10,7 @@ pub mod copy;
 pub mod diff;
 pub mod find;
 pub mod forget;
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
