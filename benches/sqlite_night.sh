@@ -67,6 +67,7 @@ for tool in $TOOLS; do
     cat "$WORK/app/vault.sqlite3" > /dev/null
     t2=$(backup 1); s2=$(size "$repo")
     rm -rf "$WORK/restored"; mkdir -p "$WORK/restored"
+    sync  # the backups' dirty pages are not the restore's to write back
     case $tool in
         cairn)  t3=$(timed "$CAIRN_BIN" -r "$repo" restore -q latest --target "$WORK/restored") ;;
         restic) t3=$(timed restic -r "$repo" restore -q latest --target "$WORK/restored") ;;
