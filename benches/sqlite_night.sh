@@ -3,8 +3,10 @@
 # backup of a Vaultwarden-like SQLite database (836 MiB, WAL mode), then one
 # night of realistic changes (../shared/bench/mutate_db.py: ~1% of rows
 # updated, 0.5% inserted, 0.2% deleted, log appended and trimmed), then the
-# second backup. Reports times and how much each repository grew, plus the
-# time of a plain `sqlite3 .backup` copy for reference.
+# second backup, then a restore of that night's database into an empty
+# directory (Cairn's includes its default `PRAGMA quick_check`). Reports
+# times and how much each repository grew, plus the time of a plain
+# `sqlite3 .backup` copy for reference.
 #
 #   benches/sqlite_night.sh [-t "cairn restic borg"]
 #
@@ -44,7 +46,7 @@ reset_db() {
     cat "$WORK/app/vault.sqlite3" > /dev/null
 }
 
-printf "%-7s %10s %12s %10s %12s\n" tool "first s" "first MB" "night s" "growth MB"
+printf "%-7s %10s %12s %10s %12s %10s\n" tool "first s" "first MB" "night s" "growth MB" "restore s"
 for tool in $TOOLS; do
     reset_db
     repo=$WORK/repo-$tool
@@ -64,7 +66,17 @@ for tool in $TOOLS; do
     python3 "$BENCH_DIR/mutate_db.py" "$WORK/app/vault.sqlite3" --night 1 > /dev/null 2>&1
     cat "$WORK/app/vault.sqlite3" > /dev/null
     t2=$(backup 1); s2=$(size "$repo")
-    printf "%-7s %10s %12d %10s %12d\n" "$tool" "$t1" $((s1 / 1000000)) "$t2" $(((s2 - s1) / 1000000))
+    rm -rf "$WORK/restored"; mkdir -p "$WORK/restored"
+    sync  # the backups' dirty pages are not the restore's to write back
+    case $tool in
+        cairn)  t3=$(timed "$CAIRN_BIN" -r "$repo" restore -q latest --target "$WORK/restored") ;;
+        restic) t3=$(timed restic -r "$repo" restore -q latest --target "$WORK/restored") ;;
+        borg)   t3=$(cd "$WORK/restored" && timed borg extract "$repo::night-1") ;;
+    esac
+    cmp "$WORK/app/vault.sqlite3" "$(find "$WORK/restored" -name vault.sqlite3)" \
+        || echo "note: $tool's restored database differs byte-wise from the live file" >&2
+    rm -rf "$WORK/restored"
+    printf "%-7s %10s %12d %10s %12d %10s\n" "$tool" "$t1" $((s1 / 1000000)) "$t2" $(((s2 - s1) / 1000000)) "$t3"
 done
 
 reset_db

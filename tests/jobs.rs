@@ -428,6 +428,96 @@ fn schedule_print_emits_a_service_a_timer_and_a_crontab_line() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// `--every 15m` prints a timer and a crontab line that fire every quarter
+/// hour, and says what a job run that often should set and does not; once
+/// set, the notes are gone.
+#[test]
+fn schedule_print_every_fifteen_minutes_advises_retention_and_check_cadence() {
+    let env = Env::uninit();
+    std::fs::create_dir_all(env.path("src")).unwrap();
+    let config = job_file(&env, &env.path("src"), "http://127.0.0.1:9/x", "true");
+    let print = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "schedule",
+            "print",
+            "app",
+        ];
+        args.extend_from_slice(extra);
+        env.cmd().args(&args).output().unwrap()
+    };
+    let out = print(&["--every", "15m"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("OnCalendar=*-*-* *:00/15:00"), "{text}");
+    assert!(text.contains("RandomizedDelaySec=90s"), "{text}");
+    assert!(text.contains("every 15 minutes"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("*/15 * * * * ") && l.ends_with(" run app")),
+        "{text}"
+    );
+    // The job keeps the last 2 snapshots and checks at every run.
+    assert!(
+        text.contains("# note: the job checks the repository"),
+        "{text}"
+    );
+    assert!(text.contains("check_every_hours = 24"), "{text}");
+    assert!(text.contains("# note: prune_every_days = 0"), "{text}");
+    let out = print(&["--every", "7m"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("divide an hour"));
+    // Both: a usage error.
+    let out = print(&["--every", "15m", "--at", "03:00"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "prune_every_days = 0\n",
+        "check_every_hours = 24\nkeep_within = \"2d\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = print(&["--every", "15m", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["notes"], serde_json::json!([]), "{v}");
+    assert!(
+        v["crontab"].as_str().unwrap().starts_with("*/15 * * * * "),
+        "{v}"
+    );
+}
+
+/// With `check_every_hours`, a job run again soon after skips its check
+/// (a run every few minutes stays cheap); without it, every run checks.
+#[test]
+fn check_every_hours_skips_the_check_of_a_run_soon_after_the_last() {
+    let env = Env::new();
+    let (src, _db) = source(&env);
+    let config = job_file(&env, &src, "http://127.0.0.1:9/x", "echo dump");
+    let checks = |out: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["jobs"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["step"].as_str())
+            .filter(|s| s.starts_with("check"))
+            .map(str::to_string)
+            .collect()
+    };
+    let out = run_job(&env, &config, &["--json"]);
+    assert_eq!(checks(&out), ["check (data slice 1/7)"]);
+    let out = run_job(&env, &config, &["--json"]);
+    assert_eq!(checks(&out), ["check (data slice 2/7)"]);
+    let text = std::fs::read_to_string(&config).unwrap() + "check_every_hours = 24\n";
+    std::fs::write(&config, text).unwrap();
+    let out = run_job(&env, &config, &["--json"]);
+    assert_eq!(checks(&out), Vec::<String>::new(), "checked an hour ago");
+}
+
 #[test]
 fn restore_test_passes_on_a_sound_repository_and_fails_on_a_damaged_pack() {
     let env = Env::new();

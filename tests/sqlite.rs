@@ -113,7 +113,7 @@ fn a_database_under_a_live_writer_restores_to_one_committed_state() {
 
     let target = env.path("restore");
     let out = env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert!(out.contains("integrity_check ok"), "{out}");
+    assert!(out.contains("quick_check ok"), "{out}");
     let restored_db = restored(&target, &db);
     let (rows, ledger) = ledger_consistent(&restored_db);
     assert_eq!(rows, ledger, "the capture is one committed state");
@@ -328,4 +328,118 @@ fn a_capture_is_the_page_images_with_the_wal_folded_in_and_its_header_in_wal_mod
     assert_eq!(fs::read(&restored_db).unwrap(), capture);
     assert_eq!(ledger_consistent(&restored_db), (300, 300));
     drop(c);
+}
+
+/// A rollback-journal database of about `pages` 4 KiB pages of random rows
+/// (its file is then exactly what a capture stores).
+fn make_plain_db(path: &Path, pages: u64, seed: u64) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;
+         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..pages * 3 {
+        tx.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(1200, seed * 1_000_000 + i)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Restore writes a database captured page by page in large writes,
+/// gathering consecutive pages that arrive from several readers at once,
+/// and falls back to one write a page beyond the files it gathers at once:
+/// every byte lands where it belongs either way.
+#[test]
+fn databases_of_many_pages_restore_byte_for_byte_through_gathered_writes() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    // Larger than one planned read (8 MiB): its pages come in several
+    // ranges, on several readers.
+    make_plain_db(&src.join("big.db"), 5000, 1);
+    // More multi-page databases than files gathered at once (16).
+    for k in 0..24 {
+        make_plain_db(&src.join(format!("small{k}.db")), 40, 2 + k);
+    }
+    let s = env.backup_json(&[&src], &[]);
+    assert_eq!(s["errors"].as_array().unwrap().len(), 0, "{s}");
+    let target = env.path("restore");
+    let out = env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(out.matches("quick_check ok").count(), 25, "{out}");
+    for e in fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(
+            fs::read(restored(&target, &p)).unwrap(),
+            fs::read(&p).unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+}
+
+/// `restore` checks each database with `PRAGMA quick_check` by default (a
+/// damaged b-tree page is found, reported and the restore exits 1), with
+/// `integrity_check` under `--verify-db full`, and not at all with `off`.
+#[test]
+fn a_restored_database_is_checked_with_quick_check_unless_told_otherwise() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("d.db");
+    make_plain_db(&db, 60, 7);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let restore = |name: &str, extra: &[&str]| {
+        let target = env.path(name);
+        let mut args = vec!["restore", "latest", "--target", target.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        (env.run(&args), restored(&target, &db))
+    };
+    let (out, _) = restore("quick", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("d.db: quick_check ok"), "{text}");
+    let (out, _) = restore("full", &["--verify-db", "full"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("d.db: integrity_check ok"), "{text}");
+    let out = env.ok(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        env.path("json").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["databases"][0]["check"], "quick_check", "{v}");
+    assert_eq!(v["databases"][0]["integrity_check"], "ok", "{v}");
+
+    // A b-tree page with a bad page type: SQLite opens the file (the
+    // schema is intact) and the capture stores the page as it is.
+    let mut bytes = fs::read(&db).unwrap();
+    let page = 4096 * 20;
+    bytes[page] = 0x55;
+    fs::write(&db, &bytes).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let (out, file) = restore("damaged", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("fails PRAGMA quick_check"), "{err}");
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        bytes,
+        "the file stays, for inspection"
+    );
+    let (out, file) = restore("unchecked", &["--verify-db", "off"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("quick_check"), "{text}");
+    assert_eq!(fs::read(&file).unwrap(), bytes);
 }

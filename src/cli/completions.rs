@@ -271,7 +271,11 @@ pub const CONFIG_KEYS: [(&str, &[(&str, &str)]); 2] = [
             ),
             (
                 "check_slices",
-                "Read one slice of this many of the data each run (default 7).",
+                "Read one slice of this many of the data each check (default 7).",
+            ),
+            (
+                "check_every_hours",
+                "Check at most every this many hours (default 0: every run).",
             ),
             (
                 "restore_test_every_days",

@@ -113,6 +113,9 @@ pub struct JobConfig {
     /// Read one slice of this many of the data each run (0: no data check;
     /// default 7, so a week of runs reads everything once).
     pub check_slices: Option<u32>,
+    /// Check at most every this many hours (0, the default: every run);
+    /// for jobs run every few minutes.
+    pub check_every_hours: Option<u32>,
     /// Restore the new snapshot into a temporary directory and verify it
     /// every this many days (default: never).
     pub restore_test_every_days: Option<u32>,

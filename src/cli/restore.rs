@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cairn::ops::restore::{Action, Overwrite, RestoreOptions, RestoreRoot, refusal, restore};
+use cairn::ops::restore::{
+    Action, DbCheck, Overwrite, RestoreOptions, RestoreRoot, refusal, restore,
+};
 use cairn::ops::walk::{self, Found};
 
 use super::progress::Reporter;
@@ -36,6 +38,13 @@ pub struct Args {
     /// List what would change in the target, write nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
+    /// How each restored SQLite capture is checked: `quick` runs `PRAGMA
+    /// quick_check` (every page read, the b-trees checked), `full` runs
+    /// `PRAGMA integrity_check` (indexes compared with their tables too),
+    /// `off` opens nothing. Every restored byte is re-hashed against its
+    /// blob ID whatever this says.
+    #[arg(long, value_name = "CHECK", default_value = "quick")]
+    verify_db: VerifyDbArg,
     #[command(flatten)]
     filter: super::FilterArgs,
     #[command(flatten)]
@@ -49,6 +58,24 @@ enum OverwriteArg {
     IfChanged,
     IfNewer,
     Never,
+}
+
+/// `--verify-db` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VerifyDbArg {
+    Quick,
+    Full,
+    Off,
+}
+
+impl From<VerifyDbArg> for DbCheck {
+    fn from(a: VerifyDbArg) -> DbCheck {
+        match a {
+            VerifyDbArg::Quick => DbCheck::Quick,
+            VerifyDbArg::Full => DbCheck::Full,
+            VerifyDbArg::Off => DbCheck::Off,
+        }
+    }
 }
 
 /// The library's choice for `--overwrite` (absent: refuse).
@@ -81,7 +108,9 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         overwrite: overwrite(a.overwrite),
         delete: a.delete,
         dry_run: a.dry_run,
+        verify_db: a.verify_db.into(),
     };
+    let pragma = opts.verify_db.pragma().unwrap_or_default();
     let reporter = Reporter::new(g, "restore");
     if sub == "/" && a.include.is_empty() && !a.dry_run {
         reporter.start(
@@ -127,7 +156,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
                 "deleted": r.deleted,
                 "changes": r.changes.iter().map(|c| serde_json::json!({"action": c.action.name(), "path": c.path.to_string_lossy()})).collect::<Vec<_>>(),
                 "errors": errors,
-                "databases": r.databases.iter().map(|(p, v)| serde_json::json!({"path": p.to_string_lossy(), "integrity_check": v})).collect::<Vec<_>>(),
+                "databases": r.databases.iter().map(|(p, v)| serde_json::json!({"path": p.to_string_lossy(), "check": pragma, "integrity_check": v})).collect::<Vec<_>>(),
             })
         );
     } else if a.dry_run {
@@ -155,7 +184,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         }
         if !g.quiet {
             for (p, v) in &r.databases {
-                println!("database {}: integrity_check {v}", p.display());
+                println!("database {}: {pragma} {v}", p.display());
             }
         }
         if !g.quiet {

@@ -107,6 +107,8 @@ fn test(
         target: dir.path().to_path_buf(),
         include: Vec::new(),
         owners: None,
+        // A restore test is the thorough check: indexes too.
+        verify_db: cairn::ops::restore::DbCheck::Full,
         ..RestoreOptions::default()
     };
     let root = RestoreRoot::Tree(snap.tree);

@@ -168,6 +168,9 @@ pub(super) struct JobState {
     /// Unix seconds of the last successful check.
     #[serde(default)]
     pub(super) last_check: Option<i64>,
+    /// Checks run (picks the data slice).
+    #[serde(default)]
+    pub(super) checks: u64,
     /// What the metrics file says about the job.
     #[serde(default)]
     pub(super) metrics: Metrics,
@@ -709,11 +712,20 @@ impl<'a> Runner<'a> {
         if self.stopped {
             return;
         }
+        // A job run every few minutes checks at most every
+        // `check_every_hours` (a minute of slack for a timer's drift).
+        let hours = self.job.check_every_hours.unwrap_or(0);
+        if let Some(t) = state.last_check
+            && hours > 0
+            && now_unix() - t < i64::from(hours) * 3_600 - 60
+        {
+            return;
+        }
         let slices = self.job.check_slices.unwrap_or(7);
         let (read_data, step) = if slices == 0 {
             (ReadData::None, "check".to_string())
         } else {
-            let n = (state.runs % u64::from(slices)) as u32 + 1;
+            let n = (state.checks % u64::from(slices)) as u32 + 1;
             (
                 ReadData::Slice { n, of: slices },
                 format!("check (data slice {n}/{slices})"),
@@ -727,6 +739,7 @@ impl<'a> Runner<'a> {
         if r.is_ok() {
             state.last_check = Some(now_unix());
         }
+        state.checks += 1;
         self.record(&step, started, r, true);
     }
 

@@ -227,9 +227,22 @@ impl SealKey {
     /// Open a sealed box in place: on success `sealed` holds the plaintext.
     /// `what` names the object for the error message.
     pub fn open_in_place(&self, aad: &[u8], sealed: &mut Vec<u8>, what: &str) -> Result<()> {
+        self.open_in_place_naming(aad, sealed, &|| what.to_string())
+    }
+
+    /// [`SealKey::open_in_place`], naming the box in an error by `what()`,
+    /// called only then (a blob's name costs more to format than a small
+    /// blob costs to open).
+    pub fn open_in_place_naming(
+        &self,
+        aad: &[u8],
+        sealed: &mut Vec<u8>,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(Error::integrity(format!(
-                "{what}: sealed box too short ({} bytes)",
+                "{}: sealed box too short ({} bytes)",
+                what(),
                 sealed.len()
             )));
         }
@@ -245,7 +258,8 @@ impl SealKey {
             .decrypt_inout_detached(&nonce, aad, body.into(), &tag)
             .map_err(|_| {
                 Error::integrity(format!(
-                    "{what}: authentication failed (corrupt or tampered data, or a different key)"
+                    "{}: authentication failed (corrupt or tampered data, or a different key)",
+                    what()
                 ))
             })?;
         sealed.truncate(tag_start);

@@ -31,8 +31,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -54,6 +54,7 @@ use crate::repo::readplan::Wanted;
 use crate::repo::{Indexed, Repository};
 use crate::source::exclude::ExcludeMatcher;
 use crate::source::fs::{Meta, proc_fd_available, type_name};
+pub use crate::source::sqlite::DbCheck;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +76,9 @@ pub struct RestoreOptions {
     /// Plan only: list what would change in [`RestoreResult::changes`] and
     /// count it, write nothing (not even the target directory).
     pub dry_run: bool,
+    /// How each restored SQLite capture is checked (default: `PRAGMA
+    /// quick_check`).
+    pub verify_db: DbCheck,
 }
 
 /// What a restore did.
@@ -90,8 +94,9 @@ pub struct RestoreResult {
     pub bytes: u64,
     /// Entries that failed, with the reason.
     pub errors: Vec<(PathBuf, String)>,
-    /// Restored SQLite captures and SQLite's `integrity_check` verdict on
-    /// each ("ok" when sound).
+    /// Restored SQLite captures and SQLite's verdict on each ("ok" when
+    /// sound), from the check [`RestoreOptions::verify_db`] named (none
+    /// listed when it is [`DbCheck::Off`]).
     pub databases: Vec<(PathBuf, String)>,
     /// Entries (not directories) already in the target with the snapshot's
     /// content: left alone.
@@ -202,6 +207,53 @@ struct PendingFile {
     remaining: AtomicUsize,
     /// It failed (and was reported): later blobs are not written.
     failed: AtomicBool,
+    /// Its blobs are gathered into larger writes through one handle
+    /// ([`Run`]): it has at least [`RUN_MIN_BLOBS`] of them.
+    gathers: bool,
+    run: Mutex<Run>,
+    /// Blobs not yet written to the file, for a file that gathers: it is
+    /// complete when this reaches zero (every blob arrived and written).
+    unwritten: AtomicUsize,
+}
+
+/// Files of at least this many blobs have their small blobs gathered into
+/// larger writes (a database captured page by page: one blob a page).
+const RUN_MIN_BLOBS: usize = 16;
+
+/// A blob of at least this size is written on its own, not gathered.
+const RUN_BLOB_MAX: usize = 64 << 10;
+
+/// Gathered bytes are written once they reach this size.
+const RUN_MAX: usize = 1 << 20;
+
+/// Stretches of one file gathered at once: the planned reads deliver the
+/// ranges of a pack to several workers, each bringing its own stretch.
+const RUN_STRETCHES: usize = 4;
+
+/// Files being gathered at once, each holding an open handle and up to
+/// [`RUN_STRETCHES`] × [`RUN_MAX`] bytes; beyond that, files are written
+/// blob by blob.
+const RUNS_OPEN: usize = 16;
+
+/// The blobs of one file waiting to be written together, in stretches of
+/// consecutive bytes, and the file's handle (checked once to be the file
+/// this restore created), kept open from its first blob to its last.
+#[derive(Default)]
+struct Run {
+    /// The file and its directory; `None` before the first blob, and once
+    /// the file is complete or failed.
+    open: Option<Arc<(File, OwnedFd)>>,
+    /// No handle was free ([`RUNS_OPEN`]), or the file is done: written
+    /// blob by blob.
+    refused: bool,
+    stretches: Vec<Stretch>,
+}
+
+/// Consecutive bytes of a file, from `blobs` blobs, starting at `start`.
+struct Stretch {
+    start: u64,
+    data: Vec<u8>,
+    blobs: usize,
 }
 
 /// What the planned reads of a restore fetch, and where each blob goes.
@@ -244,6 +296,9 @@ struct Ctx<'a> {
     databases: Mutex<Vec<(PathBuf, String)>>,
     /// Created files waiting for their content.
     pending: Mutex<Pending>,
+    /// Files holding a [`Run`]'s handle now.
+    runs_open: AtomicUsize,
+    verify_db: DbCheck,
     progress: &'a dyn Progress,
 }
 
@@ -601,6 +656,9 @@ impl Ctx<'_> {
             group,
             remaining: AtomicUsize::new(at.len()),
             failed: AtomicBool::new(false),
+            gathers: at.len() >= RUN_MIN_BLOBS,
+            run: Mutex::new(Run::default()),
+            unwritten: AtomicUsize::new(at.len()),
         };
         if at.is_empty() {
             return self.complete(&pf, &file, dir);
@@ -687,6 +745,7 @@ impl Ctx<'_> {
                     if let Err(e) = r
                         && !pf.failed.swap(true, Ordering::Relaxed)
                     {
+                        self.end_run(pf);
                         self.fail(&pf.path, e);
                     }
                 }
@@ -698,6 +757,131 @@ impl Ctx<'_> {
     /// through the target's handle and checked to be the very file this
     /// restore created; complete the file if it was its last blob.
     fn write_pending(&self, pf: &PendingFile, data: &[u8], at: u64) -> Result<()> {
+        if pf.gathers && self.gather(pf, data, at)? {
+            return Ok(());
+        }
+        let (file, dir) = self.reopen_pending(pf)?;
+        self.write_at(pf, &file, data, at)?;
+        self.progress.advance(0, data.len() as u64);
+        if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.complete(pf, &file, &dir)?;
+        }
+        Ok(())
+    }
+
+    /// Write one blob of a file that gathers its blobs ([`Run`]): appended
+    /// to the stretch it follows, or starting a new one; a stretch is
+    /// written when it reaches [`RUN_MAX`] or makes room for a newer one,
+    /// and all of them when the file's last blob arrives. Writes happen
+    /// outside the file's lock; whichever write leaves no blob unwritten
+    /// completes the file. `Ok(false)`: no handle was free, the caller
+    /// writes the blob itself.
+    fn gather(&self, pf: &PendingFile, data: &[u8], at: u64) -> Result<bool> {
+        let mut run = pf.run.lock().unwrap_or_else(|p| p.into_inner());
+        if run.refused {
+            return Ok(false);
+        }
+        if run.open.is_none() {
+            if self.runs_open.fetch_add(1, Ordering::AcqRel) >= RUNS_OPEN {
+                self.runs_open.fetch_sub(1, Ordering::AcqRel);
+                run.refused = true;
+                return Ok(false);
+            }
+            match self.reopen_pending(pf) {
+                Ok(open) => run.open = Some(Arc::new(open)),
+                Err(e) => {
+                    self.runs_open.fetch_sub(1, Ordering::AcqRel);
+                    run.refused = true;
+                    return Err(e);
+                }
+            }
+        }
+        let Some(open) = run.open.clone() else {
+            return Ok(false);
+        };
+        let mut ready: Vec<Stretch> = Vec::new();
+        let alone = data.len() >= RUN_BLOB_MAX;
+        if !alone {
+            let follows = run
+                .stretches
+                .iter()
+                .position(|r| r.start + r.data.len() as u64 == at);
+            match follows {
+                Some(k) => {
+                    let r = &mut run.stretches[k];
+                    r.data.extend_from_slice(data);
+                    r.blobs += 1;
+                    if r.data.len() >= RUN_MAX {
+                        ready.push(run.stretches.swap_remove(k));
+                    }
+                }
+                None => {
+                    if run.stretches.len() >= RUN_STRETCHES {
+                        ready.push(run.stretches.remove(0));
+                    }
+                    let mut buf = Vec::with_capacity(RUN_MAX.min(pf.len as usize));
+                    buf.extend_from_slice(data);
+                    run.stretches.push(Stretch {
+                        start: at,
+                        data: buf,
+                        blobs: 1,
+                    });
+                }
+            }
+        }
+        self.progress.advance(0, data.len() as u64);
+        if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            ready.append(&mut run.stretches);
+        }
+        drop(run);
+        let (file, dir) = &*open;
+        let mut written = 0;
+        if alone {
+            self.write_at(pf, file, data, at)?;
+            written += 1;
+        }
+        for r in ready {
+            self.write_at(pf, file, &r.data, r.start)?;
+            written += r.blobs;
+        }
+        if written > 0 && pf.unwritten.fetch_sub(written, Ordering::AcqRel) == written {
+            self.end_run(pf);
+            self.complete(pf, file, dir)?;
+        }
+        Ok(true)
+    }
+
+    /// Close a file's gathering handle (once the last writer lets go of
+    /// it), dropping what waits unwritten (the file is done, or failed).
+    fn end_run(&self, pf: &PendingFile) {
+        if !pf.gathers {
+            return;
+        }
+        let mut run = pf.run.lock().unwrap_or_else(|p| p.into_inner());
+        if run.open.take().is_some() {
+            self.runs_open.fetch_sub(1, Ordering::AcqRel);
+        }
+        run.refused = true;
+        run.stretches = Vec::new();
+    }
+
+    /// Write `data` at `at` in a pending file (holes kept for a sparse
+    /// one), counting the bytes written.
+    fn write_at(&self, pf: &PendingFile, file: &File, data: &[u8], at: u64) -> Result<()> {
+        let written = if pf.node.flags & FLAG_SPARSE != 0 {
+            write_sparse(file, data, at)
+        } else {
+            file.write_all_at(data, at).map(|()| data.len() as u64)
+        }
+        .map_err(|e| Error::io_path("cannot write", display(&pf.path), e))?;
+        self.bytes.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reopen a created file to write its content, through the target's
+    /// handle, checked to be the very file this restore created; with its
+    /// directory.
+    fn reopen_pending(&self, pf: &PendingFile) -> Result<(File, OwnedFd)> {
         const WHAT: &str = "cannot write";
         let shown = display(&pf.path);
         let (dir_rel, name) = split_last(&pf.rel);
@@ -720,19 +904,7 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let file = File::from(fd);
-        let written = if pf.node.flags & FLAG_SPARSE != 0 {
-            write_sparse(&file, data, at)
-        } else {
-            file.write_all_at(data, at).map(|()| data.len() as u64)
-        }
-        .map_err(|e| Error::io_path(WHAT, &shown, e))?;
-        self.bytes.fetch_add(written, Ordering::Relaxed);
-        self.progress.advance(0, data.len() as u64);
-        if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.complete(pf, &file, &dir)?;
-        }
-        Ok(())
+        Ok((File::from(fd), dir))
     }
 
     /// Owner, mode, xattrs and times. `created_exact`: owner and mode are
@@ -856,16 +1028,25 @@ impl Ctx<'_> {
         path: &[u8],
         id: Option<ObjId>,
     ) -> Result<()> {
-        let verdict =
-            crate::source::sqlite::check_restored_at(dir.as_fd(), name, id, &display(path))?;
+        let Some(verdict) = crate::source::sqlite::check_restored_at(
+            dir.as_fd(),
+            name,
+            id,
+            &display(path),
+            self.verify_db,
+        )?
+        else {
+            return Ok(());
+        };
         self.databases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((display(path), verdict.clone()));
         if verdict != "ok" {
             return Err(Error::integrity(format!(
-                "restored database {} fails PRAGMA integrity_check: {verdict}",
-                display(path).display()
+                "restored database {} fails PRAGMA {}: {verdict}",
+                display(path).display(),
+                self.verify_db.pragma().unwrap_or_default()
             )));
         }
         Ok(())
@@ -1314,6 +1495,8 @@ pub fn restore(
         dir_meta: Mutex::new(Vec::new()),
         databases: Mutex::new(Vec::new()),
         pending: Mutex::new(Pending::default()),
+        runs_open: AtomicUsize::new(0),
+        verify_db: opts.verify_db,
         progress,
     };
     let deleted = ctx.delete(&plan.deletes, &opts.target);

@@ -1113,17 +1113,18 @@ impl Repository {
         raw_len: u32,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let what = format!("{} blob {id}", t.name());
+        let what = || format!("{} blob {id}", t.name());
         self.seal
-            .open_in_place(&aad::blob(t, compression, id), buf, &what)?;
+            .open_in_place_naming(&aad::blob(t, compression, id), buf, &what)?;
         if compression == Compression::Zstd {
             let out = decompress(buf, raw_len as usize)
-                .map_err(|e| Error::integrity(format!("{what}: {e}")))?;
+                .map_err(|e| Error::integrity(format!("{}: {e}", what())))?;
             *buf = out;
         }
         if buf.len() != raw_len as usize {
             return Err(Error::integrity(format!(
-                "{what}: plaintext is {} bytes, the index says {raw_len}",
+                "{}: plaintext is {} bytes, the index says {raw_len}",
+                what(),
                 buf.len()
             )));
         }
