@@ -63,6 +63,10 @@ enum Layout {
 struct State {
     /// Blob index → (plaintext, last use).
     cache: HashMap<u64, (Arc<Vec<u8>>, u64)>,
+    /// Last use → blob index, for the cached blobs: the least recently
+    /// used is the first (evicting it costs a lookup, not a scan of the
+    /// cache, on every miss).
+    by_use: std::collections::BTreeMap<u64, u64>,
     cached_bytes: usize,
     tick: u64,
     /// Leaf index → its IDs, once read.
@@ -233,8 +237,10 @@ impl<'r> Image<'r> {
         st.tick += 1;
         let tick = st.tick;
         if let Some((data, used)) = st.cache.get_mut(&i) {
-            *used = tick;
-            return Ok(Arc::clone(data));
+            let (data, was) = (Arc::clone(data), std::mem::replace(used, tick));
+            st.by_use.remove(&was);
+            st.by_use.insert(tick, i);
+            return Ok(data);
         }
         let id = self.blob_id(&mut st, i)?;
         let loc = self.repo.locate(BlobType::Data, &id)?;
@@ -263,15 +269,11 @@ impl<'r> Image<'r> {
         let data = Arc::new(data);
         st.cached_bytes += data.len();
         st.cache.insert(i, (Arc::clone(&data), tick));
+        st.by_use.insert(tick, i);
+        // The blob just read is the newest: never the one evicted.
         while st.cache.len() > 1 && (st.cached_bytes > CACHE_BYTES || st.cache.len() > CACHE_BLOBS)
         {
-            let Some(oldest) = st
-                .cache
-                .iter()
-                .filter(|(k, _)| **k != i)
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| *k)
-            else {
+            let Some((_, oldest)) = st.by_use.pop_first() else {
                 break;
             };
             if let Some((d, _)) = st.cache.remove(&oldest) {

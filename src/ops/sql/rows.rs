@@ -208,6 +208,16 @@ pub fn diff_rows(
     list: bool,
     on_row: &mut dyn FnMut(&str, &RowChange) -> Result<()>,
 ) -> Result<Vec<TableRows>> {
+    // Each compared table is read whole in both captures, once per kind
+    // of change: with SQLite's default 2 MB page cache each pass fetched
+    // and opened most page blobs again. Up to 64 MiB of pages per capture
+    // (on the 219 MB benchmark database: twice as fast, 176 MB peak
+    // instead of 74 MB).
+    for schema in ["main", OLD] {
+        db.connection()
+            .execute_batch(&format!("PRAGMA {}.cache_size = -65536", ident(schema)))
+            .map_err(|e| db.error(e))?;
+    }
     let new_tables = tables(db, "main")?;
     let old_tables = tables(db, OLD)?;
     let mut names: Vec<&String> = new_tables.iter().chain(&old_tables).collect();
