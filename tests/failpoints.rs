@@ -57,3 +57,49 @@ fn an_error_action_fails_the_operation_there() {
         0
     );
 }
+
+/// A page write of a database (through its held handle) that fails leaves
+/// the file unfinished: named as an error, not counted, not given its
+/// metadata nor checked, and the pages that arrive after it are dropped.
+#[test]
+fn a_failed_page_write_leaves_the_database_unfinished_and_named() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let c = rusqlite::Connection::open(src.join("app.db")).unwrap();
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(3000000));")
+        .unwrap();
+    drop(c);
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(src.join("app.db"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("target");
+    let out = env
+        .cmd()
+        .env("FAILPOINTS", "restore::after_held_write=1*return(error)")
+        .args(["--json", "restore", "latest", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(v["files"], 0, "{v}");
+    assert_eq!(v["databases"], serde_json::json!([]), "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("app.db") && errors.contains("after_held_write"),
+        "{errors}"
+    );
+    let restored = restored(&target, &src).join("app.db");
+    // Never finished: the snapshot's modification time was not applied.
+    assert_ne!(
+        std::fs::metadata(&restored).unwrap().modified().unwrap(),
+        old
+    );
+}

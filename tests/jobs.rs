@@ -516,6 +516,14 @@ fn check_every_hours_skips_the_check_of_a_run_soon_after_the_last() {
     std::fs::write(&config, text).unwrap();
     let out = run_job(&env, &config, &["--json"]);
     assert_eq!(checks(&out), Vec::<String>::new(), "checked an hour ago");
+    // A last check in the future (the clock was set back) does not
+    // silence the checks: the run checks.
+    let state = env.path("state/jobs/app.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    v["last_check"] = serde_json::json!(4_000_000_000i64);
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = run_job(&env, &config, &["--json"]);
+    assert_eq!(checks(&out), ["check (data slice 3/7)"]);
 }
 
 #[test]

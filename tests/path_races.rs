@@ -304,8 +304,8 @@ fn a_restored_databases_directory_swapped_for_a_symlink_is_not_opened_outside_th
     let src = env.path("src");
     fs::create_dir_all(src.join("db")).unwrap();
     let conn = rusqlite::Connection::open(src.join("db/app.db")).unwrap();
-    // Some fifty pages: restore gathers them into larger writes through
-    // one handle, opened at the first page and checked then.
+    // Some fifty pages: restore writes them through one handle, opened
+    // and checked at the first page, and checks the file again at the end.
     conn.execute_batch(
         "CREATE TABLE t(x, pad); INSERT INTO t VALUES ('restored', randomblob(200000));",
     )
@@ -351,6 +351,59 @@ fn a_restored_databases_directory_swapped_for_a_symlink_is_not_opened_outside_th
     assert_eq!(x, "restored");
     // The directory's metadata could not be applied through the symlink.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A database written through one held handle whose directory is moved
+/// away and replaced by a symlink between two of its pages: the rest of
+/// its pages still go into the file restore created (wherever it is now),
+/// but its completion checks the file again through the target's handle
+/// and refuses, so it is neither given its metadata nor checked where it
+/// went, and nothing outside the target is touched (before, the handle
+/// checked at the first page also carried the metadata and the database
+/// check).
+#[test]
+fn a_database_moved_away_between_its_page_writes_is_not_completed_through_the_old_handle() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("db")).unwrap();
+    let conn = rusqlite::Connection::open(src.join("db/app.db")).unwrap();
+    // About 3 MiB of pages.
+    conn.execute_batch(
+        "CREATE TABLE t(x, pad); INSERT INTO t VALUES ('restored', randomblob(3000000));",
+    )
+    .unwrap();
+    drop(conn);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("app.db-wal"), b"someone else's log").unwrap();
+
+    let target = env.path("target");
+    let child = stopped_at(
+        &env,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        "restore::after_held_write=1*return(stop)",
+    );
+    let dir = restored(&target, &src.join("db"));
+    swap_for_symlink(&dir, &outside);
+    let out = finish(child);
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("app.db") && err.contains("replaced"), "{err}");
+    assert!(
+        !text.contains("quick_check"),
+        "checked where it was moved: {text}"
+    );
+    assert!(!outside.join("app.db").exists());
+    assert_eq!(
+        fs::read(outside.join("app.db-wal")).unwrap(),
+        b"someone else's log"
+    );
+    // What was written before the move stays there, unfinished.
+    let moved = dir.with_extension("moved").join("app.db");
+    assert!(fs::metadata(&moved).unwrap().len() > 0);
 }
 
 #[test]

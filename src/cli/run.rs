@@ -715,9 +715,10 @@ impl<'a> Runner<'a> {
         // A job run every few minutes checks at most every
         // `check_every_hours` (a minute of slack for a timer's drift).
         let hours = self.job.check_every_hours.unwrap_or(0);
+        // A last check in the future (the clock was set back) is due.
         if let Some(t) = state.last_check
             && hours > 0
-            && now_unix() - t < i64::from(hours) * 3_600 - 60
+            && (0..i64::from(hours) * 3_600 - 60).contains(&(now_unix() - t))
         {
             return;
         }

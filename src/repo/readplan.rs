@@ -19,9 +19,10 @@
 //! and each blob handed over as soon as its last byte is in, so a worker
 //! holds the piece the backend just handed over, the sealed bytes of the
 //! blob being received and the plaintext of the blob it is handing over:
-//! `workers × (piece + 2 × largest blob)`, however large the range. (A
-//! backend that cannot stream, local storage, hands over a whole range at
-//! once: at most [`MAX_RANGE`], or one larger blob.)
+//! `workers × (piece + 2 × largest blob)`, however large the range (local
+//! storage reads pieces of 1 MiB into a buffer each thread keeps; a
+//! backend that cannot stream hands over a whole range at once: at most
+//! [`MAX_RANGE`], or one larger blob).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -536,14 +536,15 @@ pub fn check_restored_at(
         },
     )?;
     still_same(dir, name, expect).map_err(refused)?;
-    let mut stmt = conn
+    // A check that SQLite refuses or stops with an error ("file is not a
+    // database", a page it cannot even parse: "database disk image is
+    // malformed") is a failing verdict too.
+    let lines = conn
         .prepare(&format!("PRAGMA {pragma}"))
-        .map_err(|e| Error::integrity(format!("{}: {e}", shown.display())))?;
-    // A check that SQLite stops with an error (a page it cannot even
-    // parse: "database disk image is malformed") is a failing verdict too.
-    let lines = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>());
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+        });
     Ok(Some(match lines {
         Ok(lines) => lines.join("; "),
         Err(e) => e.to_string(),
