@@ -110,8 +110,8 @@ pub struct JobConfig {
     pub keep_tags: Vec<String>,
     /// Prune at most every this many days (0: every run; default 7).
     pub prune_every_days: Option<u32>,
-    /// Read one slice of this many of the data each run (0: no data check;
-    /// default 7, so a week of runs reads everything once).
+    /// Read one slice of this many of the data each check (0: no data
+    /// check; default 7, so a week of nightly runs reads everything once).
     pub check_slices: Option<u32>,
     /// Check at most every this many hours (0, the default: every run);
     /// for jobs run every few minutes.
@@ -124,6 +124,36 @@ pub struct JobConfig {
     /// Prometheus text file this job's metrics go to (default: the file's
     /// top-level `metrics_file`).
     pub metrics_file: Option<PathBuf>,
+}
+
+impl JobConfig {
+    /// The job's retention policy (empty when it has none).
+    pub fn policy(&self) -> Result<cairn::ops::forget::Policy> {
+        Ok(cairn::ops::forget::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(|w| {
+                    w.parse::<jiff::Span>()
+                        .map(|s| s.abs())
+                        .map_err(|e| anyhow!("keep_within {w:?}: {e}"))
+                })
+                .transpose()?,
+            tags: self.keep_tags.clone(),
+        })
+    }
+
+    /// True if the job has a retention policy (or one that does not parse:
+    /// the forget step then reports why).
+    pub fn has_policy(&self) -> bool {
+        self.policy().map_or(true, |p| !p.is_empty())
+    }
 }
 
 /// The whole file.

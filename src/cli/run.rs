@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use cairn::ops::backup::{BackupOptions, StreamSource};
 use cairn::ops::check::ReadData;
-use cairn::ops::forget::{GroupBy, Policy};
+use cairn::ops::forget::GroupBy;
 use cairn::ops::prune::PruneOptions;
 use cairn::repo::{Repository, SharedLock, SnapshotFilter};
 use cairn::source::exclude::ExcludeMatcher;
@@ -585,35 +585,6 @@ impl<'a> Runner<'a> {
         self.record("backup", started, r, stops);
     }
 
-    /// The job's retention policy (empty when it has none).
-    fn policy(&self) -> Result<Policy> {
-        let j = self.job;
-        Ok(Policy {
-            last: j.keep_last,
-            hourly: j.keep_hourly,
-            daily: j.keep_daily,
-            weekly: j.keep_weekly,
-            monthly: j.keep_monthly,
-            yearly: j.keep_yearly,
-            within: j
-                .keep_within
-                .as_deref()
-                .map(|w| {
-                    w.parse::<jiff::Span>()
-                        .map(|s| s.abs())
-                        .map_err(|e| anyhow!("keep_within {w:?}: {e}"))
-                })
-                .transpose()?,
-            tags: j.keep_tags.clone(),
-        })
-    }
-
-    /// True if the job has a retention policy (or one that does not parse:
-    /// the forget step then reports why).
-    fn has_policy(&self) -> bool {
-        self.policy().map_or(true, |p| !p.is_empty())
-    }
-
     /// Every repository the job writes to: its own, then its copies.
     fn repositories(&self) -> Vec<String> {
         std::iter::once(self.job.repository.clone())
@@ -661,7 +632,7 @@ impl<'a> Runner<'a> {
     }
 
     fn forget(&mut self) {
-        if !self.has_policy() {
+        if !self.job.has_policy() {
             return;
         }
         for repo in self.repositories() {
@@ -670,7 +641,7 @@ impl<'a> Runner<'a> {
             }
             let started = Instant::now();
             self.say(&format!("forget on {repo}"));
-            let r = self.policy().and_then(|policy| {
+            let r = self.job.policy().and_then(|policy| {
                 let request = super::forget::Request {
                     ids: Vec::new(),
                     policy,
@@ -687,7 +658,7 @@ impl<'a> Runner<'a> {
 
     fn prune(&mut self, state: &mut JobState) {
         let days = self.job.prune_every_days.unwrap_or(7);
-        if !self.has_policy() || !JobState::due(state.last_prune, days, now_unix()) {
+        if !self.job.has_policy() || !JobState::due(state.last_prune, days, now_unix()) {
             return;
         }
         for repo in self.repositories() {

@@ -138,14 +138,7 @@ fn frequent_notes(j: &jobconfig::JobConfig, when: When) -> Vec<String> {
     };
     let per_day = 1440 / n;
     let mut notes = Vec::new();
-    let any_keep = j.keep_last.is_some()
-        || j.keep_hourly.is_some()
-        || j.keep_daily.is_some()
-        || j.keep_weekly.is_some()
-        || j.keep_monthly.is_some()
-        || j.keep_yearly.is_some()
-        || j.keep_within.is_some();
-    if !any_keep {
+    if !j.has_policy() {
         notes.push(format!(
             "the job has no retention: {per_day} snapshots a day would pile up; \
              add for instance keep_within = \"2d\", keep_hourly = 48, keep_daily = 14, \

@@ -307,7 +307,50 @@ fn display(snapshot_path: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(snapshot_path))
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A restore into the target `root` (its handle and identity), with
+    /// the plan's `decisions`, `include` and `opts`' owners and database
+    /// check; nothing done yet.
+    fn new(
+        repo: &'a Repository,
+        (root, root_id): (OwnedFd, ObjId),
+        decisions: HashMap<Vec<u8>, Decision>,
+        include: Option<ExcludeMatcher>,
+        opts: &RestoreOptions,
+        progress: &'a dyn Progress,
+    ) -> Ctx<'a> {
+        Ctx {
+            repo,
+            root,
+            root_id,
+            decisions,
+            include,
+            owners: opts
+                .owners
+                .unwrap_or_else(|| rustix::process::geteuid().is_root()),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask: {
+                let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+                rustix::process::umask(old);
+                old.bits()
+            },
+            files: AtomicU64::new(0),
+            dirs: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            links: Mutex::new(HashMap::new()),
+            pending_links: Mutex::new(Vec::new()),
+            dir_meta: Mutex::new(Vec::new()),
+            databases: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
+            held_open: AtomicUsize::new(0),
+            verify_db: opts.verify_db,
+            progress,
+        }
+    }
+
     fn fail(&self, path: &[u8], e: Error) {
         let p = display(path);
         self.progress.error(&p, &e);
@@ -735,9 +778,10 @@ impl Ctx<'_> {
         );
     }
 
-    /// Write one blob's plaintext at `at` in a created file, reopened
-    /// through the target's handle and checked to be the very file this
-    /// restore created; complete the file if it was its last blob.
+    /// Write one blob's plaintext at `at` in a created file: through its
+    /// held handle ([`Ctx::write_held`]), or reopened through the target's
+    /// handle and checked to be the very file this restore created;
+    /// complete the file if it was its last blob.
     fn write_pending(&self, pf: &PendingFile, data: &[u8], at: u64) -> Result<()> {
         if pf.holds && self.write_held(pf, data, at)? {
             return Ok(());
@@ -1419,36 +1463,14 @@ pub fn restore(
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     };
-    let ctx = Ctx {
+    let ctx = Ctx::new(
         repo,
-        root: dir,
-        root_id,
-        decisions: plan.decisions,
+        (dir, root_id),
+        plan.decisions,
         include,
-        owners: opts
-            .owners
-            .unwrap_or_else(|| rustix::process::geteuid().is_root()),
-        euid: rustix::process::geteuid().as_raw(),
-        egid: rustix::process::getegid().as_raw(),
-        umask: {
-            let old = rustix::process::umask(Mode::from_raw_mode(0o022));
-            rustix::process::umask(old);
-            old.bits()
-        },
-        files: AtomicU64::new(0),
-        dirs: AtomicU64::new(0),
-        others: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        errors: Mutex::new(Vec::new()),
-        links: Mutex::new(HashMap::new()),
-        pending_links: Mutex::new(Vec::new()),
-        dir_meta: Mutex::new(Vec::new()),
-        databases: Mutex::new(Vec::new()),
-        pending: Mutex::new(Pending::default()),
-        held_open: AtomicUsize::new(0),
-        verify_db: opts.verify_db,
+        opts,
         progress,
-    };
+    );
     let deleted = ctx.delete(&plan.deletes, &opts.target);
     super::in_pool(|| match root {
         RestoreRoot::Tree(t) => {
@@ -1988,36 +2010,6 @@ mod tests {
         );
     }
 
-    /// A restore context on an empty target, for driving the write path
-    /// by hand.
-    fn bare_ctx<'a>(repo: &'a Repository, target: &std::path::Path) -> Ctx<'a> {
-        let (root, _, root_id) = open_target(target).unwrap();
-        Ctx {
-            repo,
-            root,
-            root_id,
-            decisions: HashMap::new(),
-            include: None,
-            owners: false,
-            euid: rustix::process::geteuid().as_raw(),
-            egid: rustix::process::getegid().as_raw(),
-            umask: 0o022,
-            files: AtomicU64::new(0),
-            dirs: AtomicU64::new(0),
-            others: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            errors: Mutex::new(Vec::new()),
-            links: Mutex::new(HashMap::new()),
-            pending_links: Mutex::new(Vec::new()),
-            dir_meta: Mutex::new(Vec::new()),
-            databases: Mutex::new(Vec::new()),
-            pending: Mutex::new(Pending::default()),
-            held_open: AtomicUsize::new(0),
-            verify_db: DbCheck::Off,
-            progress: &crate::ops::NoProgress,
-        }
-    }
-
     /// Thread B takes a page of a file written through its held handle
     /// past the `failed` check; thread A's write of the same file fails
     /// and ends its handle; B's page then arrives, the file's last. It
@@ -2027,7 +2019,21 @@ mod tests {
     fn a_page_arriving_after_its_files_write_failed_does_not_complete_the_file() {
         let repo = crate::repo::test_repo();
         let dir = tempfile::tempdir().unwrap();
-        let ctx = bare_ctx(&repo, dir.path());
+        // A restore context on an empty target, driven by hand.
+        let (root, _, root_id) = open_target(dir.path()).unwrap();
+        let opts = RestoreOptions {
+            owners: Some(false),
+            verify_db: DbCheck::Off,
+            ..RestoreOptions::default()
+        };
+        let ctx = Ctx::new(
+            &repo,
+            (root, root_id),
+            HashMap::new(),
+            None,
+            &opts,
+            &crate::ops::NoProgress,
+        );
         let blobs = HELD_MIN_BLOBS;
         let fd = rustix::fs::openat(
             &ctx.root,
@@ -2066,7 +2072,7 @@ mod tests {
         for k in 0..blobs - 1 {
             ctx.write_pending(&pf, &page, (k * 4096) as u64).unwrap();
         }
-        // A's write failed: the fetch marks the file and ends its run.
+        // A's write failed: the fetch marks the file and ends its handle.
         pf.failed.store(true, Ordering::Relaxed);
         ctx.end_held(&pf);
         // B's page, past the check before the failure, arrives last.

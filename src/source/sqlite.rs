@@ -452,8 +452,7 @@ pub enum DbCheck {
     /// `PRAGMA quick_check`: every page read, the b-trees' structure and
     /// records checked, indexes not compared with their tables. Restore's
     /// default: each blob was already re-hashed against its ID, so the
-    /// bytes are the captured ones, and the capture itself was checked
-    /// when it was taken.
+    /// bytes are the captured ones.
     #[default]
     Quick,
     /// `PRAGMA integrity_check`: also every index against its table.
@@ -553,12 +552,8 @@ pub fn check_restored_at(
 
 /// [`check_restored_at`] for a database given by path, in a directory only
 /// this process writes to (`restore-test`'s private directory).
+/// Always the full `integrity_check`.
 pub fn check_restored(path: &Path) -> Result<String> {
-    check_restored_with(path, DbCheck::Full).map(Option::unwrap_or_default)
-}
-
-/// [`check_restored`] with the check `check`.
-pub fn check_restored_with(path: &Path, check: DbCheck) -> Result<Option<String>> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::invalid(format!(
             "{} is not a file path",
@@ -576,7 +571,7 @@ pub fn check_restored_with(path: &Path, check: DbCheck) -> Result<Option<String>
         Mode::empty(),
     )
     .map_err(|e| Error::io_path("cannot open directory", parent, e.into()))?;
-    check_restored_at(dir.as_fd(), name, None, path, check)
+    check_restored_at(dir.as_fd(), name, None, path, DbCheck::Full).map(Option::unwrap_or_default)
 }
 
 /// The size and mtime of the `-wal` companion of `name` in `dir` (zeros if
