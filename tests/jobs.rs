@@ -964,3 +964,54 @@ before = ["exit 3"]
     );
     drop(db);
 }
+
+/// A job whose database was encrypted over fails (its snapshot is kept),
+/// pings failure with the reason, and its retention keeps the snapshot
+/// with the last good capture beyond `keep_last`.
+#[test]
+fn a_suspect_capture_fails_the_job_pings_why_and_retention_keeps_the_last_good_one() {
+    let env = Env::new();
+    let (src, db) = source(&env);
+    let server = PingServer::start();
+    let config = job_file(&env, &src, &server.url, "echo dump");
+    drop(db);
+    let out = run_job(&env, &config, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let database = src.join("app.sqlite3");
+    let len = std::fs::metadata(&database).unwrap().len() as usize;
+    std::fs::write(&database, random_bytes(len, 5)).unwrap();
+    for night in 0..2 {
+        let out = run_job(&env, &config, &["--json"]);
+        assert_eq!(out.status.code(), Some(1), "night {night}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let job = &v["jobs"][0];
+        assert!(job["snapshot_id"].is_string(), "{job}");
+        assert!(
+            job["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("with 1 suspect database capture"),
+            "{job}"
+        );
+        let fail = server.requests().pop().unwrap();
+        assert_eq!(fail.path, "/ping/abc/fail");
+        assert!(
+            fail.body.contains(&format!(
+                "{}: no longer a SQLite database",
+                database.display()
+            )) || fail.body.contains(&format!(
+                "{}: still not a SQLite database",
+                database.display()
+            )),
+            "the failure ping says why: {}",
+            fail.body
+        );
+    }
+    // keep_last = 2 keeps both suspect snapshots, and the good one too.
+    assert_eq!(snapshot_count(&env), 3);
+}

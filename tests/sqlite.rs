@@ -197,8 +197,9 @@ fn corrupt_databases_are_reported_and_sqlite_off_stores_raw_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("broken.db") && err.contains("SQLite"), "{err}");
+    // Stored as it is, as a suspect capture (tests/sqlite_guard.rs).
     let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);
-    assert!(ls.contains("fine.txt") && !ls.contains("broken.db"), "{ls}");
+    assert!(ls.contains("fine.txt") && ls.contains("broken.db"), "{ls}");
 
     // --sqlite off: stored byte for byte, companions too.
     let db = env.path("raw/x.db");
@@ -423,7 +424,9 @@ fn a_restored_database_is_checked_with_quick_check_unless_told_otherwise() {
     let page = 4096 * 20;
     bytes[page] = 0x55;
     fs::write(&db, &bytes).unwrap();
-    env.ok(&["backup", src.to_str().unwrap()]);
+    // Stored, and a suspect capture already (tests/sqlite_guard.rs).
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
     let (out, file) = restore("damaged", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -72,6 +72,16 @@ pub struct Args {
     /// plain files (off).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     sqlite: String,
+    /// Check each captured database with SQLite's quick_check (quick), or
+    /// not (off). A database that fails it, is no longer a database, or
+    /// had most of its pages rewritten is stored, reported as suspect, and
+    /// the backup exits with 3.
+    #[arg(long, default_value = "quick", value_parser = ["quick", "off"])]
+    sqlite_check: String,
+    /// Databases larger than this are checked a slice of their tables at a
+    /// time, a different slice each capture (e.g. 256M, 2G).
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    sqlite_check_limit: String,
     /// Seconds to wait for a busy SQLite database before reporting it.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     sqlite_timeout: u64,
@@ -100,6 +110,8 @@ pub struct Done {
     pub errors: Vec<(PathBuf, String)>,
     /// The files that changed while they were read, with what changed.
     pub changed: Vec<(PathBuf, String)>,
+    /// Suspect database captures, with why.
+    pub suspects: Vec<(PathBuf, String)>,
     /// Files in the snapshot.
     pub files: u64,
     /// Plaintext bytes of the blobs new to the repository.
@@ -131,6 +143,11 @@ fn options(a: &Args) -> Result<BackupOptions> {
         ignore_inode: a.ignore_inode,
         ignore_ctime: a.ignore_ctime,
         sqlite_off: a.sqlite == "off",
+        sqlite_check_off: a.sqlite_check == "off",
+        sqlite_check_limit: Some(super::parse_size(
+            "--sqlite-check-limit",
+            &a.sqlite_check_limit,
+        )?),
         time_ns: a
             .time
             .as_deref()
@@ -216,6 +233,7 @@ pub fn execute_locked(
                 "duration_seconds": s.duration_ns as f64 / 1e9,
                 "errors": errors,
                 "changed": r.changed.iter().map(|(p, w)| serde_json::json!({"path": p.to_string_lossy(), "warning": w})).collect::<Vec<_>>(),
+                "suspect": r.suspects.iter().map(|(p, s)| serde_json::json!({"path": p.to_string_lossy(), "reason": s.reason.name(), "detail": s.detail})).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -227,6 +245,9 @@ pub fn execute_locked(
         }
         for (p, w) in &r.changed {
             eprintln!("warning: {}: {w}", p.display());
+        }
+        for (p, s) in &r.suspects {
+            eprintln!("suspect: {}: {}", p.display(), s.detail);
         }
         if !g.quiet {
             if r.packs_adopted > 0 {
@@ -257,12 +278,18 @@ pub fn execute_locked(
             println!("snapshot {} saved", r.id.short());
         }
     }
-    if r.errors.is_empty() && r.changed.is_empty() {
+    let suspects: Vec<(PathBuf, String)> = r
+        .suspects
+        .iter()
+        .map(|(p, s)| (p.clone(), s.detail.clone()))
+        .collect();
+    if r.errors.is_empty() && r.changed.is_empty() && suspects.is_empty() {
         return Ok(Done {
             code: super::exit::OK,
             id: r.id,
             errors: r.errors,
             changed: r.changed,
+            suspects,
             files,
             bytes_added,
             repository_bytes,
@@ -289,12 +316,22 @@ pub fn execute_locked(
                 r.id.short()
             );
         }
+        if !suspects.is_empty() {
+            eprintln!(
+                "warning: {} in snapshot {} (tagged {}); retention keeps the last good one \
+                 (see `cairn forget --help`)",
+                count(suspects.len(), "suspect database capture"),
+                r.id.short(),
+                cairn::format::snapshot::SUSPECT_TAG
+            );
+        }
     }
     Ok(Done {
         code: super::exit::PARTIAL,
         id: r.id,
         errors: r.errors,
         changed: r.changed,
+        suspects,
         files,
         bytes_added,
         repository_bytes,

@@ -238,6 +238,14 @@ pub const CONFIG_KEYS: [(&str, &[(&str, &str)]); 2] = [
             ),
             ("sqlite_timeout", "Seconds to wait for a busy database."),
             (
+                "sqlite_check",
+                "\"quick\" (check captured databases with quick_check) or \"off\".",
+            ),
+            (
+                "sqlite_check_limit",
+                "Larger databases are checked a slice of their tables at a time.",
+            ),
+            (
                 "stdin_command",
                 "Command whose output is stored as one file.",
             ),
@@ -265,6 +273,10 @@ pub const CONFIG_KEYS: [(&str, &[(&str, &str)]); 2] = [
                 "Keep every snapshot within this span of the newest.",
             ),
             ("keep_tags", "Always keep snapshots with these tags."),
+            (
+                "forget_suspect",
+                "Let retention forget the last good capture of a suspect database.",
+            ),
             (
                 "prune_every_days",
                 "Prune at most every this many days (default 7).",

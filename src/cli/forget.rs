@@ -1,7 +1,11 @@
 //! `cairn forget`: remove snapshots by a retention policy or by ID.
 
+use std::collections::HashSet;
+
 use anyhow::{Result, bail};
-use cairn::ops::forget::{GroupBy, Policy, forget, plan};
+use cairn::ops::forget::{
+    GroupBy, LastGood, Policy, any_suspect, forget, keep_last_good, last_good, plan,
+};
 
 use super::{GlobalArgs, format_time, lossy};
 
@@ -38,6 +42,11 @@ pub struct Args {
     /// Group snapshots by these fields before applying the policy.
     #[arg(long, default_value = "host,paths", value_name = "FIELDS")]
     group_by: String,
+    /// Also forget a snapshot that holds the last good capture of a
+    /// database that is suspect in a newer snapshot (kept otherwise, with
+    /// the reason "last good").
+    #[arg(long)]
+    forget_suspect: bool,
     /// Only say what would be forgotten.
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -79,6 +88,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         group: GroupBy::parse(&a.group_by)?,
         filter: g.scoped(a.filter.filter()?),
         dry_run: a.dry_run,
+        forget_suspect: a.forget_suspect,
         prune: {
             let max_unused = super::prune::parse_percent(&a.max_unused)?;
             a.prune.then_some(max_unused)
@@ -100,6 +110,8 @@ pub struct Request {
     pub filter: cairn::repo::SnapshotFilter,
     /// Only say what would be forgotten.
     pub dry_run: bool,
+    /// Forget last good captures too (see [`cairn::ops::forget::last_good`]).
+    pub forget_suspect: bool,
     /// Prune afterwards, tolerating this share of unused data.
     pub prune: Option<f64>,
 }
@@ -117,19 +129,53 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
     let mut repo = g.open()?;
     let mut lock = repo.lock_exclusive()?;
     let _interrupts = super::Interrupts::install(lock.cancel_token())?;
+    let all = lock.load_snapshots()?;
+    let shown = |l: &LastGood| {
+        format!(
+            "{} holds the last good capture of {} (suspect in snapshot {})",
+            l.id.short(),
+            lossy(&l.path),
+            l.suspect_in.short()
+        )
+    };
+    // Snapshots holding the last good capture of a database suspect in a
+    // snapshot that stays: kept unless told otherwise.
+    let guard = !r.forget_suspect && any_suspect(&all);
     let mut doomed = Vec::new();
     if !r.ids.is_empty() {
         for spec in &r.ids {
             let (id, s) = lock.select_snapshot(spec, filter)?;
             doomed.push((id, s));
         }
+        if guard {
+            let ids: HashSet<_> = doomed.iter().map(|(id, _)| *id).collect();
+            let kept_good = last_good(lock.load_index()?.lock(), &all, &ids)?;
+            if let Some(l) = kept_good.iter().find(|l| ids.contains(&l.id)) {
+                bail!(
+                    "not forgetting anything: snapshot {}; give --forget-suspect to forget it anyway",
+                    shown(l)
+                );
+            }
+        }
     } else {
-        let snaps: Vec<_> = lock
-            .load_snapshots()?
-            .into_iter()
+        let snaps: Vec<_> = all
+            .iter()
             .filter(|(_, s)| filter.matches(s))
+            .cloned()
             .collect();
-        let plans = plan(snaps, policy, group);
+        let mut plans = plan(snaps, policy, group);
+        let kept_good = if guard {
+            let ids: HashSet<_> = plans
+                .iter()
+                .flat_map(|p| p.decisions.iter())
+                .filter(|d| d.reasons.is_empty())
+                .map(|d| d.id)
+                .collect();
+            last_good(lock.load_index()?.lock(), &all, &ids)?
+        } else {
+            Vec::new()
+        };
+        keep_last_good(&mut plans, &kept_good);
         let mut json_groups = Vec::new();
         for p in &plans {
             if g.json {
@@ -162,6 +208,12 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
                         what.join(", ")
                     }
                 );
+                for l in kept_good
+                    .iter()
+                    .filter(|l| p.decisions.iter().any(|d| d.id == l.id))
+                {
+                    println!("  note: snapshot {}", shown(l));
+                }
                 for d in &p.decisions {
                     let when = format_time(d.snapshot.time_ns, d.snapshot.utc_offset_s);
                     if d.reasons.is_empty() {
@@ -184,7 +236,16 @@ pub fn execute(g: &GlobalArgs, r: &Request) -> Result<i32> {
         if g.json {
             println!(
                 "{}",
-                serde_json::json!({"message_type": "plan", "groups": json_groups, "dry_run": r.dry_run})
+                serde_json::json!({
+                    "message_type": "plan",
+                    "groups": json_groups,
+                    "dry_run": r.dry_run,
+                    "last_good": kept_good.iter().map(|l| serde_json::json!({
+                        "id": l.id.to_hex(),
+                        "path": lossy(&l.path),
+                        "suspect_in": l.suspect_in.to_hex(),
+                    })).collect::<Vec<_>>(),
+                })
             );
         }
     }

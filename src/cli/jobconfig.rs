@@ -62,6 +62,12 @@ pub struct JobConfig {
     pub sqlite: Option<String>,
     /// Seconds to wait for a busy database.
     pub sqlite_timeout: Option<u64>,
+    /// "quick" (check captured databases with `quick_check`, the default)
+    /// or "off".
+    pub sqlite_check: Option<String>,
+    /// Databases larger than this size ("256M", "2G") are checked a slice
+    /// of their tables per capture.
+    pub sqlite_check_limit: Option<String>,
     /// A command whose output is stored as one file (non-zero exit fails
     /// the job).
     #[serde(default)]
@@ -108,6 +114,10 @@ pub struct JobConfig {
     /// Retention.
     #[serde(default)]
     pub keep_tags: Vec<String>,
+    /// Let retention forget a snapshot holding the last good capture of a
+    /// database that is suspect in a newer snapshot (kept otherwise).
+    #[serde(default)]
+    pub forget_suspect: bool,
     /// Prune at most every this many days (0: every run; default 7).
     pub prune_every_days: Option<u32>,
     /// Read one slice of this many of the data each check (0: no data
@@ -560,6 +570,21 @@ fn validate(c: &FileConfig, text: &str, path: &Path) -> Result<()> {
                 "sqlite",
                 format!("{s:?}: use \"on\" or \"off\""),
             ));
+        }
+        if let Some(s) = &j.sqlite_check
+            && s != "quick"
+            && s != "off"
+        {
+            return Err(err(
+                &table,
+                "sqlite_check",
+                format!("{s:?}: use \"quick\" or \"off\""),
+            ));
+        }
+        if let Some(s) = &j.sqlite_check_limit
+            && let Err(e) = super::parse_size("sqlite_check_limit", s)
+        {
+            return Err(err(&table, "sqlite_check_limit", e.to_string()));
         }
         if j.stdin_filename.is_some() && j.stdin_command.is_empty() {
             return Err(err(&table, "stdin_filename", "needs stdin_command".into()));

@@ -1246,6 +1246,30 @@ pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Parse a size given as `what`: `500G`, `2T`, `256MiB`, `1048576` (binary
+/// units K, M, G, T; an optional `B` or `iB`).
+pub(crate) fn parse_size(what: &str, s: &str) -> Result<u64> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .ok()
+        .with_context(|| format!("{what} {s}: expected a size such as 500G"))?;
+    n.checked_mul(1 << shift)
+        .with_context(|| format!("{what} {s}: too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

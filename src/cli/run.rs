@@ -510,6 +510,12 @@ impl<'a> Runner<'a> {
             tags: self.tags(),
             host: j.host.clone(),
             sqlite_off: j.sqlite.as_deref() == Some("off"),
+            sqlite_check_off: j.sqlite_check.as_deref() == Some("off"),
+            sqlite_check_limit: j
+                .sqlite_check_limit
+                .as_deref()
+                .map(|s| super::parse_size("sqlite_check_limit", s))
+                .transpose()?,
             sqlite_timeout: Some(Duration::from_secs(j.sqlite_timeout.unwrap_or(60))),
             stream: (!j.stdin_command.is_empty()).then(|| StreamSource::Command {
                 argv: j.stdin_command.clone(),
@@ -570,6 +576,13 @@ impl<'a> Runner<'a> {
                         "with {} that changed while being read ({})",
                         super::count(done.changed.len(), "file"),
                         list(&done.changed)
+                    ));
+                }
+                if !done.suspects.is_empty() {
+                    why.push(format!(
+                        "with {} ({})",
+                        super::count(done.suspects.len(), "suspect database capture"),
+                        list(&done.suspects)
                     ));
                 }
                 bail!(
@@ -648,6 +661,7 @@ impl<'a> Runner<'a> {
                     group: GroupBy::default(),
                     filter: self.own_snapshots(),
                     dry_run: false,
+                    forget_suspect: self.job.forget_suspect,
                     prune: None,
                 };
                 self.command(&repo, "forget", |g| super::forget::execute(g, &request))

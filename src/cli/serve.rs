@@ -44,32 +44,12 @@ pub struct Args {
     max_size: Option<String>,
 }
 
-/// Parse `500G`, `2T`, `1048576`: binary units (K, M, G, T), optional `B`
-/// or `iB`.
-fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .ok()
-        .with_context(|| format!("--max-size {s}: expected a size such as 500G"))?;
-    n.checked_mul(1 << shift)
-        .with_context(|| format!("--max-size {s}: too large"))
-}
-
 pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
-    let max_size = a.max_size.as_deref().map(parse_size).transpose()?;
+    let max_size = a
+        .max_size
+        .as_deref()
+        .map(|s| super::parse_size("--max-size", s))
+        .transpose()?;
     if a.private_repos && a.htpasswd_file.is_none() {
         bail!("--private-repos needs --htpasswd-file: each repository belongs to a user");
     }
@@ -116,15 +96,25 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn sizes_take_binary_units() {
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("500G").unwrap(), 500 << 30);
-        assert_eq!(parse_size("2TiB").unwrap(), 2 << 40);
-        assert_eq!(parse_size("64kB").unwrap(), 64 << 10);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(
+            super::super::parse_size("--max-size", "1048576").unwrap(),
+            1 << 20
+        );
+        assert_eq!(
+            super::super::parse_size("--max-size", "500G").unwrap(),
+            500 << 30
+        );
+        assert_eq!(
+            super::super::parse_size("--max-size", "2TiB").unwrap(),
+            2 << 40
+        );
+        assert_eq!(
+            super::super::parse_size("--max-size", "64kB").unwrap(),
+            64 << 10
+        );
+        assert!(super::super::parse_size("--max-size", "lots").is_err());
+        assert!(super::super::parse_size("--max-size", "99999999999T").is_err());
     }
 }

@@ -14,6 +14,7 @@ pub mod keyfile;
 pub mod lock;
 pub mod pack;
 pub mod snapshot;
+pub mod suspect;
 pub mod tree;
 pub mod wire;
 

@@ -17,6 +17,11 @@ pub const EXT_REPAIRED_FROM: u16 = 2;
 /// `cairn tag`); the value is the ID of the first original (32 bytes): a
 /// record rewritten again keeps the value it had.
 pub const EXT_REWRITTEN_FROM: u16 = 3;
+/// Extension tag: the snapshot holds suspect database captures; the value
+/// lists their paths and reasons ([`super::suspect::encode_list`]).
+pub const EXT_SUSPECT_PATHS: u16 = 4;
+/// The tag a backup gives a snapshot that holds suspect captures.
+pub const SUSPECT_TAG: &str = "suspect";
 
 /// Most paths or tags one snapshot may list (the format's `u16` count).
 pub const MAX_LIST_LEN: usize = 65535;

@@ -31,6 +31,11 @@ pub const FLAG_SPARSE: u8 = 0x01;
 /// page size as u32 (reserved for the SQLite capture feature).
 pub const EXT_SQLITE_CAPTURE: u16 = 1;
 
+/// Extension tag: the file is a suspect capture of a database (no longer
+/// a database, failed its check, unreadable by SQLite, or mostly
+/// rewritten); the value is a [`super::suspect::Suspect`].
+pub const EXT_SQLITE_SUSPECT: u16 = 2;
+
 /// A file's content: its data blob IDs in file order, either listed in the
 /// entry itself or as a chunk-list tree (FORMAT.md §5.8,
 /// [`super::chunklist`]).

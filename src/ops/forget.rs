@@ -10,19 +10,27 @@
 //! `--keep-tag T` keeps every snapshot tagged T. A snapshot kept by several
 //! rules is kept once, and lists every rule that kept it. A count of -1
 //! means "no limit".
+//!
+//! The guard against silent damage adds one rule of its own
+//! ([`last_good`]): a snapshot that holds the last good capture of a
+//! database that is suspect in a newer snapshot is kept, with the reason
+//! `last good`, whatever the policy says (unless the caller forgets
+//! suspect captures on purpose).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::error::{Error, Result};
-use crate::format::snapshot::Snapshot;
-use crate::id::SnapshotId;
-use crate::repo::{ExclusiveLock, snapshot_name};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{EXT_SUSPECT_PATHS, Snapshot};
+use crate::format::suspect::decode_list;
+use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT};
+use crate::id::{BlobId, SnapshotId};
+use crate::repo::{Repository, SharedLock, snapshot_name};
 
 /// Remove these snapshots, under an exclusive lock: verified on the
 /// storage right before the first deletion (the commit point), and asked
 /// again before each one. Returns how many were removed. The data they
 /// alone referenced stays until a prune.
-pub fn forget(guard: &mut ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> {
+pub fn forget(guard: &mut crate::repo::ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -40,6 +48,125 @@ pub fn forget(guard: &mut ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> 
         guard.backend().delete(&snapshot_name(id))?;
     }
     Ok(ids.len() as u64)
+}
+
+/// The reason retention gives a snapshot kept by [`last_good`].
+pub const LAST_GOOD: &str = "last good";
+
+/// A snapshot kept because it holds the newest good capture of a database
+/// that a newer snapshot holds as suspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastGood {
+    /// The snapshot kept.
+    pub id: SnapshotId,
+    /// The database's path in both snapshots.
+    pub path: Vec<u8>,
+    /// The newer snapshot where it is suspect.
+    pub suspect_in: SnapshotId,
+}
+
+/// The suspect paths a snapshot lists (its `EXT_SUSPECT_PATHS`); a list
+/// that does not decode counts as none.
+fn suspect_paths(s: &Snapshot) -> Vec<Vec<u8>> {
+    s.extensions
+        .iter()
+        .find(|(t, _)| *t == EXT_SUSPECT_PATHS)
+        .and_then(|(_, v)| decode_list(v).ok())
+        .map(|l| l.into_iter().map(|(p, _)| p).collect())
+        .unwrap_or_default()
+}
+
+/// True if any of `snaps` lists suspect captures (then [`last_good`] needs
+/// the index to look inside older snapshots).
+pub fn any_suspect(snaps: &[(SnapshotId, Snapshot)]) -> bool {
+    snaps.iter().any(|(_, s)| !suspect_paths(s).is_empty())
+}
+
+/// The snapshots retention keeps as [`LAST_GOOD`]: for every snapshot
+/// that stays (not in `doomed`) and lists a suspect capture of a path, the
+/// newest older snapshot of the same host and paths (what a backup takes
+/// as its parent) whose entry at that path is a good capture — a capture
+/// not marked suspect. A snapshot kept this way stays too, so what it
+/// lists as suspect is followed in turn. `snaps` is every snapshot in the
+/// repository, whatever the policy looks at; trees are read through
+/// `lock`'s loaded index.
+pub fn last_good(
+    lock: &SharedLock<'_>,
+    snaps: &[(SnapshotId, Snapshot)],
+    doomed: &HashSet<SnapshotId>,
+) -> Result<Vec<LastGood>> {
+    let repo: &Repository = lock;
+    let mut order: Vec<&(SnapshotId, Snapshot)> = snaps.iter().collect();
+    order.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+    let suspects: Vec<Vec<Vec<u8>>> = order.iter().map(|(_, s)| suspect_paths(s)).collect();
+    let mut good: HashMap<(BlobId, Vec<u8>), bool> = HashMap::new();
+    let mut out: Vec<LastGood> = Vec::new();
+    // Newest first, so that a snapshot kept for a newer one's sake is
+    // itself followed before anything older is decided.
+    let mut stays: Vec<bool> = order.iter().map(|(id, _)| !doomed.contains(id)).collect();
+    for i in (0..order.len()).rev() {
+        if !stays[i] {
+            continue;
+        }
+        let (sid, s) = order[i];
+        for path in &suspects[i] {
+            lock.check()?;
+            for j in (0..i).rev() {
+                let (cid, c) = order[j];
+                if c.hostname != s.hostname || c.paths != s.paths || suspects[j].contains(path) {
+                    continue;
+                }
+                let key = (c.tree, path.clone());
+                let is_good = match good.get(&key) {
+                    Some(g) => *g,
+                    None => {
+                        let g = match super::walk::find(repo, &c.tree, path) {
+                            Ok(super::walk::Found::Entry(n)) => {
+                                n.extension(EXT_SQLITE_CAPTURE).is_some()
+                                    && n.extension(EXT_SQLITE_SUSPECT).is_none()
+                            }
+                            Ok(super::walk::Found::Dir(..)) => false,
+                            Err(e) if e.kind() == ErrorKind::NotFound => false,
+                            Err(e) => {
+                                return Err(e.context(format!(
+                                    "cannot tell whether snapshot {} holds the last good \
+                                     capture of {}",
+                                    cid.short(),
+                                    String::from_utf8_lossy(path)
+                                )));
+                            }
+                        };
+                        good.insert(key, g);
+                        g
+                    }
+                };
+                if is_good {
+                    stays[j] = true;
+                    if !out.iter().any(|l| l.id == *cid && l.path == *path) {
+                        out.push(LastGood {
+                            id: *cid,
+                            path: path.clone(),
+                            suspect_in: *sid,
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Keep the snapshots `keep` names in `plans`, with the reason
+/// [`LAST_GOOD`].
+pub fn keep_last_good(plans: &mut [GroupPlan], keep: &[LastGood]) {
+    for p in plans {
+        for d in &mut p.decisions {
+            if keep.iter().any(|l| l.id == d.id) && !d.reasons.iter().any(|r| r == LAST_GOOD) {
+                d.reasons.push(LAST_GOOD.to_string());
+            }
+        }
+    }
 }
 
 /// A retention policy.

@@ -238,6 +238,40 @@ fn idle_wal_database(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
         .is_ok()
 }
 
+/// What opening a database for capture found.
+pub enum Opened {
+    /// A read transaction on a database, ready to be read.
+    Reader(PageReader),
+    /// The file starts like a database but SQLite cannot read it ("file is
+    /// not a database", "database disk image is malformed"): SQLite's
+    /// message.
+    Unreadable(String),
+}
+
+/// SQLite's verdict on a capture's database (`PRAGMA quick_check`, run in
+/// the capture's read transaction, so on exactly the captured pages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// "ok", or the problems SQLite found (or the error that stopped it),
+    /// joined by "; ".
+    pub text: String,
+    /// For a database larger than the check's limit, the tables checked
+    /// and the tables there are: only a slice was checked this time.
+    pub sampled: Option<(usize, usize)>,
+}
+
+impl Verdict {
+    /// True if SQLite found nothing wrong.
+    pub fn ok(&self) -> bool {
+        self.text == "ok"
+    }
+}
+
+/// Page cache SQLite may use for the check at capture (KiB): enough that
+/// `quick_check` reads each page from the OS once on the benchmark
+/// databases, small enough for a capture per worker thread.
+const CHECK_CACHE_KIB: i64 = 32 * 1024;
+
 /// Page images of one consistent state of a database, in page order.
 pub struct PageReader {
     // Declared first, so the connection closes before the handle below.
@@ -288,7 +322,7 @@ impl PageReader {
         expect: &Meta,
         path: &Path,
         timeout: Duration,
-    ) -> Result<PageReader> {
+    ) -> Result<Opened> {
         let dir = dir
             .try_clone_to_owned()
             .map_err(|e| Error::source_io("cannot duplicate the directory handle of", path, e))?;
@@ -352,6 +386,17 @@ impl PageReader {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::NotADatabase
+                                | rusqlite::ErrorCode::DatabaseCorrupt
+                        )
+                    ) =>
+                {
+                    return Ok(Opened::Unreadable(e.to_string()));
+                }
                 Err(e) => return Err(sql_err(path, "read header", e)),
             }
         };
@@ -366,14 +411,89 @@ impl PageReader {
             })?;
         // SQLite has the file open now, and holds the read transaction.
         still_same(dir.as_fd(), name, id).map_err(swapped)?;
-        Ok(PageReader {
+        Ok(Opened::Reader(PageReader {
             conn,
             dir,
             name: name.to_owned(),
             id,
             page_size,
             page_count: u64::try_from(page_count).unwrap_or(0),
-        })
+        }))
+    }
+
+    /// Run `PRAGMA quick_check` in the read transaction: on the whole
+    /// database if it is at most `limit` bytes, else on a slice of its
+    /// tables — the tables (by name, with the schema table always) dealt
+    /// into ⌈size / limit⌉ slices, and slice `turn` modulo their number
+    /// checked — so that successive captures check all of it in turn.
+    /// A check SQLite stops with an error is a failing verdict.
+    pub fn quick_check(&self, limit: u64, turn: u64) -> Verdict {
+        // A larger page cache than SQLite's default 2 000 pages: the check
+        // walks every b-tree and would otherwise reread pages from the OS.
+        let _ = self
+            .conn
+            .pragma_update(None, "cache_size", -CHECK_CACHE_KIB);
+        let size = u64::from(self.page_size).saturating_mul(self.page_count);
+        let run = |sql: &str| -> String {
+            let lines = self.conn.prepare(sql).and_then(|mut stmt| {
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            });
+            match lines {
+                Ok(lines) => lines.join("; "),
+                Err(e) => e.to_string(),
+            }
+        };
+        if size <= limit {
+            return Verdict {
+                text: run("PRAGMA quick_check"),
+                sampled: None,
+            };
+        }
+        let tables = self
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND rootpage > 0 \
+                 ORDER BY name",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            });
+        let tables = match tables {
+            Ok(t) => t,
+            Err(e) => {
+                return Verdict {
+                    text: e.to_string(),
+                    sampled: None,
+                };
+            }
+        };
+        let slices = size.div_ceil(limit.max(1)).min(tables.len() as u64).max(1);
+        let slice = turn % slices;
+        let mut chosen: Vec<&str> = vec!["sqlite_schema"];
+        chosen.extend(
+            tables
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u64 % slices == slice)
+                .map(|(_, t)| t.as_str()),
+        );
+        let mut problems = Vec::new();
+        for t in &chosen {
+            let v = run(&format!("PRAGMA quick_check('{}')", t.replace('\'', "''")));
+            if v != "ok" {
+                problems.push(format!("{t}: {v}"));
+            }
+        }
+        Verdict {
+            text: if problems.is_empty() {
+                "ok".into()
+            } else {
+                problems.join("; ")
+            },
+            sampled: Some((chosen.len() - 1, tables.len())),
+        }
     }
 
     /// Call `f` with runs of consecutive pages (each run a whole number of
@@ -428,8 +548,11 @@ impl PageReader {
     /// End the read transaction, and check that the database's name still
     /// names the file that was opened.
     pub fn finish(self, path: &Path) -> Result<()> {
+        // A read transaction ends the same either way; ROLLBACK also ends
+        // one in which `quick_check` met a damaged page (COMMIT then
+        // reports the damage again, as an error).
         self.conn
-            .execute_batch("COMMIT")
+            .execute_batch("ROLLBACK")
             .map_err(|e| sql_err(path, "end read", e))?;
         still_same(self.dir.as_fd(), &self.name, self.id).map_err(|why| {
             Error::new(
@@ -620,14 +743,16 @@ mod tests {
         std::os::unix::fs::symlink(d.path().join("outside"), d.path().join("x")).unwrap();
 
         let name = OsStr::new("a.db");
-        let r = PageReader::open_at(
+        let Opened::Reader(r) = PageReader::open_at(
             dir.as_fd(),
             name,
             &meta,
             Path::new("x/a.db"),
             Duration::ZERO,
         )
-        .unwrap();
+        .unwrap() else {
+            panic!("a sound database is readable")
+        };
         let mut pages = Vec::new();
         r.for_each_batch(Path::new("x/a.db"), 64, &mut |b| {
             pages.extend_from_slice(b);

@@ -9,10 +9,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::record::CaptureInfo;
+use super::sqlite::{Captured, Now};
 use super::{Ctx, add};
 use crate::error::{Error, Result};
 use crate::format::BlobType;
-use crate::format::tree::{EXT_SQLITE_CAPTURE, Node, NodeKind, Xattr};
+use crate::format::suspect::Suspect;
+use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT, Node, NodeKind, Xattr};
 use crate::id::BlobId;
 use crate::repo::save::STREAM_WINDOW;
 use crate::source::fs::{self as sfs, Meta};
@@ -39,6 +41,11 @@ pub(super) struct FileRead {
     pub(super) len: u64,
     /// Details of a SQLite capture.
     pub(super) capture: Option<CaptureInfo>,
+    /// SQLite's verdict on the capture, if it was checked.
+    pub(super) verdict: Option<sqlite::Verdict>,
+    /// SQLite's message for a file that starts like a database but that
+    /// SQLite cannot read (stored as a plain file).
+    pub(super) unreadable: Option<String>,
     /// Bytes already reported to the progress sink.
     pub(super) streamed: u64,
     /// `fstat` when it was opened, before it was read: the metadata stored.
@@ -105,21 +112,34 @@ impl Ctx<'_> {
     ) -> Result<FileRead> {
         let (mut file, before) = sfs::open_file_at(dir, name, path, listed)?;
         let size = before.size();
+        let mut unreadable = None;
         if self.sqlite && size >= 512 {
             let page =
                 sqlite::sniff(&file).map_err(|e| Error::source_io("cannot read", path, e))?;
             if page.is_some() {
                 // The page size the read transaction sees is the one used.
-                let (ids, total, capture) = self.save_capture(dir, name, path, &before)?;
-                return Ok(FileRead {
-                    ids,
-                    len: total,
-                    capture: Some(capture),
-                    streamed: total,
-                    meta: before,
-                    file,
-                    changed: None,
-                });
+                match self.save_capture(dir, name, path, &before)? {
+                    Captured::Stored {
+                        ids,
+                        total,
+                        info,
+                        verdict,
+                    } => {
+                        return Ok(FileRead {
+                            ids,
+                            len: total,
+                            capture: Some(info),
+                            verdict,
+                            unreadable: None,
+                            streamed: total,
+                            meta: before,
+                            file,
+                            changed: None,
+                        });
+                    }
+                    // Damaged beyond SQLite's reading: kept as it is.
+                    Captured::Unreadable(why) => unreadable = Some(why),
+                }
             }
         }
         let read_err = |e: std::io::Error| Error::source_io("cannot read", path, e);
@@ -154,6 +174,8 @@ impl Ctx<'_> {
             ids,
             len,
             capture: None,
+            verdict: None,
+            unreadable,
             streamed,
             meta: before,
             file,
@@ -206,9 +228,16 @@ impl Ctx<'_> {
         });
         let was_reused = reused.is_some();
         let mut capture_ext: Option<Vec<u8>> = None;
+        let mut suspect: Option<Suspect> = None;
         let found = match reused {
             Some((c, len, ext)) => {
                 capture_ext = ext;
+                // Unchanged since a suspect capture that was not a sound
+                // database: still suspect, for the same reason.
+                suspect = old
+                    .and_then(|o| o.extension(EXT_SQLITE_SUSPECT))
+                    .and_then(|b| Suspect::from_bytes(b).ok())
+                    .filter(|s| self.sqlite && s.reason.unsound());
                 Some((c, len))
             }
             None => cached.map(|c| (c, meta.size())),
@@ -223,6 +252,18 @@ impl Ctx<'_> {
                 match self.save_file_content(dir, os_name, path, &meta) {
                     Ok(read) => {
                         streamed = read.streamed;
+                        if self.sqlite {
+                            let now = match (&read.unreadable, &read.capture) {
+                                (Some(why), _) => Now::Unreadable(why),
+                                (None, Some(c)) => Now::Capture {
+                                    ids: &read.ids,
+                                    page_size: c.page_size,
+                                    verdict: read.verdict.as_ref(),
+                                },
+                                (None, None) => Now::Plain,
+                            };
+                            suspect = self.judge(old, now);
+                        }
                         capture_ext = read.capture.map(CaptureInfo::to_bytes);
                         stored_meta = read.meta;
                         add(&self.counters.files_read, 1);
@@ -265,6 +306,13 @@ impl Ctx<'_> {
         n.size = len;
         if let Some(ext) = capture_ext {
             n.extensions.push((EXT_SQLITE_CAPTURE, ext));
+        }
+        if let Some(s) = suspect {
+            n.extensions.push((EXT_SQLITE_SUSPECT, s.to_bytes()));
+            self.suspects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((path.to_path_buf(), s));
         }
         if was_reused && let Some(o) = old {
             if self.change.ignore_ctime {

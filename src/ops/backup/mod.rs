@@ -56,7 +56,8 @@ use std::time::Instant;
 
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::snapshot::{EXT_SUSPECT_PATHS, SUSPECT_TAG, Snapshot, Summary};
+use crate::format::suspect::Suspect;
 use crate::format::tree::Tree;
 use crate::id::SnapshotId;
 use crate::repo::save::{BlobSaver, SaveOptions};
@@ -66,9 +67,9 @@ use crate::source::fs::{Meta, NameCache};
 
 pub use crate::repo::save::compress;
 use file::ChangeRules;
-pub use options::{BackupOptions, DEFAULT_READ_CONCURRENCY, StreamSource};
+pub use options::{BackupOptions, DEFAULT_CHECK_LIMIT, DEFAULT_READ_CONCURRENCY, StreamSource};
 pub use record::CaptureInfo;
-pub use sqlite::CAPTURE_CHUNK_PAGES;
+pub use sqlite::{CAPTURE_CHUNK_PAGES, REWRITE_MIN_PAGES};
 use walk::build_virtual;
 pub use walk::clean_absolute;
 
@@ -88,6 +89,9 @@ pub struct BackupResult {
     /// as read (their blobs are sound), but possibly a mix of old and new
     /// content.
     pub changed: Vec<(PathBuf, String)>,
+    /// Suspect database captures (stored; the snapshot is tagged
+    /// `suspect`), with why.
+    pub suspects: Vec<(PathBuf, Suspect)>,
 }
 
 #[derive(Default)]
@@ -111,6 +115,7 @@ struct Ctx<'a> {
     counters: Counters,
     errors: Mutex<Vec<(PathBuf, String)>>,
     changed: Mutex<Vec<(PathBuf, String)>>,
+    suspects: Mutex<Vec<(PathBuf, Suspect)>>,
     excludes: ExcludeMatcher,
     one_file_system: bool,
     names: NameCache,
@@ -119,6 +124,11 @@ struct Ctx<'a> {
     change: ChangeRules,
     sqlite: bool,
     sqlite_timeout: std::time::Duration,
+    /// Databases up to this size get a whole `quick_check` at capture,
+    /// larger ones a slice (`None`: no check).
+    db_check: Option<u64>,
+    /// Which slice a sampled check takes (minutes since the epoch).
+    check_turn: u64,
     cancel: super::CancelToken,
     /// Read-ahead of the files the walk lists.
     prefetch: prefetch::Prefetcher,
@@ -236,6 +246,7 @@ pub fn backup(
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
         changed: Mutex::new(Vec::new()),
+        suspects: Mutex::new(Vec::new()),
         excludes,
         one_file_system: opts.one_file_system,
         names: NameCache::default(),
@@ -247,6 +258,9 @@ pub fn backup(
             ignore_ctime: opts.ignore_ctime,
         },
         sqlite: !opts.sqlite_off,
+        db_check: (!opts.sqlite_check_off)
+            .then(|| opts.sqlite_check_limit.unwrap_or(DEFAULT_CHECK_LIMIT)),
+        check_turn: (time.timestamp().as_second() / 60).unsigned_abs(),
         cancel,
         sqlite_timeout: opts
             .sqlite_timeout
@@ -300,10 +314,13 @@ pub fn backup(
         counters,
         errors,
         changed,
+        suspects,
         ..
     } = ctx;
     let mut changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
     changed.sort();
+    let mut suspects = suspects.into_inner().unwrap_or_else(|p| p.into_inner());
+    suspects.sort_by(|a, b| a.0.cmp(&b.0));
     let tree = match tree {
         Ok(t) => t,
         Err(e) => {
@@ -326,6 +343,18 @@ pub fn backup(
     let c = counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut tags = opts.tags.clone();
+    let mut extensions = Vec::new();
+    if !suspects.is_empty() {
+        tags.push(SUSPECT_TAG.to_string());
+        let list: Vec<(Vec<u8>, Suspect)> = suspects
+            .iter()
+            .map(|(p, s)| (p.as_os_str().as_bytes().to_vec(), s.clone()))
+            .collect();
+        extensions.push((
+            EXT_SUSPECT_PATHS,
+            crate::format::suspect::encode_list(&list)?,
+        ));
+    }
     tags.sort();
     tags.dedup();
     let snapshot = Snapshot {
@@ -354,7 +383,7 @@ pub fn backup(
             errors: errors.len() as u64,
             duration_ns: started.elapsed().as_nanos() as u64,
         },
-        extensions: Vec::new(),
+        extensions,
     };
     crate::failpoint::hit("backup::before_snapshot")?;
     lock.verify().map_err(aborted)?;
@@ -365,6 +394,7 @@ pub fn backup(
         errors,
         packs_adopted: adopted,
         changed,
+        suspects,
     })
 }
 

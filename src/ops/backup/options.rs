@@ -52,6 +52,12 @@ pub struct BackupOptions {
     /// How long to wait for a busy database before giving up on it
     /// (default 60 s).
     pub sqlite_timeout: Option<std::time::Duration>,
+    /// Do not run `PRAGMA quick_check` on captured databases (the guard's
+    /// other tests still run).
+    pub sqlite_check_off: bool,
+    /// Databases larger than this many bytes get a sampled check: a slice
+    /// of their tables each capture (default [`DEFAULT_CHECK_LIMIT`]).
+    pub sqlite_check_limit: Option<u64>,
     /// Reader threads that read ahead of the workers (default
     /// [`DEFAULT_READ_CONCURRENCY`]; 0: none), see `prefetch`.
     pub read_concurrency: Option<usize>,
@@ -61,6 +67,11 @@ pub struct BackupOptions {
 /// keep a SATA SSD or a small RAID busy (see docs/BENCHMARKS.md, "Cold
 /// page cache").
 pub const DEFAULT_READ_CONCURRENCY: usize = 16;
+
+/// Largest database checked whole at capture unless told otherwise; the
+/// check costs about a second per 400 MB of cached pages (BENCHMARKS,
+/// "The check at capture").
+pub const DEFAULT_CHECK_LIMIT: u64 = 256 << 20;
 
 /// A stream stored as one file: `pg_dumpall | cairn backup --stdin`, or a
 /// command whose output is stored and whose failure fails the backup.

@@ -12,7 +12,8 @@ use super::Ctx;
 use super::record::CaptureInfo;
 use crate::chunker::Cut;
 use crate::error::Result;
-use crate::format::tree::{EXT_SQLITE_CAPTURE, Node};
+use crate::format::suspect::{Reason, Suspect};
+use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT, Node, NodeKind};
 use crate::id::BlobId;
 use crate::source::fs::Meta;
 use crate::source::sqlite;
@@ -23,19 +24,56 @@ pub const CAPTURE_CHUNK_PAGES: usize = 1;
 /// Pages read per batch from a database before hashing them in parallel.
 const CAPTURE_BATCH_BYTES: usize = 16 << 20;
 
+/// A database as the capture found it.
+pub(super) enum Captured {
+    /// Captured: its page blobs, bytes, the capture record and the
+    /// check's verdict (`None` with the check turned off).
+    Stored {
+        ids: Vec<BlobId>,
+        total: u64,
+        info: CaptureInfo,
+        verdict: Option<sqlite::Verdict>,
+    },
+    /// It starts like a database but SQLite cannot read it (SQLite's
+    /// message): it is stored as a plain file, and suspect.
+    Unreadable(String),
+}
+
+/// What a database path's new entry holds, for the guard.
+pub(super) enum Now<'a> {
+    /// A capture: its page blobs and page size, and the check's verdict.
+    Capture {
+        ids: &'a [BlobId],
+        page_size: u32,
+        verdict: Option<&'a sqlite::Verdict>,
+    },
+    /// A file SQLite could not read, with SQLite's message.
+    Unreadable(&'a str),
+    /// A plain file (not a database).
+    Plain,
+}
+
+/// Parent captures with fewer pages are not compared page by page: a
+/// small database routinely rewrites most of its pages.
+pub const REWRITE_MIN_PAGES: u64 = 256;
+
 impl Ctx<'_> {
     /// Capture a consistent state of a live SQLite database (`name` in
     /// `dir`, opened and checked by the caller as `meta`) and store it cut
-    /// on page boundaries.
+    /// on page boundaries, then check it (`quick_check`, unless turned off).
     pub(super) fn save_capture(
         &self,
         dir: BorrowedFd<'_>,
         name: &OsStr,
         path: &Path,
         meta: &Meta,
-    ) -> Result<(Vec<BlobId>, u64, CaptureInfo)> {
+    ) -> Result<Captured> {
         let (wal_size, wal_mtime) = sqlite::wal_state_at(dir, name);
-        let reader = sqlite::PageReader::open_at(dir, name, meta, path, self.sqlite_timeout)?;
+        let reader = match sqlite::PageReader::open_at(dir, name, meta, path, self.sqlite_timeout)?
+        {
+            sqlite::Opened::Reader(r) => r,
+            sqlite::Opened::Unreadable(why) => return Ok(Captured::Unreadable(why)),
+        };
         let ps = reader.page_size as usize;
         let chunk = ps * CAPTURE_CHUNK_PAGES;
         let mut ids = Vec::with_capacity(reader.page_count as usize / CAPTURE_CHUNK_PAGES + 1);
@@ -51,17 +89,99 @@ impl Ctx<'_> {
             self.progress.advance(0, buf.len() as u64);
             Ok(())
         })?;
+        let verdict = self
+            .db_check
+            .map(|limit| reader.quick_check(limit, self.check_turn));
         reader.finish(path)?;
-        Ok((
+        Ok(Captured::Stored {
             ids,
             total,
-            CaptureInfo {
+            info: CaptureInfo {
                 page_size: reader_page_size(ps),
                 file_size: meta.size(),
                 wal_size,
                 wal_mtime,
             },
-        ))
+            verdict,
+        })
+    }
+
+    /// The guard against silent damage: whether the new entry of a path
+    /// is a suspect capture, judged against the parent snapshot's entry
+    /// `old`. Suspect: SQLite cannot read it; its check failed; it was a
+    /// database (captured, or suspect) and is a plain file now; or more
+    /// than half of the parent capture's pages (of at least
+    /// [`REWRITE_MIN_PAGES`]) are not at their place in this one.
+    pub(super) fn judge(&self, old: Option<&Node>, now: Now<'_>) -> Option<Suspect> {
+        let old_capture = old
+            .and_then(|o| o.extension(EXT_SQLITE_CAPTURE))
+            .and_then(CaptureInfo::from_bytes);
+        let old_suspect = old
+            .and_then(|o| o.extension(EXT_SQLITE_SUSPECT))
+            .and_then(|b| Suspect::from_bytes(b).ok());
+        match now {
+            Now::Unreadable(why) => Some(Suspect {
+                reason: Reason::Unreadable,
+                detail: format!("SQLite cannot read it: {why}"),
+            }),
+            Now::Plain => {
+                let still = old_suspect
+                    .as_ref()
+                    .is_some_and(|s| s.reason == Reason::NotADatabase);
+                (old_capture.is_some() || old_suspect.is_some()).then(|| Suspect {
+                    reason: Reason::NotADatabase,
+                    detail: if still {
+                        "still not a SQLite database".into()
+                    } else {
+                        "no longer a SQLite database (captured as one in the parent snapshot)"
+                            .into()
+                    },
+                })
+            }
+            Now::Capture {
+                verdict: Some(v), ..
+            } if !v.ok() => Some(Suspect {
+                reason: Reason::CheckFailed,
+                detail: match v.sampled {
+                    None => format!("quick_check: {}", v.text),
+                    Some((n, of)) => {
+                        format!("quick_check of {n} of its {of} tables: {}", v.text)
+                    }
+                },
+            }),
+            Now::Capture { ids, page_size, .. } => {
+                let (old, capture) = (old?, old_capture?);
+                let NodeKind::File { content } = &old.kind else {
+                    return None;
+                };
+                let mut pages = 0u64;
+                let mut rewritten = 0u64;
+                let compared = crate::repo::chunklist::for_each_data_id(
+                    self.repo,
+                    content,
+                    crate::repo::chunklist::chunk_limit(old),
+                    &mut |id| {
+                        let i = pages as usize;
+                        pages += 1;
+                        if capture.page_size != page_size || ids.get(i) != Some(id) {
+                            rewritten += 1;
+                        }
+                        Ok(())
+                    },
+                );
+                // A parent list that cannot be read is no evidence either
+                // way (the backup does not depend on it).
+                (compared.is_ok() && pages >= REWRITE_MIN_PAGES && rewritten * 2 > pages).then(
+                    || Suspect {
+                        reason: Reason::Rewritten,
+                        detail: format!(
+                            "{rewritten} of its {pages} pages rewritten since the parent \
+                             snapshot's capture"
+                        ),
+                    },
+                )
+            }
+        }
     }
 
     /// A parent entry may be reused: a plain file when capture is off or it

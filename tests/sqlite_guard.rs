@@ -1,0 +1,384 @@
+//! The guard against silent damage: a database that is no longer a
+//! database, fails SQLite's check, or had most of its pages rewritten is
+//! a suspect capture — stored, named, exit 3, the snapshot tagged — and
+//! retention keeps the last good capture until told otherwise.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use rusqlite::Connection;
+
+/// A rollback-journal database of about `pages` 4 KiB pages of rows.
+fn make_db(path: &Path, pages: u64, seed: u64) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;
+         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..pages * 3 {
+        tx.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(1200, seed * 1_000_000 + i)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// `cairn --json backup SRC EXTRA…`: exit code, summary, stderr.
+fn backup(env: &Env, src: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec!["--json", "backup"];
+    args.extend_from_slice(extra);
+    args.push(src.to_str().unwrap());
+    let out = env.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .last()
+            .unwrap_or_else(|| panic!("no summary; stderr: {err}")),
+    )
+    .unwrap();
+    (out.status.code().unwrap(), v, err)
+}
+
+fn suspects(v: &serde_json::Value) -> Vec<(String, String, String)> {
+    v["suspect"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no suspect list in {v}"))
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+                s["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn snapshots(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.ok(&["snapshots", "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn tags(s: &serde_json::Value) -> Vec<String> {
+    s["tags"]
+        .as_array()
+        .map(|t| t.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The ransomware case: a database encrypted over in place. The backup
+/// stores the file, names it, exits 3 and tags the snapshot; it stays
+/// suspect while it is not a database; retention keeps the last snapshot
+/// with the good capture ("last good") and refuses to forget it by ID
+/// unless `--forget-suspect`; once the database is sound again backups
+/// are clean, and retention lets the old good snapshot go.
+#[test]
+fn a_database_encrypted_over_is_suspect_until_sound_and_its_last_good_snapshot_is_kept() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("vault.db");
+    make_db(&db, 300, 1);
+    let good = fs::read(&db).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty());
+    let good_id = v["snapshot_id"].as_str().unwrap().to_string();
+
+    // Encrypted over: same size, no longer a database.
+    fs::write(&db, random_bytes(good.len(), 7)).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert_eq!(s.len(), 1, "{v}");
+    assert_eq!(s[0].0, db.to_str().unwrap());
+    assert_eq!(s[0].1, "not_a_database");
+    assert!(s[0].2.contains("no longer a SQLite database"), "{s:?}");
+    // Stored as it is.
+    let first_bad = v["snapshot_id"].as_str().unwrap().to_string();
+    let dumped = env
+        .cmd()
+        .args(["dump", &first_bad, db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(dumped.stdout, fs::read(&db).unwrap());
+    // Text output names it too.
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("suspect: {}", db.display())) && err.contains("tagged suspect"),
+        "{err}"
+    );
+    let snaps = snapshots(&env);
+    assert_eq!(snaps.len(), 3);
+    assert!(!tags(&snaps[0]).contains(&"suspect".to_string()));
+    assert!(tags(&snaps[1]).contains(&"suspect".to_string()));
+    assert!(
+        tags(&snaps[2]).contains(&"suspect".to_string()),
+        "an unchanged suspect file stays suspect"
+    );
+
+    // Retention: the last good snapshot stays, whatever the policy says.
+    let out = env.ok(&["--json", "forget", "--keep-last", "1"]);
+    let plan: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let keep = &plan["groups"][0]["keep"];
+    let reasons: Vec<(String, serde_json::Value)> = keep
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["id"].as_str().unwrap().to_string(), k["reasons"].clone()))
+        .collect();
+    assert!(
+        reasons.contains(&(good_id.clone(), serde_json::json!(["last good"]))),
+        "{plan}"
+    );
+    assert_eq!(plan["last_good"][0]["path"], db.to_str().unwrap(), "{plan}");
+    let left: Vec<String> = snapshots(&env)
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&good_id) && !left.contains(&first_bad));
+    // By ID: refused, and nothing is forgotten.
+    let out = env.run(&["forget", &good_id[..8]]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("last good capture") && err.contains("--forget-suspect"),
+        "{err}"
+    );
+    assert_eq!(snapshots(&env).len(), 2);
+
+    // Put the good database back: sound again, nothing suspect.
+    fs::write(&db, &good).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty());
+    assert!(!tags(snapshots(&env).last().unwrap()).contains(&"suspect".to_string()));
+
+    // While the suspect snapshot stays, so does the last good one; once
+    // the policy lets the suspect one go, the good one goes with it.
+    let out = env.ok(&["forget", "--keep-last", "2"]);
+    assert!(out.contains("(last good)"), "{out}");
+    assert_eq!(snapshots(&env).len(), 3);
+    env.ok(&["forget", "--keep-last", "1"]);
+    assert_eq!(snapshots(&env).len(), 1);
+}
+
+/// `--forget-suspect` lets retention and `forget ID` remove the last good
+/// snapshot.
+#[test]
+fn forget_suspect_removes_the_last_good_snapshot_when_asked() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("vault.db");
+    make_db(&db, 20, 2);
+    let (code, v, _) = backup(&env, &src, &[]);
+    assert_eq!(code, 0);
+    let good_id = v["snapshot_id"].as_str().unwrap().to_string();
+    fs::write(&db, b"gone").unwrap();
+    let (code, _, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    env.ok(&["forget", "--forget-suspect", &good_id[..8]]);
+    assert_eq!(snapshots(&env).len(), 1);
+}
+
+/// A capture whose pages fail `PRAGMA quick_check` is suspect (its damage
+/// is stored, byte for byte, for inspection); a database above the check's
+/// size limit is checked a slice of its tables at a time; with the check
+/// off the damage goes unnoticed.
+#[test]
+fn a_capture_that_fails_quick_check_is_suspect_and_the_check_can_be_turned_off() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("d.db");
+    make_db(&db, 60, 7);
+    let (code, _, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    // A b-tree page with a bad page type: the schema is intact, so SQLite
+    // opens and captures it.
+    let mut bytes = fs::read(&db).unwrap();
+    bytes[4096 * 20] = 0x55;
+    fs::write(&db, &bytes).unwrap();
+
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert_eq!(s.len(), 1, "{v}");
+    assert_eq!(s[0].1, "check_failed");
+    assert!(s[0].2.starts_with("quick_check: "), "{s:?}");
+    let target = env.path("restore");
+    env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(restored(&target, &db)).unwrap(), bytes);
+
+    // Above the limit: a slice of the tables (here the only one).
+    let (code, v, err) = backup(&env, &src, &["--force", "--sqlite-check-limit", "64K"]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert!(
+        s[0].2.starts_with("quick_check of 1 of its 1 tables: "),
+        "{s:?}"
+    );
+
+    let (code, v, err) = backup(&env, &src, &["--force", "--sqlite-check", "off"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty());
+}
+
+/// A database that starts like one but that SQLite cannot read is stored
+/// as it is and suspect (it used to be left out of the snapshot).
+#[test]
+fn a_file_sqlite_cannot_read_is_stored_as_it_is_and_suspect() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let mut bogus = b"SQLite format 3\0".to_vec();
+    bogus.extend_from_slice(&[0x10, 0x00, 1, 1]);
+    bogus.extend_from_slice(&random_bytes(8192, 3));
+    fs::write(src.join("broken.db"), &bogus).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert_eq!(s.len(), 1, "{v}");
+    assert_eq!(s[0].1, "unreadable");
+    assert!(s[0].2.contains("SQLite cannot read it"), "{s:?}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0, "{v}");
+    let out = env
+        .cmd()
+        .args(["dump", "latest", src.join("broken.db").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, bogus);
+}
+
+/// More than half of a database's pages rewritten since the parent
+/// capture is suspect once; the next capture is compared with that one,
+/// so a database that keeps working is clean again. A small database
+/// (under 256 pages) is not judged by its rewritten pages.
+#[test]
+fn a_database_with_most_pages_rewritten_is_suspect_once() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("big.db");
+    let small = src.join("small.db");
+    make_db(&db, 400, 1);
+    make_db(&small, 40, 2);
+    let (code, _, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    for p in [&db, &small] {
+        let c = Connection::open(p).unwrap();
+        c.execute("UPDATE items SET body = randomblob(1200)", [])
+            .unwrap();
+    }
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert_eq!(s.len(), 1, "only the large one: {v}");
+    assert_eq!(s[0].0, db.to_str().unwrap());
+    assert_eq!(s[0].1, "rewritten");
+    assert!(
+        s[0].2
+            .contains("pages rewritten since the parent snapshot's capture"),
+        "{s:?}"
+    );
+    let c = Connection::open(&db).unwrap();
+    c.execute("INSERT INTO items(body) VALUES (x'01')", [])
+        .unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty());
+}
+
+/// A WAL database under a live writer is captured consistently every
+/// time: no capture of it is ever suspect.
+#[test]
+fn captures_of_a_wal_database_under_a_live_writer_are_never_suspect() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("live.db");
+    {
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);
+             CREATE INDEX items_body ON items(body);",
+        )
+        .unwrap();
+        let tx = c.unchecked_transaction().unwrap();
+        for i in 0..3000u64 {
+            tx.execute(
+                "INSERT INTO items(body) VALUES (?1)",
+                [random_bytes(700, i)],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits, db) = (Arc::clone(&stop), Arc::clone(&commits), db.clone());
+        std::thread::spawn(move || {
+            let c = Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut i = 1_000_000u64;
+            while !stop.load(Ordering::Relaxed) {
+                let tx = c.unchecked_transaction().unwrap();
+                for _ in 0..10 {
+                    tx.execute(
+                        "INSERT INTO items(body) VALUES (?1)",
+                        [random_bytes(700, i)],
+                    )
+                    .unwrap();
+                    i += 1;
+                }
+                tx.execute(
+                    "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)",
+                    [],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while commits.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let before = commits.load(Ordering::Relaxed);
+        runs.push(backup(&env, &src, &[]));
+        // Each capture sees a database the writer has moved on from.
+        while commits.load(Ordering::Relaxed) < before + 5 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    for (code, v, err) in runs {
+        assert_eq!(code, 0, "{err}");
+        assert!(suspects(&v).is_empty(), "{v}");
+        assert_eq!(v["files_read"], 1, "the database was captured: {v}");
+    }
+}
