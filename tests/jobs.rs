@@ -998,16 +998,23 @@ fn a_suspect_capture_fails_the_job_pings_why_and_retention_keeps_the_last_good_o
                 .contains("with 1 suspect database capture"),
             "{job}"
         );
+        let steps: Vec<(&str, bool)> = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["step"].as_str().unwrap(), s["ok"].as_bool().unwrap()))
+            .collect();
+        assert!(steps.contains(&("forget on main", true)), "{steps:?}");
         let fail = server.requests().pop().unwrap();
         assert_eq!(fail.path, "/ping/abc/fail");
+        let why = if night == 0 {
+            "no longer a SQLite database"
+        } else {
+            "still not a SQLite database"
+        };
         assert!(
-            fail.body.contains(&format!(
-                "{}: no longer a SQLite database",
-                database.display()
-            )) || fail.body.contains(&format!(
-                "{}: still not a SQLite database",
-                database.display()
-            )),
+            fail.body
+                .contains(&format!("{}: {why}", database.display())),
             "the failure ping says why: {}",
             fail.body
         );

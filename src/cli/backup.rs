@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(long, default_value = "quick", value_parser = ["quick", "off"])]
     sqlite_check: String,
     /// Databases larger than this are checked a slice of their tables at a
-    /// time, a different slice each capture (e.g. 256M, 2G).
+    /// time, drawn at random each capture (e.g. 256M, 2G).
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     sqlite_check_limit: String,
     /// Seconds to wait for a busy SQLite database before reporting it.

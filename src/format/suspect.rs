@@ -72,7 +72,10 @@ impl Reason {
     /// True for the reasons that say the file is not a sound database
     /// (a later capture is suspect until it is one again).
     pub fn unsound(self) -> bool {
-        !matches!(self, Reason::Rewritten)
+        matches!(
+            self,
+            Reason::NotADatabase | Reason::CheckFailed | Reason::Unreadable
+        )
     }
 }
 
@@ -129,6 +132,10 @@ pub fn encode_list(entries: &[(Vec<u8>, Suspect)]) -> Result<Vec<u8>> {
     let mut n = 0u32;
     for (path, s) in sorted {
         let d = cut(&s.detail);
+        if path.len() > usize::from(u16::MAX) {
+            // Not expressible here; the tree entry keeps its mark.
+            continue;
+        }
         if body.len() + 4 + 2 + path.len() + 3 + d.len() > MAX_LIST_BYTES {
             break;
         }

@@ -252,19 +252,36 @@ pub enum Opened {
 /// the capture's read transaction, so on exactly the captured pages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// "ok", or the problems SQLite found (or the error that stopped it),
-    /// joined by "; ".
+    /// "ok"; the problems SQLite found, or the damage that stopped it,
+    /// joined by "; "; or why it could not check (see `checked`).
     pub text: String,
+    /// False if SQLite could not run the check for a reason that says
+    /// nothing about damage: a collation or function only the application
+    /// registers, which the check needs to compile.
+    pub checked: bool,
     /// For a database larger than the check's limit, the tables checked
     /// and the tables there are: only a slice was checked this time.
     pub sampled: Option<(usize, usize)>,
 }
 
 impl Verdict {
-    /// True if SQLite found nothing wrong.
+    /// True unless SQLite found damage.
     pub fn ok(&self) -> bool {
-        self.text == "ok"
+        !self.checked || self.text == "ok"
     }
+}
+
+/// True for the errors that mean a damaged database (rather than a check
+/// SQLite could not compile, say for a collation it does not know).
+fn damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseCorrupt
+                | rusqlite::ErrorCode::NotADatabase
+                | rusqlite::ErrorCode::SystemIoFailure
+        )
+    )
 }
 
 /// Page cache SQLite may use for the check at capture (KiB): enough that
@@ -425,28 +442,37 @@ impl PageReader {
     /// database if it is at most `limit` bytes, else on a slice of its
     /// tables — the tables (by name, with the schema table always) dealt
     /// into ⌈size / limit⌉ slices, and slice `turn` modulo their number
-    /// checked — so that successive captures check all of it in turn.
-    /// A check SQLite stops with an error is a failing verdict.
+    /// checked; callers pick `turn` at random, so that successive captures
+    /// check all of it in time. A check SQLite stops with damage is a
+    /// failing verdict; one it cannot compile is no verdict (`checked`
+    /// false).
     pub fn quick_check(&self, limit: u64, turn: u64) -> Verdict {
         // A larger page cache than SQLite's default 2 000 pages: the check
         // walks every b-tree and would otherwise reread pages from the OS.
         let _ = self
             .conn
             .pragma_update(None, "cache_size", -CHECK_CACHE_KIB);
+        // CHECK constraints may call functions only the application
+        // registers; they are the application's rules, not damage.
+        let _ = self
+            .conn
+            .pragma_update(None, "ignore_check_constraints", true);
         let size = u64::from(self.page_size).saturating_mul(self.page_count);
-        let run = |sql: &str| -> String {
+        let run = |sql: &str| -> (String, bool) {
             let lines = self.conn.prepare(sql).and_then(|mut stmt| {
                 stmt.query_map([], |r| r.get::<_, String>(0))
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
             });
             match lines {
-                Ok(lines) => lines.join("; "),
-                Err(e) => e.to_string(),
+                Ok(lines) => (lines.join("; "), true),
+                Err(e) => (e.to_string(), damage(&e)),
             }
         };
         if size <= limit {
+            let (text, checked) = run("PRAGMA quick_check");
             return Verdict {
-                text: run("PRAGMA quick_check"),
+                text,
+                checked,
                 sampled: None,
             };
         }
@@ -465,6 +491,7 @@ impl PageReader {
             Err(e) => {
                 return Verdict {
                     text: e.to_string(),
+                    checked: damage(&e),
                     sampled: None,
                 };
             }
@@ -480,18 +507,22 @@ impl PageReader {
                 .map(|(_, t)| t.as_str()),
         );
         let mut problems = Vec::new();
+        let mut unchecked = Vec::new();
         for t in &chosen {
-            let v = run(&format!("PRAGMA quick_check('{}')", t.replace('\'', "''")));
-            if v != "ok" {
-                problems.push(format!("{t}: {v}"));
+            match run(&format!("PRAGMA quick_check('{}')", t.replace('\'', "''"))) {
+                (v, true) if v != "ok" => problems.push(format!("{t}: {v}")),
+                (v, false) => unchecked.push(format!("{t}: {v}")),
+                _ => {}
             }
         }
+        let (text, checked) = match (problems.is_empty(), unchecked.is_empty()) {
+            (false, _) => (problems.join("; "), true),
+            (true, true) => ("ok".into(), true),
+            (true, false) => (unchecked.join("; "), false),
+        };
         Verdict {
-            text: if problems.is_empty() {
-                "ok".into()
-            } else {
-                problems.join("; ")
-            },
+            text,
+            checked,
             sampled: Some((chosen.len() - 1, tables.len())),
         }
     }
@@ -551,9 +582,12 @@ impl PageReader {
         // A read transaction ends the same either way; ROLLBACK also ends
         // one in which `quick_check` met a damaged page (COMMIT then
         // reports the damage again, as an error).
-        self.conn
-            .execute_batch("ROLLBACK")
-            .map_err(|e| sql_err(path, "end read", e))?;
+        // (SQLite may have ended it already, after an I/O error.)
+        if !self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("ROLLBACK")
+                .map_err(|e| sql_err(path, "end read", e))?;
+        }
         still_same(self.dir.as_fd(), &self.name, self.id).map_err(|why| {
             Error::new(
                 ErrorKind::Source,

@@ -13,7 +13,7 @@ use super::sqlite::{Captured, Now};
 use super::{Ctx, add};
 use crate::error::{Error, Result};
 use crate::format::BlobType;
-use crate::format::suspect::Suspect;
+use crate::format::suspect::{Reason, Suspect};
 use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT, Node, NodeKind, Xattr};
 use crate::id::BlobId;
 use crate::repo::save::STREAM_WINDOW;
@@ -109,6 +109,7 @@ impl Ctx<'_> {
         name: &OsStr,
         path: &Path,
         listed: &Meta,
+        whole_check: bool,
     ) -> Result<FileRead> {
         let (mut file, before) = sfs::open_file_at(dir, name, path, listed)?;
         let size = before.size();
@@ -118,7 +119,7 @@ impl Ctx<'_> {
                 sqlite::sniff(&file).map_err(|e| Error::source_io("cannot read", path, e))?;
             if page.is_some() {
                 // The page size the read transaction sees is the one used.
-                match self.save_capture(dir, name, path, &before)? {
+                match self.save_capture(dir, name, path, &before, whole_check)? {
                     Captured::Stored {
                         ids,
                         total,
@@ -227,6 +228,9 @@ impl Ctx<'_> {
             _ => None,
         });
         let was_reused = reused.is_some();
+        let old_suspect = old
+            .and_then(|o| o.extension(EXT_SQLITE_SUSPECT))
+            .and_then(|b| Suspect::from_bytes(b).ok());
         let mut capture_ext: Option<Vec<u8>> = None;
         let mut suspect: Option<Suspect> = None;
         let found = match reused {
@@ -234,10 +238,16 @@ impl Ctx<'_> {
                 capture_ext = ext;
                 // Unchanged since a suspect capture that was not a sound
                 // database: still suspect, for the same reason.
-                suspect = old
-                    .and_then(|o| o.extension(EXT_SQLITE_SUSPECT))
-                    .and_then(|b| Suspect::from_bytes(b).ok())
-                    .filter(|s| self.sqlite && s.reason.unsound());
+                suspect = old_suspect
+                    .clone()
+                    .filter(|s| self.sqlite && s.reason.unsound())
+                    .map(|s| match s.reason {
+                        Reason::NotADatabase => Suspect {
+                            reason: s.reason,
+                            detail: super::sqlite::STILL_NOT.into(),
+                        },
+                        _ => s,
+                    });
                 Some((c, len))
             }
             None => cached.map(|c| (c, meta.size())),
@@ -249,7 +259,13 @@ impl Ctx<'_> {
             None => {
                 crate::failpoint::hit("backup::before_open_file")?;
                 self.progress.file_started(path);
-                match self.save_file_content(dir, os_name, path, &meta) {
+                // A capture whose parent failed its check is checked
+                // whole, not a slice: it stays suspect until all of it
+                // passes.
+                let whole = old_suspect
+                    .as_ref()
+                    .is_some_and(|s| s.reason == Reason::CheckFailed);
+                match self.save_file_content(dir, os_name, path, &meta, whole) {
                     Ok(read) => {
                         streamed = read.streamed;
                         if self.sqlite {

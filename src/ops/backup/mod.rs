@@ -127,7 +127,8 @@ struct Ctx<'a> {
     /// Databases up to this size get a whole `quick_check` at capture,
     /// larger ones a slice (`None`: no check).
     db_check: Option<u64>,
-    /// Which slice a sampled check takes (minutes since the epoch).
+    /// Which slice a sampled check takes (random: a job run on a schedule
+    /// must not land on the same slice every time).
     check_turn: u64,
     cancel: super::CancelToken,
     /// Read-ahead of the files the walk lists.
@@ -260,7 +261,7 @@ pub fn backup(
         sqlite: !opts.sqlite_off,
         db_check: (!opts.sqlite_check_off)
             .then(|| opts.sqlite_check_limit.unwrap_or(DEFAULT_CHECK_LIMIT)),
-        check_turn: (time.timestamp().as_second() / 60).unsigned_abs(),
+        check_turn: u64::from_le_bytes(crate::crypto::random_array()),
         cancel,
         sqlite_timeout: opts
             .sqlite_timeout

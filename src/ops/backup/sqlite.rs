@@ -53,6 +53,10 @@ pub(super) enum Now<'a> {
     Plain,
 }
 
+/// Why a file at a database's path that was suspect in the parent snapshot
+/// and is not a database now is suspect.
+pub(super) const STILL_NOT: &str = "still not a SQLite database (suspect in the parent snapshot)";
+
 /// Parent captures with fewer pages are not compared page by page: a
 /// small database routinely rewrites most of its pages.
 pub const REWRITE_MIN_PAGES: u64 = 256;
@@ -60,13 +64,15 @@ pub const REWRITE_MIN_PAGES: u64 = 256;
 impl Ctx<'_> {
     /// Capture a consistent state of a live SQLite database (`name` in
     /// `dir`, opened and checked by the caller as `meta`) and store it cut
-    /// on page boundaries, then check it (`quick_check`, unless turned off).
+    /// on page boundaries, then check it (`quick_check`, unless turned off;
+    /// `whole`: all of it, whatever its size).
     pub(super) fn save_capture(
         &self,
         dir: BorrowedFd<'_>,
         name: &OsStr,
         path: &Path,
         meta: &Meta,
+        whole: bool,
     ) -> Result<Captured> {
         let (wal_size, wal_mtime) = sqlite::wal_state_at(dir, name);
         let reader = match sqlite::PageReader::open_at(dir, name, meta, path, self.sqlite_timeout)?
@@ -91,7 +97,15 @@ impl Ctx<'_> {
         })?;
         let verdict = self
             .db_check
-            .map(|limit| reader.quick_check(limit, self.check_turn));
+            .map(|limit| reader.quick_check(if whole { u64::MAX } else { limit }, self.check_turn));
+        if let Some(v) = verdict.as_ref().filter(|v| !v.checked) {
+            self.repo.observer().warning(&format!(
+                "{}: not checked: {} (SQLite cannot run quick_check without the \
+                 application's own definitions)",
+                path.display(),
+                v.text
+            ));
+        }
         reader.finish(path)?;
         Ok(Captured::Stored {
             ids,
@@ -124,20 +138,14 @@ impl Ctx<'_> {
                 reason: Reason::Unreadable,
                 detail: format!("SQLite cannot read it: {why}"),
             }),
-            Now::Plain => {
-                let still = old_suspect
-                    .as_ref()
-                    .is_some_and(|s| s.reason == Reason::NotADatabase);
-                (old_capture.is_some() || old_suspect.is_some()).then(|| Suspect {
-                    reason: Reason::NotADatabase,
-                    detail: if still {
-                        "still not a SQLite database".into()
-                    } else {
-                        "no longer a SQLite database (captured as one in the parent snapshot)"
-                            .into()
-                    },
-                })
-            }
+            Now::Plain => (old_capture.is_some() || old_suspect.is_some()).then(|| Suspect {
+                reason: Reason::NotADatabase,
+                detail: if old_capture.is_some() {
+                    "no longer a SQLite database (captured as one in the parent snapshot)".into()
+                } else {
+                    STILL_NOT.into()
+                },
+            }),
             Now::Capture {
                 verdict: Some(v), ..
             } if !v.ok() => Some(Suspect {
