@@ -127,6 +127,11 @@ fn a_database_encrypted_over_is_suspect_until_sound_and_its_last_good_snapshot_i
     );
     let snaps = snapshots(&env);
     assert_eq!(snaps.len(), 3);
+    assert_eq!(
+        snaps[1]["suspect"][0]["reason"], "not_a_database",
+        "{snaps:?}"
+    );
+    assert!(snaps[0].get("suspect").is_none());
     assert!(!tags(&snaps[0]).contains(&"suspect".to_string()));
     assert!(tags(&snaps[1]).contains(&"suspect".to_string()));
     assert!(

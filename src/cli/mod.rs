@@ -1126,6 +1126,20 @@ pub fn snapshot_json(
     {
         v["original"] = serde_json::Value::String(hex::encode(o));
     }
+    // The suspect database captures it holds (the guard against damage).
+    if let Some(list) = s
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == cairn::format::snapshot::EXT_SUSPECT_PATHS)
+        .and_then(|(_, v)| cairn::format::suspect::decode_list(v).ok())
+    {
+        v["suspect"] = list
+            .iter()
+            .map(|(p, s)| {
+                serde_json::json!({"path": lossy(p), "reason": s.reason.name(), "detail": s.detail})
+            })
+            .collect();
+    }
     v
 }
 
