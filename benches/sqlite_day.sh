@@ -16,7 +16,8 @@
 #
 # The database is generated once into $DATA/db-0.25 (DATA defaults to
 # $HOME/cairn-bench; shared with chunklist_growth.sh). Needs python3,
-# restic and a release build of Cairn (CAIRN_BIN). BENCH_DIR points at the
+# restic and a release build of Cairn (CAIRN_BIN); CAIRN_ARGS adds options
+# to Cairn's backups (e.g. "--sqlite-check off"). BENCH_DIR points at the
 # corpus scripts (default ../shared/bench next to this repository). Exit
 # status 1 if the growth target is missed.
 set -euo pipefail
@@ -33,6 +34,7 @@ done
 DATA=${DATA:-$HOME/cairn-bench}
 BENCH_DIR=${BENCH_DIR:-$HERE/../shared/bench}
 CAIRN_BIN=${CAIRN_BIN:-$HERE/target/release/cairn}
+CAIRN_ARGS=${CAIRN_ARGS:-}
 WORK=$(mktemp -d /tmp/cairn-day.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench
@@ -50,7 +52,7 @@ size() { du -sb "$1" | cut -f1; }
 now() { date +%s.%N; }
 backup() { # backup TOOL
     case $1 in
-        cairn)  "$CAIRN_BIN" -r "$WORK/repo-cairn" backup -q "$WORK/app" ;;
+        cairn)  "$CAIRN_BIN" -r "$WORK/repo-cairn" backup -q $CAIRN_ARGS "$WORK/app" ;;
         restic) restic -r "$WORK/repo-restic" backup -q "$WORK/app" > /dev/null ;;
     esac
 }

@@ -331,26 +331,6 @@ fn a_capture_is_the_page_images_with_the_wal_folded_in_and_its_header_in_wal_mod
     drop(c);
 }
 
-/// A rollback-journal database of about `pages` 4 KiB pages of random rows
-/// (its file is then exactly what a capture stores).
-fn make_plain_db(path: &Path, pages: u64, seed: u64) {
-    let c = Connection::open(path).unwrap();
-    c.execute_batch(
-        "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;
-         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);",
-    )
-    .unwrap();
-    let tx = c.unchecked_transaction().unwrap();
-    for i in 0..pages * 3 {
-        tx.execute(
-            "INSERT INTO items(body) VALUES (?1)",
-            [random_bytes(1200, seed * 1_000_000 + i)],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
 /// Restore writes a database captured page by page through one handle
 /// held from its first page to its last, its pages arriving from several
 /// readers in the packs' shuffled order, and falls back to reopening the

@@ -14,25 +14,6 @@ use std::time::Duration;
 use common::*;
 use rusqlite::Connection;
 
-/// A rollback-journal database of about `pages` 4 KiB pages of rows.
-fn make_db(path: &Path, pages: u64, seed: u64) {
-    let c = Connection::open(path).unwrap();
-    c.execute_batch(
-        "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;
-         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);",
-    )
-    .unwrap();
-    let tx = c.unchecked_transaction().unwrap();
-    for i in 0..pages * 3 {
-        tx.execute(
-            "INSERT INTO items(body) VALUES (?1)",
-            [random_bytes(1200, seed * 1_000_000 + i)],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
 /// `cairn --json backup SRC EXTRA…`: exit code, summary, stderr.
 fn backup(env: &Env, src: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let mut args = vec!["--json", "backup"];
@@ -93,7 +74,7 @@ fn a_database_encrypted_over_is_suspect_until_sound_and_its_last_good_snapshot_i
     let src = env.path("app");
     fs::create_dir(&src).unwrap();
     let db = src.join("vault.db");
-    make_db(&db, 300, 1);
+    make_plain_db(&db, 300, 1);
     let good = fs::read(&db).unwrap();
     let (code, v, err) = backup(&env, &src, &[]);
     assert_eq!(code, 0, "{err}");
@@ -194,7 +175,7 @@ fn forget_suspect_removes_the_last_good_snapshot_when_asked() {
     let src = env.path("app");
     fs::create_dir(&src).unwrap();
     let db = src.join("vault.db");
-    make_db(&db, 20, 2);
+    make_plain_db(&db, 20, 2);
     let (code, v, _) = backup(&env, &src, &[]);
     assert_eq!(code, 0);
     let good_id = v["snapshot_id"].as_str().unwrap().to_string();
@@ -215,7 +196,7 @@ fn a_capture_that_fails_quick_check_is_suspect_and_the_check_can_be_turned_off()
     let src = env.path("app");
     fs::create_dir(&src).unwrap();
     let db = src.join("d.db");
-    make_db(&db, 60, 7);
+    make_plain_db(&db, 60, 7);
     let (code, _, err) = backup(&env, &src, &[]);
     assert_eq!(code, 0, "{err}");
     // A b-tree page with a bad page type: the schema is intact, so SQLite
@@ -385,8 +366,8 @@ fn a_database_with_most_pages_rewritten_is_suspect_once() {
     fs::create_dir(&src).unwrap();
     let db = src.join("big.db");
     let small = src.join("small.db");
-    make_db(&db, 400, 1);
-    make_db(&small, 40, 2);
+    make_plain_db(&db, 400, 1);
+    make_plain_db(&small, 40, 2);
     let (code, _, err) = backup(&env, &src, &[]);
     assert_eq!(code, 0, "{err}");
     for p in [&db, &small] {

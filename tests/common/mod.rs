@@ -477,3 +477,23 @@ pub fn age_past_prune_grace(repo: &Path) {
     age_files(&repo.join("data"), PAST_PRUNE_GRACE);
     age_files(&repo.join("index"), PAST_PRUNE_GRACE);
 }
+
+/// A rollback-journal database of about `pages` 4 KiB pages of random rows
+/// (its file is then exactly what a capture stores).
+pub fn make_plain_db(path: &Path, pages: u64, seed: u64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;
+         CREATE TABLE items(id INTEGER PRIMARY KEY, body BLOB);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..pages * 3 {
+        tx.execute(
+            "INSERT INTO items(body) VALUES (?1)",
+            [random_bytes(1200, seed * 1_000_000 + i)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
