@@ -427,3 +427,69 @@ fn a_restored_database_is_checked_with_quick_check_unless_told_otherwise() {
     assert!(!text.contains("quick_check"), "{text}");
     assert_eq!(fs::read(&file).unwrap(), bytes);
 }
+
+/// A WAL database with two hard links: SQLite keeps the log under the name
+/// the application opened, so a capture through the other name misses
+/// committed transactions. It did: both entries held the bare file, and
+/// the backup left a `-wal` and `-shm` of its own next to the other name.
+/// Now every entry stored holds the capture through the name with the log
+/// (another link takes it over), a link that would be captured without it
+/// is refused with why, and nothing is created in the source directory.
+#[test]
+fn a_hard_linked_wal_database_is_never_captured_without_its_log() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("a.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE t(x BLOB);",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..300 {
+        tx.execute("INSERT INTO t VALUES (?1)", [random_bytes(500, i)])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    // The application keeps it open: the rows are in the log only.
+    fs::hard_link(&db, src.join("b.db")).unwrap();
+    let out = env.run(&["--json", "backup", src.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    for e in v["errors"].as_array().unwrap() {
+        assert!(
+            e["path"].as_str().unwrap().ends_with("/b.db")
+                && e["error"].as_str().unwrap().contains("hard links"),
+            "{v}"
+        );
+    }
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(3),
+        "{err}"
+    );
+    let mut names: Vec<String> = fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.db", "a.db-shm", "a.db-wal", "b.db"]);
+
+    let target = env.path("restore");
+    env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let rows = |p: &Path| -> i64 {
+        Connection::open(p)
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    let a = restored(&target, &db);
+    assert_eq!(rows(&a), 300, "the capture holds the log's transactions");
+    let b = restored(&target, &src.join("b.db"));
+    if b.exists() {
+        assert_eq!(fs::read(&b).unwrap(), fs::read(&a).unwrap());
+    }
+    drop(c);
+}

@@ -731,6 +731,18 @@ pub fn check_restored(path: &Path) -> Result<String> {
     check_restored_at(dir.as_fd(), name, None, path, DbCheck::Full).map(Option::unwrap_or_default)
 }
 
+/// True if `file` is a database whose header says WAL mode (bytes 18 and
+/// 19 equal to 2).
+pub fn wal_mode(file: &File) -> bool {
+    let mut h = [0u8; 20];
+    file.read_exact_at(&mut h, 0).is_ok() && h[18] == 2 && h[19] == 2
+}
+
+/// True if `name` in `dir` has a `-wal` companion (of any size).
+pub fn has_wal_at(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    rustix::fs::statat(dir, with_suffix(name, "-wal"), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
 /// The size and mtime of the `-wal` companion of `name` in `dir` (zeros if
 /// absent).
 pub fn wal_state_at(dir: BorrowedFd<'_>, name: &OsStr) -> (u64, (i64, u32)) {

@@ -117,6 +117,29 @@ impl Ctx<'_> {
         if self.sqlite && size >= 512 {
             let page =
                 sqlite::sniff(&file).map_err(|e| Error::source_io("cannot read", path, e))?;
+            if page.is_some()
+                && before.nlink() > 1
+                && sqlite::wal_mode(&file)
+                && !sqlite::has_wal_at(dir, name)
+            {
+                // SQLite keeps a WAL database's log under the name the
+                // application opened: through another hard link, the
+                // committed transactions in that log are invisible, and
+                // SQLite would start a log of its own under this name
+                // (sharing one shared-memory index per file with any
+                // capture through the other name in this process).
+                return Err(Error::new(
+                    crate::error::ErrorKind::Source,
+                    format!(
+                        "not capturing SQLite database {}: it is in WAL mode and has {} hard \
+                         links, and its log is not next to this name; a capture through it \
+                         could miss committed transactions (back up the name the application \
+                         opens, and exclude this one)",
+                        path.display(),
+                        before.nlink()
+                    ),
+                ));
+            }
             if page.is_some() {
                 // The page size the read transaction sees is the one used.
                 match self.save_capture(dir, name, path, &before, whole_check)? {
@@ -250,7 +273,12 @@ impl Ctx<'_> {
                     });
                 Some((c, len))
             }
-            None => cached.map(|c| (c, meta.size())),
+            // Another link to a file read by this backup: its content,
+            // length and capture record.
+            None => cached.map(|l| {
+                capture_ext = l.capture;
+                (l.content, l.len)
+            }),
         };
         let mut streamed = 0;
         let mut stored_meta = meta;
@@ -293,7 +321,14 @@ impl Ctx<'_> {
                             self.hardlinks
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .insert(key, content.clone());
+                                .insert(
+                                    key,
+                                    super::Linked {
+                                        content: content.clone(),
+                                        len: read.len,
+                                        capture: capture_ext.clone(),
+                                    },
+                                );
                         }
                         if let Some(what) = read.changed {
                             self.changed

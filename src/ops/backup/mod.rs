@@ -94,6 +94,17 @@ pub struct BackupResult {
     pub suspects: Vec<(PathBuf, Suspect)>,
 }
 
+/// A file with several links as this backup read it: what its other
+/// links' entries take over.
+#[derive(Clone)]
+struct Linked {
+    content: crate::format::tree::FileContent,
+    /// Bytes read (a capture's length, not the file's size).
+    len: u64,
+    /// Its capture record, if it is a captured database.
+    capture: Option<Vec<u8>>,
+}
+
 #[derive(Default)]
 struct Counters {
     files: AtomicU64,
@@ -119,7 +130,7 @@ struct Ctx<'a> {
     excludes: ExcludeMatcher,
     one_file_system: bool,
     names: NameCache,
-    hardlinks: Mutex<HashMap<(u64, u64), crate::format::tree::FileContent>>,
+    hardlinks: Mutex<HashMap<(u64, u64), Linked>>,
     progress: &'a dyn Progress,
     change: ChangeRules,
     sqlite: bool,
