@@ -120,6 +120,21 @@ fn a_database_encrypted_over_is_suspect_until_sound_and_its_last_good_snapshot_i
         "an unchanged suspect file stays suspect"
     );
 
+    // Restoring the damaged night says so, and where the good one is.
+    let target = env.path("restore-latest");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: {} is a suspect capture in snapshot",
+            db.display()
+        )) && err.contains(&format!(
+            "its last good capture is in snapshot {}",
+            &good_id[..8]
+        )),
+        "{err}"
+    );
+
     // Retention: the last good snapshot stays, whatever the policy says.
     let out = env.ok(&["--json", "forget", "--keep-last", "1"]);
     let plan: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();

@@ -97,6 +97,7 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     let (spec, sub) = split_snapshot_path(&a.snapshot);
     let (id, snap) = super::select_snapshot(g, &repo, spec, &a.filter.filter()?, sub)?;
     let sub = sub.unwrap_or("/");
+    warn_suspect(&repo, &id, &snap, sub)?;
     let root = match walk::find(&repo, &snap.tree, sub.as_bytes())? {
         Found::Dir(t, _) => RestoreRoot::Tree(t),
         Found::Entry(n) => RestoreRoot::Entry(Box::new(n)),
@@ -204,4 +205,49 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
         eprintln!("cairn: {} entries could not be restored", r.errors.len());
         Ok(super::exit::FATAL)
     }
+}
+
+/// Warn about the suspect database captures below `sub` in the snapshot
+/// being restored, naming the snapshot that holds each one's last good
+/// capture: after a night of damage, `restore latest` would otherwise put
+/// the damaged file back without a word.
+fn warn_suspect(
+    repo: &cairn::repo::Repository,
+    id: &cairn::id::SnapshotId,
+    snap: &cairn::format::snapshot::Snapshot,
+    sub: &str,
+) -> Result<()> {
+    let Some(list) = snap
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == cairn::format::snapshot::EXT_SUSPECT_PATHS)
+        .and_then(|(_, v)| cairn::format::suspect::decode_list(v).ok())
+    else {
+        return Ok(());
+    };
+    let prefix = sub.trim_end_matches('/').as_bytes();
+    let below: Vec<_> = list
+        .iter()
+        .filter(|(p, _)| {
+            p.starts_with(prefix) && (p.len() == prefix.len() || p[prefix.len()] == b'/')
+        })
+        .collect();
+    if below.is_empty() {
+        return Ok(());
+    }
+    let snaps = repo.load_snapshots()?;
+    for (path, s) in below {
+        let good = cairn::ops::forget::last_good_of(repo, &snaps, id, path)?;
+        eprintln!(
+            "warning: {} is a suspect capture in snapshot {} ({}); {}",
+            super::lossy(path),
+            id.short(),
+            s.detail,
+            match good {
+                Some(g) => format!("its last good capture is in snapshot {}", g.short()),
+                None => "no older snapshot holds a good capture of it".into(),
+            }
+        );
+    }
+    Ok(())
 }

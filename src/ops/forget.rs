@@ -95,66 +95,122 @@ pub fn last_good(
     snaps: &[(SnapshotId, Snapshot)],
     doomed: &HashSet<SnapshotId>,
 ) -> Result<Vec<LastGood>> {
-    let repo: &Repository = lock;
-    let mut order: Vec<&(SnapshotId, Snapshot)> = snaps.iter().collect();
-    order.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-    let suspects: Vec<Vec<Vec<u8>>> = order.iter().map(|(_, s)| suspect_paths(s)).collect();
-    let mut good: HashMap<(BlobId, Vec<u8>), bool> = HashMap::new();
+    let history = History::new(snaps);
+    let mut good = HashMap::new();
     let mut out: Vec<LastGood> = Vec::new();
     // Newest first, so that a snapshot kept for a newer one's sake is
     // itself followed before anything older is decided.
-    let mut stays: Vec<bool> = order.iter().map(|(id, _)| !doomed.contains(id)).collect();
-    for i in (0..order.len()).rev() {
+    let mut stays: Vec<bool> = history
+        .order
+        .iter()
+        .map(|(id, _)| !doomed.contains(id))
+        .collect();
+    for i in (0..history.order.len()).rev() {
         if !stays[i] {
             continue;
         }
-        let (sid, s) = order[i];
-        for path in &suspects[i] {
+        for path in &history.suspects[i] {
             lock.check()?;
-            for j in (0..i).rev() {
-                let (cid, c) = order[j];
-                if c.hostname != s.hostname || c.paths != s.paths || suspects[j].contains(path) {
-                    continue;
-                }
-                let key = (c.tree, path.clone());
-                let is_good = match good.get(&key) {
-                    Some(g) => *g,
-                    None => {
-                        let g = match super::walk::find(repo, &c.tree, path) {
-                            Ok(super::walk::Found::Entry(n)) => {
-                                n.extension(EXT_SQLITE_CAPTURE).is_some()
-                                    && n.extension(EXT_SQLITE_SUSPECT).is_none()
-                            }
-                            Ok(super::walk::Found::Dir(..)) => false,
-                            Err(e) if e.kind() == ErrorKind::NotFound => false,
-                            Err(e) => {
-                                return Err(e.context(format!(
-                                    "cannot tell whether snapshot {} holds the last good \
-                                     capture of {}",
-                                    cid.short(),
-                                    String::from_utf8_lossy(path)
-                                )));
-                            }
-                        };
-                        good.insert(key, g);
-                        g
-                    }
-                };
-                if is_good {
-                    stays[j] = true;
-                    if !out.iter().any(|l| l.id == *cid && l.path == *path) {
-                        out.push(LastGood {
-                            id: *cid,
-                            path: path.clone(),
-                            suspect_in: *sid,
-                        });
-                    }
-                    break;
+            if let Some(j) = history.newest_good_before(lock, i, path, &mut good)? {
+                stays[j] = true;
+                let cid = history.order[j].0;
+                if !out.iter().any(|l| l.id == cid && l.path == *path) {
+                    out.push(LastGood {
+                        id: cid,
+                        path: path.clone(),
+                        suspect_in: history.order[i].0,
+                    });
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// Where the last good capture of `path`, suspect in the snapshot
+/// `suspect`, is: the newest older snapshot of the same host and paths
+/// whose entry at `path` is a capture not marked suspect ([`last_good`]'s
+/// rule), if any. `snaps` is every snapshot; trees are read through
+/// `repo`'s loaded index.
+pub fn last_good_of(
+    repo: &Repository,
+    snaps: &[(SnapshotId, Snapshot)],
+    suspect: &SnapshotId,
+    path: &[u8],
+) -> Result<Option<SnapshotId>> {
+    let history = History::new(snaps);
+    let Some(i) = history.order.iter().position(|(id, _)| id == suspect) else {
+        return Ok(None);
+    };
+    Ok(history
+        .newest_good_before(repo, i, path, &mut HashMap::new())?
+        .map(|j| history.order[j].0))
+}
+
+/// Snapshots oldest first (by time, ties by ID), with the suspect paths
+/// each lists.
+struct History<'s> {
+    order: Vec<&'s (SnapshotId, Snapshot)>,
+    suspects: Vec<Vec<Vec<u8>>>,
+}
+
+impl<'s> History<'s> {
+    fn new(snaps: &'s [(SnapshotId, Snapshot)]) -> Self {
+        let mut order: Vec<&(SnapshotId, Snapshot)> = snaps.iter().collect();
+        order.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        let suspects = order.iter().map(|(_, s)| suspect_paths(s)).collect();
+        History { order, suspects }
+    }
+
+    /// The index of the newest snapshot before the `i`th with its host
+    /// and paths, not listing `path` as suspect, whose tree entry at
+    /// `path` is a good capture. `good` caches answers by root tree.
+    fn newest_good_before(
+        &self,
+        repo: &Repository,
+        i: usize,
+        path: &[u8],
+        good: &mut HashMap<(BlobId, Vec<u8>), bool>,
+    ) -> Result<Option<usize>> {
+        let s = &self.order[i].1;
+        for j in (0..i).rev() {
+            let (cid, c) = self.order[j];
+            if c.hostname != s.hostname
+                || c.paths != s.paths
+                || self.suspects[j].iter().any(|p| p == path)
+            {
+                continue;
+            }
+            let key = (c.tree, path.to_vec());
+            let is_good = match good.get(&key) {
+                Some(g) => *g,
+                None => {
+                    let g = match super::walk::find(repo, &c.tree, path) {
+                        Ok(super::walk::Found::Entry(n)) => {
+                            n.extension(EXT_SQLITE_CAPTURE).is_some()
+                                && n.extension(EXT_SQLITE_SUSPECT).is_none()
+                        }
+                        Ok(super::walk::Found::Dir(..)) => false,
+                        Err(e) if e.kind() == ErrorKind::NotFound => false,
+                        Err(e) => {
+                            return Err(e.context(format!(
+                                "cannot tell whether snapshot {} holds the last good \
+                                 capture of {}",
+                                cid.short(),
+                                String::from_utf8_lossy(path)
+                            )));
+                        }
+                    };
+                    good.insert(key, g);
+                    g
+                }
+            };
+            if is_good {
+                return Ok(Some(j));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Keep the snapshots `keep` names in `plans`, with the reason
