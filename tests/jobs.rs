@@ -915,6 +915,7 @@ before = ["exit 3"]
     assert!(success >= before as f64, "{text}");
     assert_eq!(get(&m, "cairn_job_last_run_success", "app"), Some(1.0));
     assert_eq!(get(&m, "cairn_job_errors", "app"), Some(0.0));
+    assert_eq!(get(&m, "cairn_job_suspect_captures", "app"), Some(0.0));
     // 20 docs files, big.bin, x.png and the database.
     assert_eq!(get(&m, "cairn_job_files", "app"), Some(23.0), "{text}");
     let added = get(&m, "cairn_job_bytes_added", "app").unwrap();
@@ -974,6 +975,13 @@ fn a_suspect_capture_fails_the_job_pings_why_and_retention_keeps_the_last_good_o
     let (src, db) = source(&env);
     let server = PingServer::start();
     let config = job_file(&env, &src, &server.url, "echo dump");
+    let metrics = env.path("cairn.prom");
+    let text = format!(
+        "metrics_file = \"{}\"\n{}",
+        metrics.display(),
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, text).unwrap();
     drop(db);
     let out = run_job(&env, &config, &[]);
     assert_eq!(
@@ -1021,4 +1029,9 @@ fn a_suspect_capture_fails_the_job_pings_why_and_retention_keeps_the_last_good_o
     }
     // keep_last = 2 keeps both suspect snapshots, and the good one too.
     assert_eq!(snapshot_count(&env), 3);
+    let m = samples(&std::fs::read_to_string(&metrics).unwrap());
+    assert_eq!(
+        m.get(&("cairn_job_suspect_captures".to_string(), "app".to_string())),
+        Some(&1.0)
+    );
 }

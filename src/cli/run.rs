@@ -198,6 +198,8 @@ pub(super) struct Metrics {
     pub(super) files: Option<u64>,
     pub(super) bytes_added: Option<u64>,
     pub(super) repository_bytes: Option<u64>,
+    /// Suspect database captures in the last snapshot written.
+    pub(super) suspect_captures: Option<u64>,
 }
 
 /// The Prometheus text exposition of `jobs`' metrics (for
@@ -209,7 +211,7 @@ pub(super) fn render_metrics(jobs: &[(String, Metrics)]) -> String {
             .replace('\n', "\\n")
     }
     type Get = fn(&Metrics) -> Option<f64>;
-    let families: [(&str, &str, Get); 8] = [
+    let families: [(&str, &str, Get); 9] = [
         (
             "cairn_job_last_success_timestamp_seconds",
             "Unix time the job last ran without errors.",
@@ -247,6 +249,11 @@ pub(super) fn render_metrics(jobs: &[(String, Metrics)]) -> String {
             "cairn_job_repository_bytes",
             "Stored bytes of the job's repository after its last backup.",
             |m| m.repository_bytes.map(|v| v as f64),
+        ),
+        (
+            "cairn_job_suspect_captures",
+            "Suspect database captures in the job's last snapshot.",
+            |m| m.suspect_captures.map(|v| v as f64),
         ),
     ];
     let mut out = String::new();
@@ -333,7 +340,7 @@ struct Runner<'a> {
     stopped: bool,
     snapshot: Option<String>,
     /// Files, bytes added and repository bytes of the snapshot written.
-    figures: Option<(u64, u64, u64)>,
+    figures: Option<(u64, u64, u64, u64)>,
 }
 
 impl<'a> Runner<'a> {
@@ -550,7 +557,12 @@ impl<'a> Runner<'a> {
         let r = (|| -> Result<()> {
             let done = super::backup::execute_locked(g, lock, opts, None)?;
             self.snapshot = Some(done.id.to_hex());
-            self.figures = Some((done.files, done.bytes_added, done.repository_bytes));
+            self.figures = Some((
+                done.files,
+                done.bytes_added,
+                done.repository_bytes,
+                done.suspects.len() as u64,
+            ));
             if done.code == super::exit::PARTIAL {
                 let list = |items: &[(std::path::PathBuf, String)]| {
                     let mut list: Vec<String> = items
@@ -831,8 +843,9 @@ impl<'a> Runner<'a> {
         }
         m.duration_seconds = (job_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         m.errors = self.errors.len() as u64;
-        if let Some((files, added, repo)) = self.figures {
+        if let Some((files, added, repo, suspect)) = self.figures {
             (m.files, m.bytes_added, m.repository_bytes) = (Some(files), Some(added), Some(repo));
+            m.suspect_captures = Some(suspect);
         }
         state.last_steps = self.steps.clone();
         if let Err(e) = state.save(self.name) {
