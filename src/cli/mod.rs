@@ -1127,12 +1127,8 @@ pub fn snapshot_json(
         v["original"] = serde_json::Value::String(hex::encode(o));
     }
     // The suspect database captures it holds (the guard against damage).
-    if let Some(list) = s
-        .extensions
-        .iter()
-        .find(|(t, _)| *t == cairn::format::snapshot::EXT_SUSPECT_PATHS)
-        .and_then(|(_, v)| cairn::format::suspect::decode_list(v).ok())
-    {
+    let list = cairn::format::suspect::of_snapshot(s);
+    if !list.is_empty() {
         v["suspect"] = list
             .iter()
             .map(|(p, s)| {

@@ -217,14 +217,7 @@ fn warn_suspect(
     snap: &cairn::format::snapshot::Snapshot,
     sub: &str,
 ) -> Result<()> {
-    let Some(list) = snap
-        .extensions
-        .iter()
-        .find(|(t, _)| *t == cairn::format::snapshot::EXT_SUSPECT_PATHS)
-        .and_then(|(_, v)| cairn::format::suspect::decode_list(v).ok())
-    else {
-        return Ok(());
-    };
+    let list = cairn::format::suspect::of_snapshot(snap);
     let prefix = sub.trim_end_matches('/').as_bytes();
     let below: Vec<_> = list
         .iter()

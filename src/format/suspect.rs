@@ -151,6 +151,18 @@ pub fn encode_list(entries: &[(Vec<u8>, Suspect)]) -> Result<Vec<u8>> {
     w.finish()
 }
 
+/// The suspect captures `snapshot` lists (its
+/// [`EXT_SUSPECT_PATHS`](super::snapshot::EXT_SUSPECT_PATHS)); none if it
+/// has no list or the list does not decode.
+pub fn of_snapshot(snapshot: &super::snapshot::Snapshot) -> Vec<(Vec<u8>, Suspect)> {
+    snapshot
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == super::snapshot::EXT_SUSPECT_PATHS)
+        .and_then(|(_, v)| decode_list(v).ok())
+        .unwrap_or_default()
+}
+
 /// Decode the snapshot extension's value.
 pub fn decode_list(b: &[u8]) -> Result<Vec<(Vec<u8>, Suspect)>> {
     let mut r = Reader::new(b, LIST_RECORD);

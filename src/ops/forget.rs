@@ -20,17 +20,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::snapshot::{EXT_SUSPECT_PATHS, Snapshot};
-use crate::format::suspect::decode_list;
+use crate::format::snapshot::Snapshot;
+use crate::format::suspect::of_snapshot;
 use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT};
 use crate::id::{BlobId, SnapshotId};
-use crate::repo::{Repository, SharedLock, snapshot_name};
+use crate::repo::{ExclusiveLock, Repository, SharedLock, snapshot_name};
 
 /// Remove these snapshots, under an exclusive lock: verified on the
 /// storage right before the first deletion (the commit point), and asked
 /// again before each one. Returns how many were removed. The data they
 /// alone referenced stays until a prune.
-pub fn forget(guard: &mut crate::repo::ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> {
+pub fn forget(guard: &mut ExclusiveLock<'_>, ids: &[SnapshotId]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -65,15 +65,9 @@ pub struct LastGood {
     pub suspect_in: SnapshotId,
 }
 
-/// The suspect paths a snapshot lists (its `EXT_SUSPECT_PATHS`); a list
-/// that does not decode counts as none.
+/// The suspect paths a snapshot lists.
 fn suspect_paths(s: &Snapshot) -> Vec<Vec<u8>> {
-    s.extensions
-        .iter()
-        .find(|(t, _)| *t == EXT_SUSPECT_PATHS)
-        .and_then(|(_, v)| decode_list(v).ok())
-        .map(|l| l.into_iter().map(|(p, _)| p).collect())
-        .unwrap_or_default()
+    of_snapshot(s).into_iter().map(|(p, _)| p).collect()
 }
 
 /// True if any of `snaps` lists suspect captures (then [`last_good`] needs
