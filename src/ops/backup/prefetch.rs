@@ -23,7 +23,11 @@
 //! page cache holds what the workers are about to read and not a whole
 //! tree that memory pressure would evict before it is used. They hold at
 //! most [`FOUND`] listed directories (one descriptor each) and [`QUEUE`]
-//! batches from the walk. The exclude rules and `--one-file-system` apply
+//! batches from the walk. A reader with nothing to do sleeps until the
+//! walk sends a batch, another reader finds a directory, or the walk moves
+//! [`WAKE_ENTRIES`] entries on: it never polls (sixteen readers polling
+//! every few milliseconds cost a warm backup an eighth of its time on two
+//! cores). The exclude rules and `--one-file-system` apply
 //! to them as to the walk. Hints never block the walk: a directory whose
 //! batch finds the queue full is read without them. Nothing here decides
 //! what is backed up: a hint that fails, or comes late, changes only how
@@ -35,7 +39,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rustix::fs::{Advice, Mode, OFlags};
@@ -57,9 +61,14 @@ const FOUND: usize = 64;
 const AHEAD_ENTRIES: u64 = 4096;
 /// Bytes the readers hint beyond the files the walk has reached, at most.
 const AHEAD_BYTES: u64 = 256 << 20;
-/// How long an idle reader waits before it looks again whether the walk
-/// has moved on far enough for it to continue below found directories.
-const IDLE: Duration = Duration::from_millis(2);
+/// How long an idle reader sleeps at most before it looks for work again
+/// unwoken (a safety net: the walk and the other readers wake it).
+const IDLE: Duration = Duration::from_millis(50);
+/// The walk wakes the idle readers each time it reaches this many more
+/// entries, or [`WAKE_BYTES`] more bytes of files, than the last time.
+const WAKE_ENTRIES: u64 = 256;
+/// See [`WAKE_ENTRIES`].
+const WAKE_BYTES: u64 = 16 << 20;
 
 /// What the parent snapshot recorded of an entry: enough to tell whether
 /// the backup will read it (see `ChangeRules::unchanged`).
@@ -135,6 +144,11 @@ struct Shared {
     hinted_bytes: AtomicU64,
     /// Bytes of the files the walk has reached.
     walked_bytes: AtomicU64,
+    /// Bumped (under its lock) whenever there may be new work for an idle
+    /// reader: a batch, a found directory, the walk moving on, the end.
+    /// Idle readers sleep on `woken` until it changes; they never spin.
+    wake: Mutex<u64>,
+    woken: Condvar,
 }
 
 /// The reader threads; dropping this stops them.
@@ -189,12 +203,19 @@ impl Prefetcher {
     /// further.
     pub(super) fn walked(&self, meta: &Meta) {
         if self.enabled() {
-            self.shared.walked.fetch_add(1, Ordering::Relaxed);
+            let entries = self.shared.walked.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut moved = entries % WAKE_ENTRIES == 0;
             if meta.is_file() {
                 let hinted = meta.size().min(HINT_BYTES);
-                self.shared
+                let before = self
+                    .shared
                     .walked_bytes
                     .fetch_add(hinted, Ordering::Relaxed);
+                moved |= before / WAKE_BYTES != (before + hinted) / WAKE_BYTES;
+            }
+            if moved {
+                // Readers held back by the bounds may go on.
+                self.shared.wake(usize::MAX);
             }
         }
     }
@@ -229,6 +250,7 @@ impl Prefetcher {
         let dir = Arc::new(fd);
         let path: Arc<Path> = Arc::from(path);
         let mut entries = entries.into_iter();
+        let mut sent = 0;
         loop {
             let batch: Vec<_> = entries.by_ref().take(BATCH).collect();
             if batch.is_empty() {
@@ -245,13 +267,16 @@ impl Prefetcher {
             if tx.try_send(job).is_err() {
                 break;
             }
+            sent += 1;
         }
+        self.shared.wake(sent);
     }
 }
 
 impl Drop for Prefetcher {
     fn drop(&mut self) {
         self.tx = None;
+        self.shared.wake(usize::MAX);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -270,23 +295,52 @@ impl Shared {
             walked: AtomicU64::new(0),
             hinted_bytes: AtomicU64::new(0),
             walked_bytes: AtomicU64::new(0),
+            wake: Mutex::new(0),
+            woken: Condvar::new(),
         }
+    }
+
+    /// There may be new work for `readers` idle readers (`usize::MAX`:
+    /// all of them).
+    fn wake(&self, readers: usize) {
+        if readers == 0 {
+            return;
+        }
+        *self.wake.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        if readers >= FOUND {
+            self.woken.notify_all();
+        } else {
+            (0..readers).for_each(|_| self.woken.notify_one());
+        }
+    }
+
+    /// Sleep until woken after `seen` (the wake count read before this
+    /// reader last found no work), or `most` passes; true if woken.
+    fn idle(&self, seen: u64, most: Duration) -> bool {
+        let g = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, waited) = self
+            .woken
+            .wait_timeout_while(g, most, |now| *now == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        drop(g);
+        !waited.timed_out()
     }
 
     /// A reader thread: the walk's batches first, then found directories
     /// while within the bounds, until the walk is over.
     fn run(&self, rx: &crossbeam_channel::Receiver<Batch>) {
         loop {
+            // Read before looking for work: a wake after this is not lost.
+            let seen = *self.wake.lock().unwrap_or_else(|p| p.into_inner());
             let batch = match rx.try_recv() {
                 Ok(b) => b,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
                 Err(crossbeam_channel::TryRecvError::Empty) => match self.next_found() {
                     Some(b) => b,
-                    None => match rx.recv_timeout(IDLE) {
-                        Ok(b) => b,
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                    },
+                    None => {
+                        self.idle(seen, IDLE);
+                        continue;
+                    }
                 },
             };
             let mut found = Vec::new();
@@ -297,8 +351,12 @@ impl Shared {
             }
             // Depth first in the walk's order: the first directory is
             // looked into first, so it goes on the stack last.
-            let mut stack = self.found.lock().unwrap_or_else(|p| p.into_inner());
-            stack.extend(found.into_iter().rev());
+            let more = found.len();
+            self.found
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(found.into_iter().rev());
+            self.wake(more);
         }
     }
 
@@ -445,6 +503,29 @@ mod tests {
             .iter()
             .map(|(n, _)| n.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn idle_readers_sleep_until_woken_and_miss_no_wake() {
+        let shared = Arc::new(Shared::new(RULES, ExcludeMatcher::default(), false));
+        let seen = *shared.wake.lock().unwrap();
+        // Nothing new: the reader sleeps its whole time.
+        assert!(!shared.idle(seen, Duration::from_millis(1)));
+        // A wake before the reader sleeps is not lost.
+        shared.wake(1);
+        assert!(shared.idle(seen, Duration::from_secs(60)));
+        // A sleeping reader wakes for new work, long before its time.
+        let seen = *shared.wake.lock().unwrap();
+        let reader = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.idle(seen, Duration::from_secs(600)))
+        };
+        shared.wake(1);
+        assert!(reader.join().unwrap());
+        // No wake for no work.
+        let seen = *shared.wake.lock().unwrap();
+        shared.wake(0);
+        assert_eq!(*shared.wake.lock().unwrap(), seen);
     }
 
     #[test]
