@@ -23,11 +23,12 @@
 //! page cache holds what the workers are about to read and not a whole
 //! tree that memory pressure would evict before it is used. They hold at
 //! most [`FOUND`] listed directories (one descriptor each) and [`QUEUE`]
-//! batches from the walk. A reader with nothing to do sleeps until the
-//! walk sends a batch, another reader finds a directory, or the walk moves
-//! [`WAKE_ENTRIES`] entries on: it never polls (sixteen readers polling
-//! every few milliseconds cost a warm backup an eighth of its time on two
-//! cores). The exclude rules and `--one-file-system` apply
+//! batches from the walk. A reader with nothing to do yields its core a
+//! few times ([`SPIN`]), then sleeps until the walk sends a batch, another
+//! reader finds a directory, or the walk moves [`WAKE_ENTRIES`] entries
+//! on: sixteen readers do not poll every few milliseconds for the whole
+//! backup, taking turns on the cores from the workers (and from whatever
+//! else the machine runs). The exclude rules and `--one-file-system` apply
 //! to them as to the walk. Hints never block the walk: a directory whose
 //! batch finds the queue full is read without them. Nothing here decides
 //! what is backed up: a hint that fails, or comes late, changes only how
@@ -64,8 +65,12 @@ const AHEAD_BYTES: u64 = 256 << 20;
 /// How long an idle reader sleeps at most before it looks for work again
 /// unwoken (a safety net: the walk and the other readers wake it).
 const IDLE: Duration = Duration::from_millis(50);
-/// The walk wakes the idle readers each time it reaches this many more
-/// entries, or [`WAKE_BYTES`] more bytes of files, than the last time.
+/// Times an idle reader yields its core, looking for work in between,
+/// before it sleeps.
+const SPIN: usize = 8;
+/// The walk wakes an idle reader (which wakes the next if there is more
+/// to do) each time it reaches this many more entries, or [`WAKE_BYTES`]
+/// more bytes of files, than the last time.
 const WAKE_ENTRIES: u64 = 256;
 /// See [`WAKE_ENTRIES`].
 const WAKE_BYTES: u64 = 16 << 20;
@@ -144,10 +149,13 @@ struct Shared {
     hinted_bytes: AtomicU64,
     /// Bytes of the files the walk has reached.
     walked_bytes: AtomicU64,
-    /// Bumped (under its lock) whenever there may be new work for an idle
-    /// reader: a batch, a found directory, the walk moving on, the end.
-    /// Idle readers sleep on `woken` until it changes; they never spin.
-    wake: Mutex<u64>,
+    /// Bumped (under `sleepers`' lock) whenever there may be new work for
+    /// an idle reader: a batch, a found directory, the walk moving on, the
+    /// end. Idle readers sleep on `woken` until it changes; they never
+    /// spin.
+    wakes: AtomicU64,
+    /// Readers asleep on `woken` (none: a wake costs no system call).
+    sleepers: Mutex<usize>,
     woken: Condvar,
 }
 
@@ -214,8 +222,9 @@ impl Prefetcher {
                 moved |= before / WAKE_BYTES != (before + hinted) / WAKE_BYTES;
             }
             if moved {
-                // Readers held back by the bounds may go on.
-                self.shared.wake(usize::MAX);
+                // A reader held back by the bounds may go on (and wakes
+                // the next if there is more, see `next_found`).
+                self.shared.wake(1);
             }
         }
     }
@@ -295,34 +304,51 @@ impl Shared {
             walked: AtomicU64::new(0),
             hinted_bytes: AtomicU64::new(0),
             walked_bytes: AtomicU64::new(0),
-            wake: Mutex::new(0),
+            wakes: AtomicU64::new(0),
+            sleepers: Mutex::new(0),
             woken: Condvar::new(),
         }
     }
 
     /// There may be new work for `readers` idle readers (`usize::MAX`:
-    /// all of them).
+    /// all of them, at the end).
     fn wake(&self, readers: usize) {
         if readers == 0 {
             return;
         }
-        *self.wake.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        if readers >= FOUND {
+        let sleepers = {
+            let g = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            *g
+        };
+        if sleepers == 0 {
+            // Nobody asleep: whoever looks for work next sees it.
+        } else if readers >= sleepers {
             self.woken.notify_all();
         } else {
             (0..readers).for_each(|_| self.woken.notify_one());
         }
     }
 
-    /// Sleep until woken after `seen` (the wake count read before this
+    /// Sleep until a wake after `seen` (the wake count read before this
     /// reader last found no work), or `most` passes; true if woken.
     fn idle(&self, seen: u64, most: Duration) -> bool {
-        let g = self.wake.lock().unwrap_or_else(|p| p.into_inner());
-        let (g, waited) = self
+        for _ in 0..SPIN {
+            std::thread::yield_now();
+            if self.wakes.load(Ordering::SeqCst) != seen {
+                return true;
+            }
+        }
+        let mut g = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
+        if self.wakes.load(Ordering::SeqCst) != seen {
+            return true;
+        }
+        *g += 1;
+        let (mut g, waited) = self
             .woken
-            .wait_timeout_while(g, most, |now| *now == seen)
+            .wait_timeout_while(g, most, |_| self.wakes.load(Ordering::SeqCst) == seen)
             .unwrap_or_else(|p| p.into_inner());
-        drop(g);
+        *g -= 1;
         !waited.timed_out()
     }
 
@@ -331,7 +357,7 @@ impl Shared {
     fn run(&self, rx: &crossbeam_channel::Receiver<Batch>) {
         loop {
             // Read before looking for work: a wake after this is not lost.
-            let seen = *self.wake.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = self.wakes.load(Ordering::SeqCst);
             let batch = match rx.try_recv() {
                 Ok(b) => b,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
@@ -367,7 +393,14 @@ impl Shared {
         if ahead > walked + AHEAD_ENTRIES {
             return None;
         }
-        let b = self.found.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+        let (b, more) = {
+            let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+            (found.pop()?, !found.is_empty())
+        };
+        if more {
+            // Pass it on: another idle reader takes the next.
+            self.wake(1);
+        }
         self.ahead
             .fetch_add(b.entries.len() as u64, Ordering::Relaxed);
         if b.scope == Scope::New {
@@ -508,14 +541,14 @@ mod tests {
     #[test]
     fn idle_readers_sleep_until_woken_and_miss_no_wake() {
         let shared = Arc::new(Shared::new(RULES, ExcludeMatcher::default(), false));
-        let seen = *shared.wake.lock().unwrap();
+        let seen = shared.wakes.load(Ordering::SeqCst);
         // Nothing new: the reader sleeps its whole time.
         assert!(!shared.idle(seen, Duration::from_millis(1)));
         // A wake before the reader sleeps is not lost.
         shared.wake(1);
         assert!(shared.idle(seen, Duration::from_secs(60)));
         // A sleeping reader wakes for new work, long before its time.
-        let seen = *shared.wake.lock().unwrap();
+        let seen = shared.wakes.load(Ordering::SeqCst);
         let reader = {
             let shared = shared.clone();
             std::thread::spawn(move || shared.idle(seen, Duration::from_secs(600)))
@@ -523,9 +556,9 @@ mod tests {
         shared.wake(1);
         assert!(reader.join().unwrap());
         // No wake for no work.
-        let seen = *shared.wake.lock().unwrap();
+        let seen = shared.wakes.load(Ordering::SeqCst);
         shared.wake(0);
-        assert_eq!(*shared.wake.lock().unwrap(), seen);
+        assert_eq!(shared.wakes.load(Ordering::SeqCst), seen);
     }
 
     #[test]
