@@ -6,7 +6,6 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn::backend::mem::CountingBackend;
@@ -499,44 +498,27 @@ fn a_wal_database_under_a_live_writer_is_queried_as_one_committed_state() {
          INSERT INTO ledger VALUES (0);",
     )
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, commits, db) = (Arc::clone(&stop), Arc::clone(&commits), db.clone());
-        std::thread::spawn(move || {
-            let c = Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let tx = c.unchecked_transaction().unwrap();
-                for _ in 0..20 {
-                    tx.execute(
-                        "INSERT INTO items(body) VALUES (?1)",
-                        [random_bytes(500, i)],
-                    )
-                    .unwrap();
-                    i += 1;
-                }
-                tx.execute(
-                    "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 3)",
-                    [],
-                )
-                .unwrap();
-                tx.execute("UPDATE ledger SET n = (SELECT count(*) FROM items)", [])
-                    .unwrap();
-                tx.commit().unwrap();
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let writer = LiveWriter::start(&db, Duration::ZERO, |tx, n| {
+        for k in 0..20 {
+            tx.execute(
+                "INSERT INTO items(body) VALUES (?1)",
+                [random_bytes(500, n * 20 + k)],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 3)",
+            [],
+        )
+        .unwrap();
+        tx.execute("UPDATE ledger SET n = (SELECT count(*) FROM items)", [])
+            .unwrap();
+    });
     // Wait for commits to be in the WAL (the writer holds it open, so it
     // is not checkpointed away), then back up while the writer goes on.
-    while commits.load(Ordering::Relaxed) < 30 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    writer.wait_for(30);
     let id = backup(&env, &src, &[]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.stop();
     drop(c);
     let target = format!("{id}:{}", db.display());
 

@@ -5,8 +5,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -67,44 +65,29 @@ fn a_database_under_a_live_writer_restores_to_one_committed_state() {
     let db = src.join("db.sqlite3");
     drop(make_db(&db, 20_000));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, commits, db) = (Arc::clone(&stop), Arc::clone(&commits), db.clone());
-        std::thread::spawn(move || {
-            let c = Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
-            let mut i = 1_000_000u64;
-            while !stop.load(Ordering::Relaxed) {
-                let tx = c.unchecked_transaction().unwrap();
-                for _ in 0..20 {
-                    tx.execute(
-                        "INSERT INTO items(body) VALUES (?1)",
-                        [random_bytes(900, i)],
-                    )
-                    .unwrap();
-                    i += 1;
-                }
-                tx.execute("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)", [])
-                    .unwrap();
-                tx.execute("UPDATE ledger SET n = (SELECT count(*) FROM items)", [])
-                    .unwrap();
-                tx.commit().unwrap();
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let writer = LiveWriter::start(&db, Duration::ZERO, |tx, n| {
+        for k in 0..20 {
+            tx.execute(
+                "INSERT INTO items(body) VALUES (?1)",
+                [random_bytes(900, 1_000_000 + n * 20 + k)],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)",
+            [],
+        )
+        .unwrap();
+        tx.execute("UPDATE ledger SET n = (SELECT count(*) FROM items)", [])
+            .unwrap();
+    });
     // Let the WAL fill up, then back up several times while it runs.
-    while commits.load(Ordering::Relaxed) < 50 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    writer.wait_for(50);
     for _ in 0..3 {
         let s = env.backup_json(&[&src], &[]);
         assert_eq!(s["errors"].as_array().unwrap().len(), 0, "{s}");
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    assert!(commits.load(Ordering::Relaxed) > 50);
+    assert!(writer.stop() > 50);
 
     // The snapshot holds the database only: no -wal, no -shm.
     let ls = env.ok(&["ls", "latest", src.to_str().unwrap()]);

@@ -7,8 +7,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -435,52 +433,33 @@ fn captures_of_a_wal_database_under_a_live_writer_are_never_suspect() {
         }
         tx.commit().unwrap();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, commits, db) = (Arc::clone(&stop), Arc::clone(&commits), db.clone());
-        std::thread::spawn(move || {
-            let c = Connection::open(&db).unwrap();
-            c.busy_timeout(Duration::from_secs(10)).unwrap();
-            let mut i = 1_000_000u64;
-            while !stop.load(Ordering::Relaxed) {
-                let tx = c.unchecked_transaction().unwrap();
-                for _ in 0..10 {
-                    tx.execute(
-                        "INSERT INTO items(k, body) VALUES (?1, ?2)",
-                        (i as i64 % 3001, random_bytes(700, i)),
-                    )
-                    .unwrap();
-                    i += 1;
-                }
-                tx.execute(
-                    "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)",
-                    [],
-                )
-                .unwrap();
-                tx.commit().unwrap();
-                commits.fetch_add(1, Ordering::Relaxed);
-                // An application's pace, not a benchmark's: a capture is
-                // compared with the one before, and a writer unthrottled
-                // on a fast disk could rewrite half the pages between.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
-    while commits.load(Ordering::Relaxed) < 20 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // An application's pace, not a benchmark's: a capture is compared
+    // with the one before, and a writer unthrottled on a fast disk could
+    // rewrite half the pages between.
+    let writer = LiveWriter::start(&db, Duration::from_millis(2), |tx, n| {
+        for k in 0..10 {
+            let i = 1_000_000 + n * 10 + k;
+            tx.execute(
+                "INSERT INTO items(k, body) VALUES (?1, ?2)",
+                (i as i64 % 3001, random_bytes(700, i)),
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)",
+            [],
+        )
+        .unwrap();
+    });
+    writer.wait_for(20);
     let mut runs = Vec::new();
     for _ in 0..4 {
-        let before = commits.load(Ordering::Relaxed);
+        let before = writer.commits();
         runs.push(backup(&env, &src, &[]));
         // Each capture sees a database the writer has moved on from.
-        while commits.load(Ordering::Relaxed) < before + 5 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        writer.wait_for(before + 5);
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    writer.stop();
     for (code, v, err) in runs {
         assert_eq!(code, 0, "{err}");
         assert!(suspects(&v).is_empty(), "{v}");

@@ -497,3 +497,78 @@ pub fn make_plain_db(path: &Path, pages: u64, seed: u64) {
     }
     tx.commit().unwrap();
 }
+
+/// An application writing to a SQLite database on its own thread: one
+/// transaction after another (`step` fills each, given the number of
+/// transactions committed before it), `pace` apart, until stopped.
+pub struct LiveWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    commits: std::sync::Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LiveWriter {
+    /// Start writing to `db` (which exists, with the tables `step` uses).
+    pub fn start(
+        db: &Path,
+        pace: std::time::Duration,
+        mut step: impl FnMut(&rusqlite::Transaction, u64) + Send + 'static,
+    ) -> LiveWriter {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let commits = std::sync::Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+        let thread = {
+            let (stop, commits, db) = (stop.clone(), commits.clone(), db.to_path_buf());
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let tx = c.unchecked_transaction().unwrap();
+                    step(&tx, n);
+                    tx.commit().unwrap();
+                    n += 1;
+                    *commits.0.lock().unwrap() = n;
+                    commits.1.notify_all();
+                    if !pace.is_zero() {
+                        std::thread::sleep(pace);
+                    }
+                }
+            })
+        };
+        LiveWriter {
+            stop,
+            commits,
+            thread: Some(thread),
+        }
+    }
+
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        *self.commits.0.lock().unwrap()
+    }
+
+    /// Wait until at least `n` transactions are committed.
+    pub fn wait_for(&self, n: u64) {
+        let (lock, cv) = &*self.commits;
+        drop(cv.wait_while(lock.lock().unwrap(), |c| *c < n).unwrap());
+    }
+
+    /// Stop writing; the transactions committed.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.commits()
+    }
+}
+
+impl Drop for LiveWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
