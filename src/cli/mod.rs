@@ -1293,6 +1293,16 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("--max-size", "1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("--max-size", "500G").unwrap(), 500 << 30);
+        assert_eq!(parse_size("--max-size", "2TiB").unwrap(), 2 << 40);
+        assert_eq!(parse_size("--max-size", "64kB").unwrap(), 64 << 10);
+        assert!(parse_size("--max-size", "lots").is_err());
+        assert!(parse_size("--max-size", "99999999999T").is_err());
+    }
+
+    #[test]
     fn counts_agree_with_their_nouns() {
         assert_eq!(count(1u64, "snapshot"), "1 snapshot");
         assert_eq!(count(0usize, "snapshot"), "0 snapshots");

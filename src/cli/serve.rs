@@ -93,28 +93,3 @@ pub fn run(g: &GlobalArgs, a: &Args) -> Result<i32> {
     )?;
     Ok(super::exit::OK)
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_take_binary_units() {
-        assert_eq!(
-            super::super::parse_size("--max-size", "1048576").unwrap(),
-            1 << 20
-        );
-        assert_eq!(
-            super::super::parse_size("--max-size", "500G").unwrap(),
-            500 << 30
-        );
-        assert_eq!(
-            super::super::parse_size("--max-size", "2TiB").unwrap(),
-            2 << 40
-        );
-        assert_eq!(
-            super::super::parse_size("--max-size", "64kB").unwrap(),
-            64 << 10
-        );
-        assert!(super::super::parse_size("--max-size", "lots").is_err());
-        assert!(super::super::parse_size("--max-size", "99999999999T").is_err());
-    }
-}
