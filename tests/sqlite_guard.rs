@@ -182,6 +182,61 @@ fn a_database_encrypted_over_is_suspect_until_sound_and_its_last_good_snapshot_i
 
 /// `--forget-suspect` lets retention and `forget ID` remove the last good
 /// snapshot.
+/// The guard judges a path against its newest good capture, not only the
+/// parent snapshot's entry: a database encrypted over before a run made
+/// with `--sqlite off` (which stored it raw and judged nothing) is suspect
+/// at the next run that captures, though unchanged since that run; and a
+/// database the parent run left out is judged the same way.
+#[test]
+fn a_database_encrypted_over_while_capture_was_off_is_judged_against_its_last_capture() {
+    let env = Env::new();
+    let src = env.path("app");
+    fs::create_dir(&src).unwrap();
+    let db = src.join("vault.db");
+    make_plain_db(&db, 300, 1);
+    let good = fs::read(&db).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    let good_id = v["snapshot_id"].as_str().unwrap()[..8].to_string();
+
+    fs::write(&db, random_bytes(good.len(), 7)).unwrap();
+    let (code, v, err) = backup(&env, &src, &["--sqlite", "off"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty(), "{v}");
+
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    let s = suspects(&v);
+    assert_eq!(s.len(), 1, "{v}");
+    assert_eq!(
+        (s[0].0.as_str(), s[0].1.as_str()),
+        (db.to_str().unwrap(), "not_a_database")
+    );
+    assert!(
+        s[0].2
+            .contains(&format!("captured as one in snapshot {good_id}")),
+        "{s:?}"
+    );
+    // Still suspect while unchanged.
+    let (code, v, _) = backup(&env, &src, &[]);
+    assert_eq!((code, suspects(&v).len()), (3, 1), "{v}");
+
+    // Sound again: captured, not suspect.
+    fs::write(&db, &good).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(suspects(&v).is_empty(), "{v}");
+
+    // Left out of one run (excluded here, as a database busy past the
+    // timeout is), then encrypted over: judged against the capture before.
+    let (code, _, err) = backup(&env, &src, &["--exclude", "vault.db"]);
+    assert_eq!(code, 0, "{err}");
+    fs::write(&db, random_bytes(good.len(), 8)).unwrap();
+    let (code, v, err) = backup(&env, &src, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(suspects(&v).len(), 1, "{v}");
+}
+
 #[test]
 fn forget_suspect_removes_the_last_good_snapshot_when_asked() {
     let env = Env::new();
@@ -396,7 +451,7 @@ fn a_database_with_most_pages_rewritten_is_suspect_once() {
     assert_eq!(s[0].1, "rewritten");
     assert!(
         s[0].2
-            .contains("pages rewritten since the parent snapshot's capture"),
+            .contains("pages rewritten since the capture in the parent snapshot"),
         "{s:?}"
     );
     let c = Connection::open(&db).unwrap();

@@ -20,6 +20,11 @@ pub const EXT_REWRITTEN_FROM: u16 = 3;
 /// Extension tag: the snapshot holds suspect database captures; the value
 /// lists their paths and reasons ([`super::suspect::encode_list`]).
 pub const EXT_SUSPECT_PATHS: u16 = 4;
+/// Extension tag: the paths of the files the snapshot holds as good SQLite
+/// captures ([`super::suspect::encode_paths`]), so that a later backup
+/// can judge a path against its newest good capture even when the
+/// snapshots between did not capture it.
+pub const EXT_CAPTURE_PATHS: u16 = 5;
 /// The tag a backup gives a snapshot that holds suspect captures.
 pub const SUSPECT_TAG: &str = "suspect";
 

@@ -178,9 +178,90 @@ pub fn decode_list(b: &[u8]) -> Result<Vec<(Vec<u8>, Suspect)>> {
     Ok(out)
 }
 
+/// Name of the capture path list in errors.
+const PATHS_RECORD: &str = "capture path list";
+
+/// Encode a list of paths (the snapshot extension
+/// [`EXT_CAPTURE_PATHS`](super::snapshot::EXT_CAPTURE_PATHS)): `u32`
+/// count, then each path (`bytes16`, absolute, as in the snapshot's tree),
+/// sorted, without repeats. Paths that would take the value past
+/// [`MAX_LIST_BYTES`] are left out.
+pub fn encode_paths(paths: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut sorted: Vec<&Vec<u8>> = paths.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut body = Writer::with_capacity(PATHS_RECORD, 256);
+    let mut n = 0u32;
+    for path in sorted {
+        if path.len() > usize::from(u16::MAX) {
+            continue;
+        }
+        if body.len() + 4 + 2 + path.len() > MAX_LIST_BYTES {
+            break;
+        }
+        body.bytes16(path);
+        n += 1;
+    }
+    let body = body.finish()?;
+    let mut w = Writer::with_capacity(PATHS_RECORD, 4 + body.len());
+    w.u32(n);
+    w.raw(&body);
+    w.finish()
+}
+
+/// Decode [`encode_paths`]' value.
+pub fn decode_paths(b: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut r = Reader::new(b, PATHS_RECORD);
+    let n = r.count32(2)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(r.bytes16()?.to_vec());
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// The good captures `snapshot` lists (its
+/// [`EXT_CAPTURE_PATHS`](super::snapshot::EXT_CAPTURE_PATHS)); none if it
+/// has no list (snapshots written before the list existed) or the list
+/// does not decode.
+pub fn captures_of_snapshot(snapshot: &super::snapshot::Snapshot) -> Vec<Vec<u8>> {
+    snapshot
+        .extensions
+        .iter()
+        .find(|(t, _)| *t == super::snapshot::EXT_CAPTURE_PATHS)
+        .and_then(|(_, v)| decode_paths(v).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_path_lists_round_trip_and_hostile_bytes_are_errors() {
+        let paths = vec![
+            b"/srv/b.db".to_vec(),
+            b"/srv/a.db".to_vec(),
+            b"/srv/a.db".to_vec(),
+        ];
+        let v = encode_paths(&paths).unwrap();
+        assert_eq!(
+            decode_paths(&v).unwrap(),
+            vec![b"/srv/a.db".to_vec(), b"/srv/b.db".to_vec()]
+        );
+        assert!(decode_paths(&v[..v.len() - 1]).is_err());
+        let mut extra = v.clone();
+        extra.push(0);
+        assert!(decode_paths(&extra).is_err());
+        // A count the bytes cannot hold.
+        assert!(decode_paths(&[0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            decode_paths(&encode_paths(&[]).unwrap())
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn marks_and_lists_round_trip_and_hostile_bytes_are_errors() {

@@ -234,22 +234,28 @@ impl Ctx<'_> {
         } else {
             None
         };
+        // A database path whose parent entry is no capture (the parent
+        // run left it out, or captured nothing): judged against its newest
+        // good capture in an earlier snapshot, and read again to be.
+        let earlier = self.earlier_capture(path, old);
         // Unchanged since the parent snapshot: reuse its content list
         // without opening the file (if every blob is still indexed).
-        let reused = old.and_then(|o| match &o.kind {
-            NodeKind::File { content }
-                if self.change.unchanged(o, &meta)
-                    && self.capture_still_valid(o, dir, os_name)
-                    && crate::repo::chunklist::content_indexed(self.repo, o, content) =>
-            {
-                Some((
-                    content.clone(),
-                    o.size,
-                    o.extension(EXT_SQLITE_CAPTURE).map(<[u8]>::to_vec),
-                ))
-            }
-            _ => None,
-        });
+        let reused = old
+            .filter(|_| earlier.is_none())
+            .and_then(|o| match &o.kind {
+                NodeKind::File { content }
+                    if self.change.unchanged(o, &meta)
+                        && self.capture_still_valid(o, dir, os_name)
+                        && crate::repo::chunklist::content_indexed(self.repo, o, content) =>
+                {
+                    Some((
+                        content.clone(),
+                        o.size,
+                        o.extension(EXT_SQLITE_CAPTURE).map(<[u8]>::to_vec),
+                    ))
+                }
+                _ => None,
+            });
         let was_reused = reused.is_some();
         let old_suspect = old
             .and_then(|o| o.extension(EXT_SQLITE_SUSPECT))
@@ -306,7 +312,10 @@ impl Ctx<'_> {
                                 },
                                 (None, None) => Now::Plain,
                             };
-                            suspect = self.judge(old, now);
+                            suspect = match &earlier {
+                                Some((id, n)) => self.judge(Some(n), Some(id), now),
+                                None => self.judge(old, None, now),
+                            };
                         }
                         capture_ext = read.capture.map(CaptureInfo::to_bytes);
                         stored_meta = read.meta;
@@ -357,6 +366,12 @@ impl Ctx<'_> {
         n.size = len;
         if let Some(ext) = capture_ext {
             n.extensions.push((EXT_SQLITE_CAPTURE, ext));
+            if suspect.is_none() {
+                self.captured
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(path.to_path_buf());
+            }
         }
         if let Some(s) = suspect {
             n.extensions.push((EXT_SQLITE_SUSPECT, s.to_bytes()));

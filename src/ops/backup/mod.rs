@@ -56,10 +56,12 @@ use std::time::Instant;
 
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::format::snapshot::{EXT_SUSPECT_PATHS, SUSPECT_TAG, Snapshot, Summary};
+use crate::format::snapshot::{
+    EXT_CAPTURE_PATHS, EXT_SUSPECT_PATHS, SUSPECT_TAG, Snapshot, Summary,
+};
 use crate::format::suspect::Suspect;
 use crate::format::tree::Tree;
-use crate::id::SnapshotId;
+use crate::id::{BlobId, SnapshotId};
 use crate::repo::save::{BlobSaver, SaveOptions};
 use crate::repo::{Repository, SharedLock};
 use crate::source::exclude::ExcludeMatcher;
@@ -127,6 +129,12 @@ struct Ctx<'a> {
     errors: Mutex<Vec<(PathBuf, String)>>,
     changed: Mutex<Vec<(PathBuf, String)>>,
     suspects: Mutex<Vec<(PathBuf, Suspect)>>,
+    /// Files stored as good captures (listed in the snapshot).
+    captured: Mutex<Vec<PathBuf>>,
+    /// For each path an earlier snapshot of this host lists as a good
+    /// capture: the newest such snapshot and its root tree. A path whose
+    /// parent entry is no capture is judged against that one.
+    captured_before: HashMap<Vec<u8>, (SnapshotId, BlobId)>,
     excludes: ExcludeMatcher,
     one_file_system: bool,
     names: NameCache,
@@ -167,6 +175,26 @@ pub fn find_parent(
         .load_snapshots()?
         .into_iter()
         .rfind(|(_, s)| s.hostname == host && s.paths == paths))
+}
+
+/// For each path that a snapshot of `host` lists as a good capture, the
+/// newest such snapshot (by time) and its root tree.
+fn newest_captures(
+    snapshots: &[(SnapshotId, Snapshot)],
+    host: &str,
+) -> HashMap<Vec<u8>, (SnapshotId, BlobId)> {
+    let mut order: Vec<&(SnapshotId, Snapshot)> = snapshots
+        .iter()
+        .filter(|(_, s)| s.hostname == host)
+        .collect();
+    order.sort_by(|a, b| b.1.time_ns.cmp(&a.1.time_ns).then(b.0.cmp(&a.0)));
+    let mut out = HashMap::new();
+    for (id, s) in order {
+        for p in crate::format::suspect::captures_of_snapshot(s) {
+            out.entry(p).or_insert((*id, s.tree));
+        }
+    }
+    out
 }
 
 /// Say what a lost lock means for a backup.
@@ -234,10 +262,16 @@ pub fn backup(
         raw_paths.push(format!("/{}", stream.filename()).into_bytes());
         raw_paths.sort();
     }
+    let snapshots = repo.load_snapshots()?;
     let parent = match &opts.parent {
         Some(id) => Some((*id, repo.load_snapshot(id)?)),
-        None => find_parent(repo, &host, &raw_paths)?,
+        None => snapshots
+            .iter()
+            .rfind(|(_, s)| s.hostname == host && s.paths == raw_paths)
+            .cloned(),
     };
+    let captured_before = newest_captures(&snapshots, &host);
+    drop(snapshots);
     let level = opts
         .compression_level
         .unwrap_or(repo.config().compression_level);
@@ -259,6 +293,8 @@ pub fn backup(
         errors: Mutex::new(Vec::new()),
         changed: Mutex::new(Vec::new()),
         suspects: Mutex::new(Vec::new()),
+        captured: Mutex::new(Vec::new()),
+        captured_before,
         excludes,
         one_file_system: opts.one_file_system,
         names: NameCache::default(),
@@ -327,8 +363,10 @@ pub fn backup(
         errors,
         changed,
         suspects,
+        captured,
         ..
     } = ctx;
+    let captured = captured.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut changed = changed.into_inner().unwrap_or_else(|p| p.into_inner());
     changed.sort();
     let mut suspects = suspects.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -365,6 +403,16 @@ pub fn backup(
         extensions.push((
             EXT_SUSPECT_PATHS,
             crate::format::suspect::encode_list(&list)?,
+        ));
+    }
+    if !captured.is_empty() {
+        let list: Vec<Vec<u8>> = captured
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect();
+        extensions.push((
+            EXT_CAPTURE_PATHS,
+            crate::format::suspect::encode_paths(&list)?,
         ));
     }
     tags.sort();

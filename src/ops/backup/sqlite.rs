@@ -14,7 +14,7 @@ use crate::chunker::Cut;
 use crate::error::Result;
 use crate::format::suspect::{Reason, Suspect};
 use crate::format::tree::{EXT_SQLITE_CAPTURE, EXT_SQLITE_SUSPECT, Node, NodeKind};
-use crate::id::BlobId;
+use crate::id::{BlobId, SnapshotId};
 use crate::source::fs::Meta;
 use crate::source::sqlite;
 
@@ -121,12 +121,23 @@ impl Ctx<'_> {
     }
 
     /// The guard against silent damage: whether the new entry of a path
-    /// is a suspect capture, judged against the parent snapshot's entry
-    /// `old`. Suspect: SQLite cannot read it; its check failed; it was a
-    /// database (captured, or suspect) and is a plain file now; or more
-    /// than half of the parent capture's pages (of at least
-    /// [`REWRITE_MIN_PAGES`]) are not at their place in this one.
-    pub(super) fn judge(&self, old: Option<&Node>, now: Now<'_>) -> Option<Suspect> {
+    /// is a suspect capture, judged against its earlier entry `old`: the
+    /// parent snapshot's (`from` is `None`), or the newest good capture in
+    /// snapshot `from` ([`Ctx::earlier_capture`]). Suspect: SQLite cannot
+    /// read it; its check failed; it was a database (captured, or suspect)
+    /// and is a plain file now; or more than half of the earlier capture's
+    /// pages (of at least [`REWRITE_MIN_PAGES`]) are not at their place in
+    /// this one.
+    pub(super) fn judge(
+        &self,
+        old: Option<&Node>,
+        from: Option<&SnapshotId>,
+        now: Now<'_>,
+    ) -> Option<Suspect> {
+        let snapshot = match from {
+            Some(id) => format!("snapshot {}", id.short()),
+            None => "the parent snapshot".to_string(),
+        };
         let old_capture = old
             .and_then(|o| o.extension(EXT_SQLITE_CAPTURE))
             .and_then(CaptureInfo::from_bytes);
@@ -141,7 +152,7 @@ impl Ctx<'_> {
             Now::Plain => (old_capture.is_some() || old_suspect.is_some()).then(|| Suspect {
                 reason: Reason::NotADatabase,
                 detail: if old_capture.is_some() {
-                    "no longer a SQLite database (captured as one in the parent snapshot)".into()
+                    format!("no longer a SQLite database (captured as one in {snapshot})")
                 } else {
                     STILL_NOT.into()
                 },
@@ -183,12 +194,42 @@ impl Ctx<'_> {
                     || Suspect {
                         reason: Reason::Rewritten,
                         detail: format!(
-                            "{rewritten} of its {pages} pages rewritten since the parent \
-                             snapshot's capture"
+                            "{rewritten} of its {pages} pages rewritten since the capture \
+                             in {snapshot}"
                         ),
                     },
                 )
             }
+        }
+    }
+
+    /// The newest good capture of `path` in an earlier snapshot, if its
+    /// parent entry `old` is neither a capture nor marked suspect (the
+    /// parent run left it out, was made with `--sqlite off`, or had other
+    /// paths) and an earlier snapshot of this host lists it as captured.
+    pub(super) fn earlier_capture(
+        &self,
+        path: &Path,
+        old: Option<&Node>,
+    ) -> Option<(SnapshotId, Node)> {
+        if !self.sqlite
+            || old.is_some_and(|o| {
+                o.extension(EXT_SQLITE_CAPTURE).is_some()
+                    || o.extension(EXT_SQLITE_SUSPECT).is_some()
+            })
+        {
+            return None;
+        }
+        let (id, tree) = self.captured_before.get(path.as_os_str().as_bytes())?;
+        // A snapshot that cannot be read here is no evidence either way.
+        match crate::ops::walk::find(self.repo, tree, path.as_os_str().as_bytes()) {
+            Ok(crate::ops::walk::Found::Entry(n))
+                if n.extension(EXT_SQLITE_CAPTURE).is_some()
+                    && n.extension(EXT_SQLITE_SUSPECT).is_none() =>
+            {
+                Some((*id, n))
+            }
+            _ => None,
         }
     }
 
