@@ -339,7 +339,8 @@ struct Runner<'a> {
     /// A step failed in a way that stops the steps after it.
     stopped: bool,
     snapshot: Option<String>,
-    /// Files, bytes added and repository bytes of the snapshot written.
+    /// Files, bytes added, repository bytes and suspect captures of the
+    /// snapshot written.
     figures: Option<(u64, u64, u64, u64)>,
 }
 

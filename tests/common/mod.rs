@@ -503,7 +503,9 @@ pub fn make_plain_db(path: &Path, pages: u64, seed: u64) {
 /// transactions committed before it), `pace` apart, until stopped.
 pub struct LiveWriter {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    commits: std::sync::Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    /// Transactions committed, and whether the writer has ended (stopped,
+    /// or failed: a test waiting for commits then fails instead of hanging).
+    state: std::sync::Arc<(std::sync::Mutex<(u64, bool)>, std::sync::Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -514,22 +516,34 @@ impl LiveWriter {
         pace: std::time::Duration,
         mut step: impl FnMut(&rusqlite::Transaction, u64) + Send + 'static,
     ) -> LiveWriter {
-        use std::sync::atomic::Ordering;
+        type State = std::sync::Arc<(std::sync::Mutex<(u64, bool)>, std::sync::Condvar)>;
+        /// Marks the writer ended when its thread ends, even by a panic.
+        struct Ended(State);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                let mut g = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+                g.1 = true;
+                drop(g);
+                self.0.1.notify_all();
+            }
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let commits = std::sync::Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+        let state: State =
+            std::sync::Arc::new((std::sync::Mutex::new((0, false)), std::sync::Condvar::new()));
         let thread = {
-            let (stop, commits, db) = (stop.clone(), commits.clone(), db.to_path_buf());
+            let (stop, state, db) = (stop.clone(), state.clone(), db.to_path_buf());
             std::thread::spawn(move || {
+                let ended = Ended(state);
                 let c = rusqlite::Connection::open(&db).unwrap();
                 c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let tx = c.unchecked_transaction().unwrap();
                     step(&tx, n);
                     tx.commit().unwrap();
                     n += 1;
-                    *commits.0.lock().unwrap() = n;
-                    commits.1.notify_all();
+                    ended.0.0.lock().unwrap().0 = n;
+                    ended.0.1.notify_all();
                     if !pace.is_zero() {
                         std::thread::sleep(pace);
                     }
@@ -538,37 +552,43 @@ impl LiveWriter {
         };
         LiveWriter {
             stop,
-            commits,
+            state,
             thread: Some(thread),
         }
     }
 
     /// Transactions committed so far.
     pub fn commits(&self) -> u64 {
-        *self.commits.0.lock().unwrap()
+        self.state.0.lock().unwrap().0
     }
 
-    /// Wait until at least `n` transactions are committed.
+    /// Wait until at least `n` transactions are committed; panics if the
+    /// writer ended first.
     pub fn wait_for(&self, n: u64) {
-        let (lock, cv) = &*self.commits;
-        drop(cv.wait_while(lock.lock().unwrap(), |c| *c < n).unwrap());
+        let (lock, cv) = &*self.state;
+        let g = cv
+            .wait_while(lock.lock().unwrap(), |s| s.0 < n && !s.1)
+            .unwrap();
+        assert!(g.0 >= n, "the writer ended after {} of {n} commits", g.0);
     }
 
-    /// Stop writing; the transactions committed.
+    /// Stop writing and wait for the writer: the transactions committed
+    /// (and the writer's panic, if it failed).
     pub fn stop(mut self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+        if let Err(p) = self.halt() {
+            std::panic::resume_unwind(p);
         }
         self.commits()
+    }
+
+    fn halt(&mut self) -> std::thread::Result<()> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map_or(Ok(()), |t| t.join())
     }
 }
 
 impl Drop for LiveWriter {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.halt();
     }
 }

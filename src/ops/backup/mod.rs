@@ -164,17 +164,18 @@ impl Ctx<'_> {
     }
 }
 
-/// The parent for a backup: the newest snapshot of `host` with exactly
-/// these source paths.
+/// The parent for a backup among `snapshots` (as
+/// [`Repository::load_snapshots`] lists them): the newest snapshot of
+/// `host` with exactly these source paths.
 pub fn find_parent(
-    repo: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
     host: &str,
     paths: &[Vec<u8>],
-) -> Result<Option<(SnapshotId, Snapshot)>> {
-    Ok(repo
-        .load_snapshots()?
-        .into_iter()
-        .rfind(|(_, s)| s.hostname == host && s.paths == paths))
+) -> Option<(SnapshotId, Snapshot)> {
+    snapshots
+        .iter()
+        .rfind(|(_, s)| s.hostname == host && s.paths == paths)
+        .cloned()
 }
 
 /// For each path that a snapshot of `host` lists as a good capture, the
@@ -265,10 +266,7 @@ pub fn backup(
     let snapshots = repo.load_snapshots()?;
     let parent = match &opts.parent {
         Some(id) => Some((*id, repo.load_snapshot(id)?)),
-        None => snapshots
-            .iter()
-            .rfind(|(_, s)| s.hostname == host && s.paths == raw_paths)
-            .cloned(),
+        None => find_parent(&snapshots, &host, &raw_paths),
     };
     let captured_before = newest_captures(&snapshots, &host);
     drop(snapshots);

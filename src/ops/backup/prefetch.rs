@@ -151,8 +151,8 @@ struct Shared {
     walked_bytes: AtomicU64,
     /// Bumped (under `sleepers`' lock) whenever there may be new work for
     /// an idle reader: a batch, a found directory, the walk moving on, the
-    /// end. Idle readers sleep on `woken` until it changes; they never
-    /// spin.
+    /// end. Idle readers sleep on `woken` until it changes, after a few
+    /// yields ([`SPIN`]); they do not poll.
     wakes: AtomicU64,
     /// Readers asleep on `woken` (none: a wake costs no system call).
     sleepers: Mutex<usize>,
