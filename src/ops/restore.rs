@@ -38,6 +38,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+mod gather;
 mod plan;
 
 pub use plan::{Action, Change, Overwrite, refusal};
@@ -237,6 +238,8 @@ struct Held {
     refused: bool,
     /// Complete, or failed: later blobs are dropped.
     ended: bool,
+    /// Its small blobs, gathered into large writes ([`gather`]).
+    regions: gather::Regions,
 }
 
 /// What the planned reads of a restore fetch, and where each blob goes.
@@ -245,8 +248,12 @@ struct Pending {
     files: Vec<PendingFile>,
     /// Each needed blob once.
     wanted: Vec<Wanted>,
-    /// For each wanted blob: (file, offset) it is written to.
-    targets: Vec<Vec<(usize, u64)>>,
+    /// For each wanted blob: the first (file, offset) it is written to.
+    first: Vec<(usize, u64)>,
+    /// Every further (wanted blob, file, offset), for a blob used more
+    /// than once (sorted by blob before the reads).
+    more: Vec<(usize, usize, u64)>,
+    /// Wanted blobs by ID (dropped before the reads).
     by_id: HashMap<BlobId, usize>,
 }
 
@@ -281,6 +288,8 @@ struct Ctx<'a> {
     pending: Mutex<Pending>,
     /// Files holding a [`Held`] handle now.
     held_open: AtomicUsize,
+    /// What the held files' gathering buffers may hold at once.
+    gathered: gather::Budget,
     verify_db: DbCheck,
     progress: &'a dyn Progress,
 }
@@ -346,6 +355,7 @@ impl<'a> Ctx<'a> {
             databases: Mutex::new(Vec::new()),
             pending: Mutex::new(Pending::default()),
             held_open: AtomicUsize::new(0),
+            gathered: gather::Budget::new(gather::BUDGET),
             verify_db: opts.verify_db,
             progress,
         }
@@ -666,6 +676,7 @@ impl<'a> Ctx<'a> {
             at.push((*id, loc, off));
             off += u64::from(loc.raw_len);
         }
+        let holds = at.len() >= HELD_MIN_BLOBS;
         let mut node = n.clone();
         // Only the metadata is needed from here on.
         if let NodeKind::File { content } = &mut node.kind {
@@ -682,8 +693,15 @@ impl<'a> Ctx<'a> {
             group,
             remaining: AtomicUsize::new(at.len()),
             failed: AtomicBool::new(false),
-            holds: at.len() >= HELD_MIN_BLOBS,
-            held: Mutex::new(Held::default()),
+            holds,
+            held: Mutex::new(Held {
+                regions: if holds {
+                    gather::Regions::plan(at.iter().map(|(_, loc, off)| (*off, loc.raw_len)))
+                } else {
+                    gather::Regions::default()
+                },
+                ..Held::default()
+            }),
         };
         if at.is_empty() {
             return self.complete(&pf, &file, dir);
@@ -693,8 +711,8 @@ impl<'a> Ctx<'a> {
         let f = p.files.len();
         p.files.push(pf);
         for (id, loc, off) in at {
-            let w = match p.by_id.get(&id) {
-                Some(&w) => w,
+            match p.by_id.get(&id) {
+                Some(&w) => p.more.push((w, f, off)),
                 None => {
                     let w = p.wanted.len();
                     p.wanted.push(Wanted {
@@ -702,12 +720,10 @@ impl<'a> Ctx<'a> {
                         id,
                         loc,
                     });
-                    p.targets.push(Vec::new());
+                    p.first.push((f, off));
                     p.by_id.insert(id, w);
-                    w
                 }
-            };
-            p.targets[w].push((f, off));
+            }
         }
         Ok(())
     }
@@ -750,15 +766,19 @@ impl<'a> Ctx<'a> {
     /// written. A blob that cannot be read or fails its checks fails every
     /// file that needs it, each named once.
     fn fetch(&self) {
-        let p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if p.wanted.is_empty() {
             return;
         }
+        p.by_id = HashMap::new();
+        p.more.sort_unstable();
         self.repo.read_planned(
             &p.wanted,
             crate::repo::readplan::read_workers(self.repo),
             &|w, data: Result<Vec<u8>>| {
-                for &(f, at) in &p.targets[w] {
+                let from = p.more.partition_point(|m| m.0 < w);
+                let more = p.more[from..].iter().take_while(|m| m.0 == w);
+                for (f, at) in std::iter::once(p.first[w]).chain(more.map(|m| (m.1, m.2))) {
                     let pf = &p.files[f];
                     if pf.failed.load(Ordering::Relaxed) {
                         continue;
@@ -831,8 +851,17 @@ impl<'a> Ctx<'a> {
                 }
             }
         };
+        let put = held.regions.put(at, data, &self.gathered);
         drop(held);
-        self.write_at(pf, &file, data, at)?;
+        match put {
+            gather::Put::Gathered => {}
+            gather::Put::Direct => self.write_at(pf, &file, data, at)?,
+            gather::Put::Write(start, region) => {
+                let r = self.write_at(pf, &file, &region, start);
+                self.gathered.give(region);
+                r?;
+            }
+        }
         self.progress.advance(0, data.len() as u64);
         crate::failpoint::hit("restore::after_held_write")?;
         if pf.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !pf.failed.load(Ordering::Acquire) {
@@ -856,6 +885,7 @@ impl<'a> Ctx<'a> {
         if held.file.take().is_some() {
             self.held_open.fetch_sub(1, Ordering::AcqRel);
         }
+        held.regions.release(&self.gathered);
         held.ended = true;
     }
 
@@ -2015,26 +2045,28 @@ mod tests {
     /// and ends its handle; B's page then arrives, the file's last. It
     /// must be dropped: written blob by blob instead, it completed a file
     /// that misses A's bytes (metadata applied, counted as restored).
-    #[test]
-    fn a_page_arriving_after_its_files_write_failed_does_not_complete_the_file() {
-        let repo = crate::repo::test_repo();
-        let dir = tempfile::tempdir().unwrap();
-        // A restore context on an empty target, driven by hand.
-        let (root, _, root_id) = open_target(dir.path()).unwrap();
+    /// A restore context on an empty target, driven by hand.
+    fn hand_ctx<'a>(repo: &'a Repository, dir: &std::path::Path) -> Ctx<'a> {
+        let (root, _, root_id) = open_target(dir).unwrap();
         let opts = RestoreOptions {
             owners: Some(false),
             verify_db: DbCheck::Off,
             ..RestoreOptions::default()
         };
-        let ctx = Ctx::new(
-            &repo,
+        Ctx::new(
+            repo,
             (root, root_id),
             HashMap::new(),
             None,
             &opts,
             &crate::ops::NoProgress,
-        );
-        let blobs = HELD_MIN_BLOBS;
+        )
+    }
+
+    /// A created file `f` of `pages` 4 KiB pages, written through a held
+    /// handle, its pages planned into regions; with the mtime it gets when
+    /// complete.
+    fn held_file(ctx: &Ctx<'_>, pages: usize) -> PendingFile {
         let fd = rustix::fs::openat(
             &ctx.root,
             "f",
@@ -2052,40 +2084,108 @@ mod tests {
             sec: 1_000_000_000,
             nsec: 0,
         };
-        let pf = PendingFile {
+        PendingFile {
             rel: b"f".to_vec(),
             path: b"/f".to_vec(),
             dir_id: ctx.root_id,
             id: obj_id(fd.as_fd()).unwrap(),
             node,
-            len: (blobs * 4096) as u64,
+            len: (pages * 4096) as u64,
             skip_meta: true,
             group: None,
-            remaining: AtomicUsize::new(blobs),
+            remaining: AtomicUsize::new(pages),
             failed: AtomicBool::new(false),
             holds: true,
-            held: Mutex::new(Held::default()),
-        };
-        drop(fd);
+            held: Mutex::new(Held {
+                regions: gather::Regions::plan((0..pages).map(|k| ((k * 4096) as u64, 4096))),
+                ..Held::default()
+            }),
+        }
+    }
+
+    fn completed_mtime(dir: &std::path::Path) -> bool {
+        let m = std::fs::metadata(dir.join("f")).unwrap();
+        m.modified().unwrap()
+            == std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000)
+    }
+
+    #[test]
+    fn a_page_arriving_after_its_files_write_failed_does_not_complete_the_file() {
+        let repo = crate::repo::test_repo();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = hand_ctx(&repo, dir.path());
+        let blobs = HELD_MIN_BLOBS;
+        let pf = held_file(&ctx, blobs);
         let page = [7u8; 4096];
-        // Every page but the last arrives and is written.
+        // Every page but the last arrives (and is gathered).
         for k in 0..blobs - 1 {
             ctx.write_pending(&pf, &page, (k * 4096) as u64).unwrap();
         }
-        // A's write failed: the fetch marks the file and ends its handle.
+        // A's write failed: the fetch marks the file and ends its handle,
+        // which gives its gathering buffer back.
         pf.failed.store(true, Ordering::Relaxed);
         ctx.end_held(&pf);
+        assert_eq!(
+            ctx.gathered.left(),
+            gather::Budget::new(gather::BUDGET).left()
+        );
         // B's page, past the check before the failure, arrives last.
         ctx.write_pending(&pf, &page, ((blobs - 1) * 4096) as u64)
             .unwrap();
         assert_eq!(ctx.files.load(Ordering::Relaxed), 0, "completed");
         assert_eq!(ctx.held_open.load(Ordering::Relaxed), 0);
-        let m = std::fs::metadata(dir.path().join("f")).unwrap();
-        assert_ne!(
-            m.modified().unwrap(),
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
+        assert!(
+            !completed_mtime(dir.path()),
             "the snapshot's mtime was applied to an unfinished file"
         );
+    }
+
+    #[test]
+    fn shuffled_pages_of_a_held_file_are_gathered_and_land_exactly_before_it_completes() {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let repo = crate::repo::test_repo();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = hand_ctx(&repo, dir.path());
+        // 600 pages: three regions, pages arriving as a shuffled pack
+        // hands them over.
+        let pages = 600usize;
+        let pf = held_file(&ctx, pages);
+        let page = |k: usize| vec![(k % 253) as u8 + 1; 4096];
+        let mut order: Vec<usize> = (0..pages).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(5));
+        let full = gather::Budget::new(gather::BUDGET).left();
+        for (n, &k) in order.iter().enumerate() {
+            ctx.write_pending(&pf, &page(k), (k * 4096) as u64).unwrap();
+            if n + 1 < pages {
+                assert_eq!(ctx.files.load(Ordering::Relaxed), 0, "completed early");
+            }
+            if n + 1 == pages / 2 {
+                // Halfway: a region is on disk whole once its last page
+                // came, and not at all before.
+                let now = std::fs::read(dir.path().join("f")).unwrap();
+                let arrived: std::collections::HashSet<usize> =
+                    order[..=n].iter().copied().collect();
+                for r in 0..pages.div_ceil(256) {
+                    let ks = r * 256..((r + 1) * 256).min(pages);
+                    let whole = ks.clone().all(|k| arrived.contains(&k));
+                    for k in ks {
+                        let on_disk = now.get(k * 4096..(k + 1) * 4096);
+                        assert_eq!(
+                            on_disk == Some(&page(k)[..]),
+                            whole,
+                            "page {k}: region {r} written piecemeal"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(ctx.files.load(Ordering::Relaxed), 1);
+        assert!(completed_mtime(dir.path()));
+        assert_eq!(ctx.gathered.left(), full, "buffers given back");
+        let got = std::fs::read(dir.path().join("f")).unwrap();
+        let want: Vec<u8> = (0..pages).flat_map(page).collect();
+        assert!(got == want, "restored bytes differ");
     }
 
     #[test]
