@@ -832,10 +832,12 @@ impl<'a> Ctx<'a> {
                         // costs the filesystem extent work at every
                         // page otherwise (about a fifth of the system
                         // time of restoring the 836 MiB benchmark
-                        // database). A full disk shows here, before any
-                        // page is written. Best effort: a filesystem
-                        // without `fallocate` is written as before. A
-                        // sparse file keeps its holes.
+                        // database). Best effort: where the reservation
+                        // fails (a filesystem without `fallocate`, or
+                        // one that compresses and would fit the file
+                        // anyway) it is written as before, and a write
+                        // that finds no room fails the file as always.
+                        // A sparse file keeps its holes.
                         if pf.node.flags & FLAG_SPARSE == 0 {
                             let _ = rustix::fs::fallocate(
                                 &f,
@@ -2035,11 +2037,6 @@ mod tests {
         );
     }
 
-    /// Thread B takes a page of a file written through its held handle
-    /// past the `failed` check; thread A's write of the same file fails
-    /// and ends its handle; B's page then arrives, the file's last. It
-    /// must be dropped: written blob by blob instead, it completed a file
-    /// that misses A's bytes (metadata applied, counted as restored).
     /// A restore context on an empty target, driven by hand.
     fn hand_ctx<'a>(repo: &'a Repository, dir: &std::path::Path) -> Ctx<'a> {
         let (root, _, root_id) = open_target(dir).unwrap();
@@ -2109,6 +2106,11 @@ mod tests {
             == std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000)
     }
 
+    /// Thread B takes a page of a file written through its held handle
+    /// past the `failed` check; thread A's write of the same file fails
+    /// and ends its handle; B's page then arrives, the file's last. It
+    /// must be dropped: written blob by blob instead, it completed a file
+    /// that misses A's bytes (metadata applied, counted as restored).
     #[test]
     fn a_page_arriving_after_its_files_write_failed_does_not_complete_the_file() {
         let repo = crate::repo::test_repo();
@@ -2152,8 +2154,7 @@ mod tests {
             ctx.write_pending(&pf, &page(k), (k * 4096) as u64).unwrap();
             if n == 0 && fallocate_works(dir.path()) {
                 // Its blocks are reserved at once: pages written out of
-                // order do not grow it piece by piece, and a full disk
-                // shows now.
+                // order do not grow it piece by piece.
                 let m = std::fs::metadata(dir.path().join("f")).unwrap();
                 assert_eq!(m.len(), (pages * 4096) as u64);
                 use std::os::unix::fs::MetadataExt;
